@@ -1,0 +1,213 @@
+"""Land department files: landing (as received, checksummed) -> raw (typed) + quarantine (with reason).
+
+Invariant: for every file, rows read = rows in ``raw/<source>`` + rows in ``quarantine/<source>``
+with that file's sha256. Ingesting a file whose sha256 is already in ``landing/_manifest`` adds
+nothing; a crash half-way is repaired by re-running, because every write replaces exactly the rows
+of its batch (``replaceWhere _file_sha256 = ...``) and the manifest row is written last.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lake import contracts as contracts_mod
+from lake import io, rules
+from lake.contracts import SourceContract
+from lake.files import InputError, parse_csv, sha256_of
+from lake.log import log
+from lake.settings import Settings
+from lake.spark import get_spark
+from quality import findings
+
+MANIFEST = ("landing", "_manifest")
+META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at"]
+WS = r"^[\s\u3000]+|[\s\u3000]+$"
+
+
+@dataclass
+class IngestResult:
+    source: str
+    file: str
+    sha256: str
+    batch_id: str
+    rows_read: int
+    rows_raw: int
+    rows_quarantined: int
+    findings: int
+    skipped: bool
+    detected_encoding: str = ""
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------ pure transforms
+
+def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
+    """Trim values, type them and attach ``_issues`` (array of issue structs). Pure."""
+    df = parsed
+    for c in sc.column_names:
+        v = F.regexp_replace(F.col(c), WS, "")
+        df = df.withColumn(c, F.when(v == "", None).otherwise(v))
+    checks = [
+        F.when(F.col("_field_count") != len(sc.columns), F.struct(
+            F.lit("parse.field_count").alias("rule"), F.lit("_row").alias("field"),
+            F.lit("malformed_row").alias("defect_type"), F.lit(rules.ERROR).alias("severity"),
+            F.concat(F.lit(f"expected {len(sc.columns)} fields, found "), F.col("_field_count").cast("string")).alias("message"),
+            F.col("_raw_line").alias("value"),
+        )),
+        rules.issue(F.col("_raw_line").contains("\ufffd") & (F.col("_field_count") == len(sc.columns)),
+                    "parse.encoding", "_row", "contains undecodable characters (U+FFFD)", F.col("_raw_line")),
+    ]
+    wellformed = F.col("_field_count") == len(sc.columns)
+    typed = {}
+    for col in sc.columns:
+        c = F.col(col.name)
+        if col.required:
+            checks.append(rules.issue(wellformed & c.isNull(), "required", col.name, f"{col.name} is required"))
+        if col.type == "date":
+            typed[col.name] = F.try_to_date(c, "yyyy-MM-dd")
+            checks.append(rules.issue(c.isNotNull() & typed[col.name].isNull(), "type.date", col.name,
+                                      "not a real date in YYYY-MM-DD form", c))
+        elif col.type != "string":
+            typed[col.name] = F.expr(f"try_cast(`{col.name}` as {col.type})")
+            checks.append(rules.issue(c.isNotNull() & typed[col.name].isNull(), "type.number", col.name,
+                                      f"not a {col.type}", c))
+        if col.allowed:
+            checks.append(rules.issue(c.isNotNull() & ~c.isin(list(col.allowed)), "allowed_values", col.name,
+                                      f"must be one of {'/'.join(col.allowed)}", c))
+        for chk in col.checks:
+            checks.extend({"cn_id": rules.cn_id_issues, "cn_uscc": rules.cn_uscc_issues,
+                           "cn_phone": rules.cn_phone_issues}[chk](col.name))
+    df = df.withColumn("_issues", F.filter(F.array(*checks), lambda x: x.isNotNull()))
+    for name, expr in typed.items():
+        df = df.withColumn(f"_typed_{name}", expr)
+    return df
+
+
+def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(raw, quarantine, findings) from a checked frame. Pure."""
+    is_error = F.exists("_issues", lambda x: x["severity"] == rules.ERROR)
+    typed_cols = [
+        (F.col(f"_typed_{c.name}") if f"_typed_{c.name}" in checked.columns else F.col(c.name)).alias(c.name)
+        for c in sc.columns
+    ]
+    raw = checked.where(~is_error).select(*typed_cols, *META_COLUMNS)
+    errors = F.filter("_issues", lambda x: x["severity"] == rules.ERROR)
+    quarantine = checked.where(is_error).select(
+        *[F.col(c) for c in sc.column_names], "_raw_line", *META_COLUMNS,
+        errors[0]["rule"].alias("_rule"),
+        F.array_join(F.transform(errors, lambda x: F.concat_ws(": ", x["field"], x["message"])), "; ").alias("_reason"),
+    )
+    found = checked.where(F.size("_issues") > 0).select(
+        F.col("_batch_id").alias("run_id"), F.lit("ingest").alias("stage"), F.col("_source").alias("source"),
+        F.lit(sc.department).alias("department"), F.col(sc.record_key).alias("record_key"),
+        F.explode("_issues").alias("i"), "_file_sha256", "_row", "_batch_id",
+    ).select("*", "i.*").drop("i")
+    return raw, quarantine, findings.conform(found)
+
+
+# ------------------------------------------------------------------ job
+
+def manifest_row(spark: SparkSession, settings: Settings, source: str, sha: str):
+    path = io.table_path(settings, *MANIFEST)
+    if not io.is_table(spark, path):
+        return None
+    rows = io.read(spark, path).where((F.col("source") == source) & (F.col("sha256") == sha)).collect()
+    return rows[0] if rows else None
+
+
+def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None) -> IngestResult:
+    t0 = time.time()
+    file = Path(file)
+    sc = contracts_mod.load(settings.contracts_dir).source(source)
+    if not file.is_file():
+        raise InputError(f"{file}: no such file")
+    sha = sha256_of(file)
+    batch_id = f"{source}-{sha[:16]}"
+    spark = spark or get_spark(settings)
+    done = manifest_row(spark, settings, source, sha)
+    if done is not None:
+        log.info("%s: already ingested as batch %s (%d rows); nothing added", file.name, done["batch_id"], done["rows_read"])
+        return IngestResult(source, file.name, sha, done["batch_id"], done["rows_read"], 0, 0, 0, True,
+                            done["detected_encoding"], time.time() - t0)
+
+    landed = settings.path("landing", source, sha, file.name)
+    if not io.file_exists(landed):
+        io.upload(str(file), landed)
+
+    staging = settings.path("_staging", "ingest", f"{batch_id}.parquet")
+    fs, staging_fs_path = io.filesystem(staging)
+    fs.create_dir(staging_fs_path.rsplit("/", 1)[0], recursive=True)
+    parsed = parse_csv(file, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
+    if parsed.detected_encoding.replace("-sig", "") != sc.encoding.replace("-sig", "").replace("gbk", "gb18030"):
+        log.warning("%s: contract declares %s, file is %s", file.name, sc.encoding, parsed.detected_encoding)
+
+    ingested_at = datetime.now(timezone.utc).replace(microsecond=0)
+    df = (
+        spark.read.parquet(staging)
+        .withColumn("_source", F.lit(source))
+        .withColumn("_file_sha256", F.lit(sha))
+        .withColumn("_batch_id", F.lit(batch_id))
+        .withColumn("_ingested_at", F.lit(ingested_at).cast("timestamp"))
+    )
+    checked = check_rows(df, sc).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        raw, quarantine, found = split(checked, sc)
+        cond = f"_file_sha256 = '{sha}'"
+        io.replace_where(raw, io.table_path(settings, "raw", source), cond)
+        io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)
+        findings.write(settings, found, run_id=batch_id)
+        n_raw = io.read(spark, io.table_path(settings, "raw", source)).where(cond).count()
+        n_q = io.read(spark, io.table_path(settings, "quarantine", source)).where(cond).count()
+        n_f = found.count()
+    finally:
+        checked.unpersist()
+    if n_raw + n_q != parsed.rows:
+        raise RuntimeError(f"{file.name}: reconciliation failed: read {parsed.rows}, raw {n_raw} + quarantine {n_q}")
+    result = IngestResult(source, file.name, sha, batch_id, parsed.rows, n_raw, n_q, n_f, False,
+                          parsed.detected_encoding, 0.0)
+    record = spark.createDataFrame([{
+        "source": source, "file_name": file.name, "landing_path": landed, "sha256": sha,
+        "bytes": os.path.getsize(file), "declared_encoding": sc.encoding, "detected_encoding": parsed.detected_encoding,
+        "rows_read": parsed.rows, "rows_raw": n_raw, "rows_quarantined": n_q, "findings": n_f,
+        "batch_id": batch_id, "ingested_at": ingested_at,
+    }], schema="source string, file_name string, landing_path string, sha256 string, bytes long, "
+               "declared_encoding string, detected_encoding string, rows_read long, rows_raw long, "
+               "rows_quarantined long, findings long, batch_id string, ingested_at timestamp")
+    io.append(record, io.table_path(settings, *MANIFEST))
+    _remove(staging)
+    result.seconds = round(time.time() - t0, 2)
+    log.info("%s: read %d, landed %d, quarantined %d, findings %d (%.1fs)",
+             file.name, parsed.rows, n_raw, n_q, n_f, result.seconds)
+    return result
+
+
+def _remove(uri: str) -> None:
+    fs, path = io.filesystem(uri)
+    try:
+        fs.delete_file(path)
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def inbox_files(settings: Settings, source: str) -> list[Path]:
+    folder = Path(settings.inbox) / source
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def run(settings: Settings, source: str, files: list[str] | None = None) -> list[dict]:
+    """Ingest ``files`` (default: every file in ``<inbox>/<source>/``) for one source."""
+    contracts_mod.load(settings.contracts_dir).source(source)  # unknown source -> clear error
+    paths = [Path(f) for f in files] if files else inbox_files(settings, source)
+    if not paths:
+        log.warning("%s: no files to ingest in %s", source, Path(settings.inbox) / source)
+    return [asdict(ingest_file(settings, source, p)) for p in paths]

@@ -1,0 +1,145 @@
+"""All lake I/O in one place: Delta tables through delta-spark, plain files through pyarrow.fs.
+
+Transforms elsewhere are pure ``DataFrame -> DataFrame`` functions; only this module knows paths,
+write modes and how a write is made idempotent.
+
+Every zone table lives at ``<root>/<zone>/<name>`` (see lake_layout.md). Writes are one of:
+- ``replace_where``: replace exactly the rows of one batch/run (idempotent re-runs);
+- ``publish``: overwrite the whole table, but only when the content fingerprint changed, so that a
+  re-run with the same inputs adds no Delta version.
+"""
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lake.settings import Settings
+
+
+def table_path(settings: Settings, zone: str, name: str) -> str:
+    return settings.path(zone, name)
+
+
+def is_table(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    try:
+        return DeltaTable.isDeltaTable(spark, path)
+    except Exception:  # a missing parent folder on some filesystems
+        return False
+
+
+def read(spark: SparkSession, path: str) -> DataFrame:
+    return spark.read.format("delta").load(path)
+
+
+def version(spark: SparkSession, path: str) -> int | None:
+    if not is_table(spark, path):
+        return None
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
+
+
+def last_metadata(spark: SparkSession, path: str) -> dict:
+    """The JSON userMetadata of the latest commit ({} if none)."""
+    if not is_table(spark, path):
+        return {}
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("userMetadata").collect()[0]
+    try:
+        return json.loads(row["userMetadata"] or "{}")
+    except ValueError:
+        return {}
+
+
+def replace_where(df: DataFrame, path: str, condition: str, meta: dict | None = None) -> None:
+    """Replace the rows matching ``condition`` with ``df`` (creating the table if needed)."""
+    w = df.write.format("delta")
+    if meta:
+        w = w.option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True))
+    if is_table(df.sparkSession, path):
+        w.mode("overwrite").option("replaceWhere", condition).save(path)
+    else:
+        w.mode("overwrite").save(path)
+
+
+def append(df: DataFrame, path: str) -> None:
+    df.write.format("delta").mode("append").save(path)
+
+
+def overwrite(df: DataFrame, path: str, meta: dict) -> None:
+    (
+        df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
+    )
+
+
+def fingerprint(df: DataFrame) -> str:
+    """Order-independent content hash: row count and the sum of per-row 64-bit hashes."""
+    cols = sorted(df.columns)
+    row = df.select(F.xxhash64(*[F.col(c) for c in cols]).alias("h")).agg(
+        F.count("*").alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")
+    ).collect()[0]
+    return f"{row['n']}:{row['s'] or 0}:{','.join(cols)}"
+
+
+# ---------------------------------------------------------------- plain files (landing, open, reports)
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and path for a lake URI (local path, s3://, s3a://, gs://, hdfs://)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return pafs.LocalFileSystem(), parsed.path if parsed.scheme else uri
+    if parsed.scheme in ("s3a", "s3n"):
+        uri = "s3://" + uri.split("://", 1)[1]
+    return pafs.FileSystem.from_uri(uri)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def file_exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def write_if_changed(uri: str, data: bytes) -> bool:
+    """Write a file unless it already has exactly these bytes; True if written."""
+    if file_exists(uri) and read_bytes(uri) == data:
+        return False
+    write_bytes(uri, data)
+    return True
+
+
+def upload(local_path: str, uri: str) -> None:
+    fs, path = filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pafs.copy_files(local_path, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def list_files(uri: str) -> list[str]:
+    fs, path = filesystem(uri)
+    info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    return sorted(i.path for i in info if i.type == pafs.FileType.File)

@@ -1,0 +1,1 @@
+"""Quality: findings (row-level problems sent back to departments) and GX gates (write-audit-publish)."""

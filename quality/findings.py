@@ -1,0 +1,39 @@
+"""The findings table ``quality/findings``: one row per detected problem at row level.
+
+This is what goes back to the owning department (the 评 of 汇·管·用·评): which record (the
+department's own record key), which field, which rule, how severe, and the ``defect_type`` in the
+same words as the generator's truth file. Rows are written per run (``run_id``) with replaceWhere,
+so re-running a run replaces its findings instead of adding duplicates.
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lake import io
+from lake.settings import Settings
+
+FINDINGS = ("quality", "findings")
+COLUMNS = [
+    ("run_id", "string"), ("stage", "string"), ("source", "string"), ("department", "string"),
+    ("record_key", "string"), ("field", "string"), ("rule", "string"), ("severity", "string"),
+    ("defect_type", "string"), ("message", "string"), ("value", "string"),
+    ("_file_sha256", "string"), ("_row", "long"), ("_batch_id", "string"),
+]
+
+
+def conform(df: DataFrame) -> DataFrame:
+    """Select the findings columns in order, with their types."""
+    return df.select(*[F.col(c).cast(t).alias(c) for c, t in COLUMNS])
+
+
+def write(settings: Settings, df: DataFrame, run_id: str) -> None:
+    path = io.table_path(settings, *FINDINGS)
+    io.replace_where(conform(df), path, f"run_id = '{run_id}'")
+
+
+def has_run(spark, settings: Settings, run_id: str) -> bool:
+    path = io.table_path(settings, *FINDINGS)
+    if not io.is_table(spark, path):
+        return False
+    return io.read(spark, path).where(F.col("run_id") == run_id).limit(1).count() > 0
