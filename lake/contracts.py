@@ -8,6 +8,7 @@ and share grants are generated from these files, never written twice.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -129,7 +130,7 @@ def parse_source(path: Path) -> SourceContract:
     for i, c in enumerate(_req(d, "columns", path)):
         name = _req(c, "name", path)
         typ = c.get("type", "string")
-        if typ not in SOURCE_TYPES and not str(typ).startswith("decimal("):
+        if typ not in SOURCE_TYPES and not re.fullmatch(r"decimal\(\d+,\d+\)", str(typ)):
             raise ContractError(f"{path}: column '{name}' has unknown type '{typ}'")
         checks = tuple(c.get("checks", []) or [])
         bad = set(checks) - CHECKS

@@ -83,7 +83,10 @@ def overwrite(df: DataFrame, path: str, meta: dict) -> None:
 def fingerprint(df: DataFrame) -> str:
     """Order-independent content hash: row count and the sum of per-row 64-bit hashes."""
     cols = sorted(df.columns)
-    row = df.select(F.xxhash64(*[F.col(c) for c in cols]).alias("h")).agg(
+    types = dict(df.dtypes)
+    # maps cannot be hashed directly; their JSON form is deterministic for maps built in a fixed order
+    exprs = [F.to_json(F.col(c)) if types[c].startswith("map") else F.col(c) for c in cols]
+    row = df.select(F.xxhash64(*exprs).alias("h")).agg(
         F.count("*").alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")
     ).collect()[0]
     return f"{row['n']}:{row['s'] or 0}:{','.join(cols)}"
@@ -143,3 +146,12 @@ def list_files(uri: str) -> list[str]:
     fs, path = filesystem(uri)
     info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
     return sorted(i.path for i in info if i.type == pafs.FileType.File)
+
+
+def overwrite_if_changed(df: DataFrame, path: str, meta: dict, fp: str | None = None) -> bool:
+    """Overwrite ``path`` with ``df`` unless its content fingerprint is unchanged; True if written."""
+    fp = fp or fingerprint(df)
+    if last_metadata(df.sparkSession, path).get("fingerprint") == fp:
+        return False
+    overwrite(df, path, {**meta, "fingerprint": fp})
+    return True

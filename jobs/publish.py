@@ -1,0 +1,169 @@
+"""Publish to the share zone (departments) and the open zone (open-data portal).
+
+Share: ``share/<zone>__<name>`` is a Delta copy of each published base/topic table whose share type is
+not "none"; Delta's versions are the table's release history. ``share/_grants`` lists which
+departments may read which table (generated from the contracts) and ``lake share read`` enforces it.
+
+Open: for each topic table with an ``open_dataset``: ``open/<dataset>/data.csv`` (UTF-8),
+``data.json`` and ``metadata.json`` (DCAT-style: title, description, publisher, licence, update
+frequency, coverage, columns). Counts under 5 are suppressed. Before anything is written a GX gate
+checks that no value looks like a citizen ID number or a mobile number.
+"""
+from __future__ import annotations
+
+import csv
+import io as pyio
+import json
+import time
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lake import contracts as contracts_mod
+from lake import io, rules
+from lake.contracts import TableContract
+from lake.log import log
+from lake.settings import Settings
+from lake.spark import get_spark
+from quality import gates
+
+SMALL_CELL = 5
+PUBLISHER = "北京市大兴区大数据局 (Daxing District Big Data Bureau)"
+LICENCE = "CC-BY-4.0"
+SPATIAL = {"name": "北京市大兴区", "admin_code": "110115", "bbox_wgs84": [116.13, 39.44, 116.72, 39.85]}
+CYCLE_TO_DCAT = {"daily": "http://purl.org/cld/freq/daily", "weekly": "http://purl.org/cld/freq/weekly",
+                 "monthly": "http://purl.org/cld/freq/monthly", "quarterly": "http://purl.org/cld/freq/quarterly",
+                 "yearly": "http://purl.org/cld/freq/annual"}
+GRANTS = ("share", "_grants")
+
+
+def share_name(tc: TableContract) -> str:
+    return f"{tc.zone}__{tc.name}"
+
+
+def publish_share(spark: SparkSession, settings: Settings) -> list[dict]:
+    contracts = contracts_mod.load(settings.contracts_dir)
+    out = []
+    grants = []
+    for tc in sorted(contracts.tables.values(), key=lambda t: t.table):
+        if tc.share_type == "none":
+            continue
+        src = io.table_path(settings, tc.zone, tc.name)
+        if not io.is_table(spark, src):
+            raise contracts_mod.ContractError(f"{tc.table} is not published yet; build it before sharing")
+        meta = io.last_metadata(spark, src)
+        written = io.overwrite_if_changed(
+            io.read(spark, src), io.table_path(settings, "share", share_name(tc)),
+            {"source_table": tc.table, "source_version": io.version(spark, src), "as_of": meta.get("as_of")},
+            fp=meta.get("fingerprint"),
+        )
+        for dept in (tc.share_grants if tc.share_type == "conditional" else ("*",)):
+            grants.append((share_name(tc), tc.table, tc.share_type, dept, tc.share_condition, tc.grade))
+        out.append({"table": f"share.{share_name(tc)}", "status": "published" if written else "unchanged"})
+    gdf = spark.createDataFrame(grants, "share_table string, source_table string, share_type string, "
+                                        "department string, share_condition string, grade int")
+    io.overwrite_if_changed(gdf, io.table_path(settings, *GRANTS), {"kind": "grants"})
+    for o in out:
+        log.info("%s: %s", o["table"], o["status"])
+    return out
+
+
+class AccessDenied(PermissionError):
+    pass
+
+
+def read_share(spark: SparkSession, settings: Settings, table: str, department: str):
+    """Read a share-zone table as ``department``; raises AccessDenied without a grant."""
+    path = io.table_path(settings, *GRANTS)
+    rows = io.read(spark, path).where(F.col("share_table") == table).collect() if io.is_table(spark, path) else []
+    if not rows:
+        raise AccessDenied(f"share table '{table}' does not exist or is not shared")
+    if not any(r["department"] in ("*", department) for r in rows):
+        allowed = ", ".join(sorted(r["department"] for r in rows))
+        raise AccessDenied(f"{department} has no grant for {table} ({rows[0]['share_type']} sharing; granted to: {allowed})")
+    return io.read(spark, io.table_path(settings, "share", table))
+
+
+def suppress(pdf, count_columns: list[str]):
+    """Blank counts under SMALL_CELL (primary small-cell suppression)."""
+    pdf = pdf.copy()
+    for c in count_columns:
+        pdf[c] = pdf[c].astype("Int64").where(pdf[c] >= SMALL_CELL)
+    return pdf
+
+
+def open_files(tc: TableContract, pdf, as_of: str) -> dict[str, bytes]:
+    ds = tc.open_dataset
+    cols = tc.column_names
+    pdf = pdf[cols].sort_values(list(tc.key)).reset_index(drop=True)
+    buf = pyio.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    records = []
+    for row in pdf.itertuples(index=False):
+        vals = [None if (v is None or (hasattr(v, "__class__") and str(v) == "<NA>")) else (int(v) if hasattr(v, "is_integer") or isinstance(v, int) else v) for v in row]
+        w.writerow(["" if v is None else v for v in vals])
+        records.append(dict(zip(cols, vals)))
+    metadata = {
+        "identifier": ds["id"], "title": ds["title"], "description": ds["description"],
+        "publisher": PUBLISHER, "license": LICENCE, "keywords": ds.get("keywords", []),
+        "accrualPeriodicity": CYCLE_TO_DCAT.get(tc.update_cycle, tc.update_cycle), "update_frequency": tc.update_cycle,
+        "spatial": SPATIAL, "temporal": {"as_of": as_of}, "modified": as_of,
+        "source_table": tc.table, "grain": tc.grain,
+        "columns": [{"name": c.name, "title": c.title, "type": c.type} for c in tc.columns],
+        "small_cell_suppression": f"counts below {SMALL_CELL} are left blank",
+        "distributions": [{"format": "CSV", "mediaType": "text/csv", "encoding": "UTF-8", "file": "data.csv"},
+                          {"format": "JSON", "mediaType": "application/json", "file": "data.json"}],
+    }
+    return {
+        "data.csv": buf.getvalue().encode("utf-8"),
+        "data.json": json.dumps(records, ensure_ascii=False, indent=1).encode("utf-8"),
+        "metadata.json": json.dumps(metadata, ensure_ascii=False, indent=2).encode("utf-8"),
+    }
+
+
+def pii_specs(columns: list[str]) -> list[dict]:
+    specs = []
+    for c in columns:
+        specs.append({"type": "not_regex", "column": c, "regex": rules.ID_NUMBER_REGEX})
+        specs.append({"type": "not_regex", "column": c, "regex": rules.MOBILE_REGEX})
+    return specs
+
+
+def publish_open(spark: SparkSession, settings: Settings) -> list[dict]:
+    contracts = contracts_mod.load(settings.contracts_dir)
+    out = []
+    for tc in sorted(contracts.tables.values(), key=lambda t: t.table):
+        if tc.open_type == "none" or not tc.open_dataset:
+            continue
+        src = io.table_path(settings, tc.zone, tc.name)
+        if not io.is_table(spark, src):
+            raise contracts_mod.ContractError(f"{tc.table} is not published yet; build it before opening it")
+        as_of = io.last_metadata(spark, src).get("as_of", "")
+        pdf = suppress(io.read(spark, src).select(*tc.column_names).toPandas(), tc.open_dataset.get("count_columns", []))
+        files = open_files(tc, pdf, as_of)
+        folder = settings.path("open", tc.open_dataset["id"])
+        changed = [n for n, b in files.items() if not (io.file_exists(f"{folder}/{n}") and io.read_bytes(f"{folder}/{n}") == b)]
+        if not changed:
+            out.append({"dataset": tc.open_dataset["id"], "status": "unchanged", "rows": len(pdf)})
+            continue
+        # PII gate on exactly what will be written: every value as text.
+        text_cols = [c for c in tc.column_names]
+        export = spark.createDataFrame(pdf.astype(object).where(pdf.notna(), None).astype(str).replace("None", None))
+        failures = gates.validate(spark, settings, f"open.{tc.open_dataset['id']}", export.select(*text_cols),
+                                  pii_specs(text_cols), run_id=f"open-{tc.open_dataset['id']}-{hash(files['data.csv']) & 0xffffffff:08x}")
+        if failures:
+            raise gates.GateFailed(f"open.{tc.open_dataset['id']}", failures)
+        for n, b in files.items():
+            io.write_if_changed(f"{folder}/{n}", b)
+        out.append({"dataset": tc.open_dataset["id"], "status": "published", "rows": len(pdf)})
+        log.info("open/%s: published %d rows (%s)", tc.open_dataset["id"], len(pdf), ", ".join(changed))
+    return out
+
+
+def run(settings: Settings) -> dict:
+    t0 = time.time()
+    spark = get_spark(settings)
+    share = publish_share(spark, settings)
+    opened = publish_open(spark, settings)
+    return {"share": share, "open": opened, "seconds": round(time.time() - t0, 2)}

@@ -1,0 +1,188 @@
+"""Quality gates with Great Expectations (write-audit-publish).
+
+Suites are generated from the table contracts (keys not null and unique, the columns the contract
+declares, plus the contract's own ``expectations``), never written by hand. ``publish`` builds the
+candidate, and only if the content changed: writes it to ``_staging``, validates it with GX, and
+overwrites the published table only when every expectation passed. A failed gate raises
+``GateFailed`` naming each failed expectation and its unexpected row count, and leaves the published
+version untouched. Results go to ``quality/validations`` (Delta) and GX Data Docs (HTML).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lake import io
+from lake.contracts import TableContract
+from lake.log import log
+from lake.settings import Settings
+
+VALIDATIONS = ("quality", "validations")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+class GateFailed(RuntimeError):
+    def __init__(self, table: str, failures: list[dict]):
+        self.table = table
+        self.failures = failures
+        lines = [
+            f"  - {f['expectation']}({f['column'] or 'table'}): {f['unexpected_count']} of {f['element_count']} rows unexpected"
+            if f["unexpected_count"] is not None else f"  - {f['expectation']}({f['column'] or 'table'}): observed {f['observed']}"
+            for f in failures
+        ]
+        super().__init__(f"quality gate failed for {table}; not published:\n" + "\n".join(lines))
+
+
+@dataclass
+class PublishResult:
+    table: str
+    status: str  # published | unchanged
+    rows: int
+    fingerprint: str
+    failures: list = field(default_factory=list)
+
+
+def expectation_specs(tc: TableContract, meta_columns: list[str] = ()) -> list[dict]:
+    """The suite as plain dicts: generated key/column checks first, then the contract's own."""
+    specs = [{"type": "columns_match", "columns": sorted([*tc.column_names, *meta_columns])}]
+    for k in tc.key:
+        specs.append({"type": "not_null", "column": k})
+    if len(tc.key) == 1:
+        specs.append({"type": "unique", "column": tc.key[0]})
+    else:
+        specs.append({"type": "compound_unique", "columns": list(tc.key)})
+    specs.extend(dict(e) for e in tc.expectations)
+    return specs
+
+
+def suite_hash(specs: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(specs, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _gx_expectation(spec: dict):
+    import great_expectations.expectations as gxe
+
+    t = spec["type"]
+    kw = {"mostly": spec["mostly"]} if "mostly" in spec else {}
+    if t == "columns_match":
+        return gxe.ExpectTableColumnsToMatchSet(column_set=spec["columns"], exact_match=True)
+    if t == "not_null":
+        return gxe.ExpectColumnValuesToNotBeNull(column=spec["column"], **kw)
+    if t == "unique":
+        return gxe.ExpectColumnValuesToBeUnique(column=spec["column"], **kw)
+    if t == "compound_unique":
+        return gxe.ExpectCompoundColumnsToBeUnique(column_list=spec["columns"], **kw)
+    if t == "regex":
+        return gxe.ExpectColumnValuesToMatchRegex(column=spec["column"], regex=spec["regex"], **kw)
+    if t == "not_regex":
+        return gxe.ExpectColumnValuesToNotMatchRegex(column=spec["column"], regex=spec["regex"], **kw)
+    if t == "in_set":
+        return gxe.ExpectColumnValuesToBeInSet(column=spec["column"], value_set=spec["values"], **kw)
+    if t == "between":
+        return gxe.ExpectColumnValuesToBeBetween(column=spec["column"], min_value=spec.get("min"),
+                                                 max_value=spec.get("max"), **kw)
+    if t == "row_count_between":
+        return gxe.ExpectTableRowCountToBeBetween(min_value=spec.get("min"), max_value=spec.get("max"))
+    raise ValueError(f"unknown expectation type '{t}' (known: columns_match, not_null, unique, compound_unique, "
+                     "regex, not_regex, in_set, between, row_count_between)")
+
+
+def gx_dir(settings: Settings) -> str:
+    """GX keeps its project (suites, results, Data Docs) on a local path: under the lake root when the
+    root is local, else under LAKE_GX_DIR."""
+    if "://" in settings.root:
+        return os.environ.get("LAKE_GX_DIR", os.path.abspath(".gx_project"))
+    return os.path.join(settings.root, "quality", "gx")
+
+
+def docs_index(settings: Settings) -> str:
+    return os.path.join(gx_dir(settings), "gx", "uncommitted", "data_docs", "local_site", "index.html")
+
+
+_contexts: dict = {}
+
+
+def _context(settings: Settings):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    root = gx_dir(settings)
+    if root not in _contexts:
+        os.makedirs(root, exist_ok=True)
+        ctx = gx.get_context(mode="file", project_root_dir=root)
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        _contexts[root] = ctx
+    return _contexts[root]
+
+
+def validate(spark: SparkSession, settings: Settings, name: str, df: DataFrame, specs: list[dict],
+             run_id: str) -> list[dict]:
+    """Run the GX suite ``specs`` on ``df``; record results; return the failed expectations."""
+    import great_expectations as gx
+
+    ctx = _context(settings)
+    ds = ctx.data_sources.add_or_update_spark("lake")
+    names = [a.name for a in ds.assets]
+    asset = ds.get_asset(name) if name in names else ds.add_dataframe_asset(name)
+    bd = asset.batch_definitions[0] if asset.batch_definitions else asset.add_batch_definition_whole_dataframe("whole")
+    suite = gx.ExpectationSuite(name=name, expectations=[_gx_expectation(s) for s in specs])
+    suite = ctx.suites.add_or_update(suite)
+    vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(data=bd, suite=suite, name=name))
+    cp = ctx.checkpoints.add_or_update(gx.Checkpoint(
+        name=name, validation_definitions=[vd],
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        result_format={"result_format": "SUMMARY"},
+    ))
+    result = cp.run(batch_parameters={"dataframe": df}, run_id=gx.core.run_identifier.RunIdentifier(run_name=run_id))
+    rows = []
+    for vr in result.run_results.values():
+        for r in vr.results:
+            cfg = r.expectation_config
+            res = r.result or {}
+            rows.append({
+                "run_id": run_id, "table": name, "expectation": cfg.type,
+                "column": cfg.kwargs.get("column") or ",".join(cfg.kwargs.get("column_list") or []) or None,
+                "kwargs": json.dumps({k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)},
+                                     ensure_ascii=False, sort_keys=True, default=str),
+                "success": bool(r.success),
+                "unexpected_count": res.get("unexpected_count"),
+                "element_count": res.get("element_count"),
+                "observed": None if res.get("observed_value") is None else str(res.get("observed_value"))[:500],
+            })
+    out = spark.createDataFrame(rows, schema=(
+        "run_id string, table string, expectation string, column string, kwargs string, success boolean, "
+        "unexpected_count long, element_count long, observed string"))
+    io.replace_where(out, io.table_path(settings, *VALIDATIONS), f"run_id = '{run_id}' AND `table` = '{name}'")
+    return [r for r in rows if not r["success"]]
+
+
+def publish(spark: SparkSession, settings: Settings, tc: TableContract, candidate: DataFrame,
+            meta: dict) -> PublishResult:
+    """Write-audit-publish ``candidate`` as ``<zone>/<name>``; idempotent (no new version when the
+    content and the suite are unchanged)."""
+    path = io.table_path(settings, tc.zone, tc.name)
+    meta_columns = [c for c in candidate.columns if c.startswith("_")]
+    specs = expectation_specs(tc, meta_columns)
+    s_hash = suite_hash(specs)
+    candidate = candidate.select(*tc.column_names, *meta_columns)
+    fp = io.fingerprint(candidate)
+    current = io.last_metadata(spark, path)
+    rows = int(fp.split(":")[0])
+    if current.get("fingerprint") == fp and current.get("suite_hash") == s_hash:
+        log.info("%s: unchanged (%d rows); nothing published", tc.table, rows)
+        return PublishResult(tc.table, "unchanged", rows, fp)
+    staging = settings.path("_staging", tc.zone, tc.name)
+    io.overwrite(candidate, staging, {"fingerprint": fp})
+    staged = io.read(spark, staging)
+    run_id = f"{tc.table}@{fp.split(':')[1][:12]}-{s_hash[:8]}"
+    failures = validate(spark, settings, tc.table, staged, specs, run_id)
+    if failures:
+        raise GateFailed(tc.table, failures)
+    io.overwrite(staged, path, {**meta, "fingerprint": fp, "suite_hash": s_hash, "gate_run_id": run_id})
+    log.info("%s: gate passed (%d expectations), published %d rows", tc.table, len(specs), rows)
+    return PublishResult(tc.table, "published", rows, fp)
