@@ -160,13 +160,11 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
     checked = check_rows(df, sc).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         raw, quarantine, found = split(checked, sc)
+        n_raw, n_q, n_f = raw.count(), quarantine.count(), found.count()
         cond = f"_file_sha256 = '{sha}'"
         io.replace_where(raw, io.table_path(settings, "raw", source), cond)
         io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)
         findings.write(settings, found, run_id=batch_id)
-        n_raw = io.read(spark, io.table_path(settings, "raw", source)).where(cond).count()
-        n_q = io.read(spark, io.table_path(settings, "quarantine", source)).where(cond).count()
-        n_f = found.count()
     finally:
         checked.unpersist()
     if n_raw + n_q != parsed.rows:

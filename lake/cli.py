@@ -22,7 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 share_app = typer.Typer(no_args_is_help=True, help="Read the share zone as a department.")
 app.add_typer(share_app, name="share")
 console = Console(stderr=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 RootOpt = typer.Option(None, "--root", envvar="LAKE_ROOT", help="Lake root (folder or s3a:// URI).")
 AsOfOpt = typer.Option(None, "--as-of", help="Reference date YYYY-MM-DD (default: today; the orchestrator passes its run date).")

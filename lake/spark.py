@@ -63,6 +63,9 @@ def get_spark(settings: Settings | None = None):
             # Tables stay readable by delta-rs/duckdb without a JVM: no deletion vectors.
             .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")
             .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+            # Delta's log replay defaults to 50 partitions: far too many for a 2-core machine.
+            .config("spark.databricks.delta.snapshotPartitions", str(settings.shuffle_partitions))
+            .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         )
         for k, v in settings.extra_spark_conf.items():
             builder = builder.config(k, v)

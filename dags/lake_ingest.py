@@ -1,0 +1,36 @@
+"""Land department files from the inbox into the lake, one DAG per domain.
+
+Each task ingests every new file in ``<inbox>/<source>/`` (files already landed are skipped by
+checksum) and updates the ``raw.<source>`` asset, which triggers ``lake__build__base``.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Asset, task
+
+from jobs.orchestration import DEFAULT_ARGS, DOMAINS
+
+for domain, sources in DOMAINS.items():
+    with DAG(
+        dag_id=f"lake__ingest__{domain}",
+        description=f"Land {domain} department files: landing -> raw + quarantine",
+        schedule="@daily",
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        doc_md=__doc__,
+        tags=["lake", "ingest", domain],
+    ) as dag:
+        for source in sources:
+
+            @task(task_id=f"ingest__{source}", outlets=[Asset(f"raw.{source}")])
+            def ingest(source: str = source) -> list[dict]:
+                from jobs import ingest as job
+                from lake.settings import Settings
+
+                return job.run(Settings.from_env(), source)
+
+            ingest()
+    globals()[dag.dag_id] = dag

@@ -1,0 +1,38 @@
+"""What the Airflow DAGs need from the project, kept out of dags/ so DAG files stay wiring only.
+
+``DOMAINS`` lists the sources per domain (a test checks it against contracts/, so DAG files never
+read files at parse time). ``as_of`` turns a task's context into the run's reference date.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+DOMAINS = {
+    "population": ["mca_residents", "psb_household"],
+    "legal_entity": ["samr_enterprises", "tax_taxpayers"],
+}
+BASE_TABLES = {"population": "base.population", "legal_entity": "base.legal_entity"}
+TOPIC_TABLES = ["topic.legal_entity_by_town_industry", "topic.population_by_town_age_band"]
+POOL = "lake_writes"  # one slot: Delta writers on a local filesystem are serialised (see lake_layout.md)
+
+DEFAULT_ARGS = {
+    "owner": "daxing-big-data-bureau",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "pool": POOL,
+}
+
+
+def asset_name(table: str) -> str:
+    """Asset names are the table ids: 'raw.psb_household', 'base.population', ..."""
+    return table
+
+
+def as_of(context) -> str:
+    """The run's reference date: an explicit ``as_of`` param wins, then the logical date, then the
+    time the run was due (asset-triggered runs have no logical date in Airflow 3)."""
+    explicit = (context.get("params") or {}).get("as_of")
+    if explicit:
+        return str(explicit)
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return when.date().isoformat()

@@ -1,0 +1,199 @@
+"""End to end at a tiny scale: sample files -> landing/raw/quarantine -> base -> topic -> share/open.
+
+Uses the session's ``tiny_lake`` (generated and run once). Row counts are read back with deltalake
+(no JVM), as a department would.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from lake.identifiers import is_valid_cn_id
+
+ZONE_TABLES = [
+    "landing/_manifest", "raw/psb_household", "raw/mca_residents", "raw/samr_enterprises", "raw/tax_taxpayers",
+    "quarantine/psb_household", "quarantine/mca_residents", "quarantine/samr_enterprises",
+    "quarantine/tax_taxpayers", "base/population", "base/legal_entity", "topic/population_by_town_age_band",
+    "topic/legal_entity_by_town_industry", "share/base__population", "share/base__legal_entity",
+    "share/topic__population_by_town_age_band", "share/topic__legal_entity_by_town_industry", "share/_grants",
+    "quality/findings", "quality/validations",
+]
+
+
+def table(root: str, rel: str):
+    return DeltaTable(f"{root}/{rel}").to_pyarrow_table()
+
+
+def versions(root: str) -> dict:
+    out = {}
+    for zone in Path(root).iterdir():
+        if zone.name.startswith("_"):
+            continue
+        for t in zone.iterdir():
+            if (t / "_delta_log").is_dir():
+                out[f"{zone.name}/{t.name}"] = DeltaTable(str(t)).version()
+    return out
+
+
+def open_files(root: str) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root, "open").rglob("*")) if p.is_file()}
+
+
+def truth(inbox: Path) -> list[dict]:
+    with open(inbox / "truth" / "defects.csv", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_zone_table_exists_and_is_readable_without_a_jvm(tiny_lake):
+    root = tiny_lake["settings"].root
+    for rel in ZONE_TABLES:
+        n = table(root, rel).num_rows
+        # a small source may have no defective row at this scale: its quarantine exists but can be empty
+        assert n >= 0 if rel.startswith("quarantine/") else n > 0, rel
+    assert sum(table(root, r).num_rows for r in ZONE_TABLES if r.startswith("quarantine/")) > 0
+    for ds in ("daxing-population-by-town-age-band", "daxing-legal-entities-by-town-industry"):
+        for f in ("data.csv", "data.json", "metadata.json"):
+            assert Path(root, "open", ds, f).stat().st_size > 0
+
+
+def test_duckdb_reads_a_base_table_through_deltalake(tiny_lake):
+    from lake.catalog_view import query
+
+    n = query(tiny_lake["settings"], "base", "population", "select count(*) from {t}")[0][0]
+    assert n == table(tiny_lake["settings"].root, "base/population").num_rows
+
+
+def test_counts_reconcile_per_file(tiny_lake):
+    root = tiny_lake["settings"].root
+    quarantined = 0
+    for f in tiny_lake["manifest"]["files"]:
+        src, sha = f["source"], f["sha256"]
+        raw_n = sum(1 for s in table(root, f"raw/{src}").column("_file_sha256").to_pylist() if s == sha)
+        q_n = sum(1 for s in table(root, f"quarantine/{src}").column("_file_sha256").to_pylist() if s == sha)
+        assert raw_n + q_n == f["rows"], src
+        quarantined += q_n
+    assert quarantined > 0, "the sample has defects, some rows must be quarantined"
+    manifest = table(root, "landing/_manifest").to_pylist()
+    assert {m["sha256"] for m in manifest} == {f["sha256"] for f in tiny_lake["manifest"]["files"]}
+    for m in manifest:
+        assert m["rows_read"] == m["rows_raw"] + m["rows_quarantined"]
+        assert Path(m["landing_path"]).is_file(), "landing keeps the file as received"
+
+
+@pytest.mark.parametrize("defect,rule,source", [
+    ("id_checksum", "cn_id.checksum", "psb_household"),
+    ("malformed_row", "parse.field_count", "psb_household"),
+    ("credit_code_checksum", "cn_uscc.checksum", "samr_enterprises"),
+    ("missing_value", "required", "mca_residents"),
+])
+def test_known_bad_rows_are_in_quarantine_with_the_right_reason(tiny_lake, defect, rule, source):
+    bad = [t["record_key"] for t in truth(tiny_lake["inbox"]) if t["defect_type"] == defect and t["source"] == source]
+    assert bad, f"the sample must contain {defect} rows in {source}"
+    q = {r["record_id"]: r for r in table(tiny_lake["settings"].root, f"quarantine/{source}").to_pylist()}
+    for key in bad:
+        assert key in q, f"{key} ({defect}) not quarantined"
+        assert q[key]["_rule"] == rule
+        assert q[key]["_reason"] and q[key]["_row"] >= 2 and q[key]["_source"] == source
+
+
+def test_findings_cover_every_injected_defect(tiny_lake):
+    """Recall 1.0 and precision >= 0.99 against the generator's truth file, per defect type."""
+    found = {(f["source"], f["record_key"], f["defect_type"])
+             for f in table(tiny_lake["settings"].root, "quality/findings").to_pylist()}
+    expected = {(t["source"], t["record_key"], t["defect_type"]) for t in truth(tiny_lake["inbox"])}
+    missed = expected - found
+    assert not missed, f"defects not detected: {sorted(missed)[:10]}"
+    truth_types = {t[2] for t in expected}
+    extra = {f for f in found - expected if f[2] in truth_types}
+    assert len(extra) <= 0.01 * len(expected), f"false findings: {sorted(extra)[:10]}"
+
+
+def test_base_tables_have_one_row_per_entity_and_lineage(tiny_lake):
+    root = tiny_lake["settings"].root
+    pop = table(root, "base/population").to_pylist()
+    ids = [p["id_number"] for p in pop]
+    assert len(ids) == len(set(ids))
+    assert all(is_valid_cn_id(i) for i in ids)
+    assert all(p["_lineage"] for p in pop)
+    le = table(root, "base/legal_entity").to_pylist()
+    assert len({e["credit_code"] for e in le}) == len(le)
+
+
+def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
+    root = tiny_lake["settings"].root
+    files = open_files(root)
+    assert files
+    id_like = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
+    mobile = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+    for name, data in files.items():
+        text = data.decode("utf-8")
+        assert not [m for m in id_like.findall(text) if is_valid_cn_id(m.upper())], name
+        assert not mobile.findall(text), name
+        if name.endswith("data.json"):
+            for rec in json.loads(text):
+                for col in ("persons", "entities"):
+                    if col in rec and rec[col] is not None:
+                        assert rec[col] >= 5, f"{name}: small cell {rec}"
+        if name.endswith("metadata.json"):
+            meta = json.loads(text)
+            for k in ("title", "description", "publisher", "license", "update_frequency", "spatial", "temporal", "columns"):
+                assert meta[k], k
+
+
+def test_run_report_records_rows_and_seconds_per_stage(tiny_lake):
+    report = json.loads(Path(tiny_lake["settings"].root, "_reports", "latest.json").read_text(encoding="utf-8"))
+    assert set(report["stages"]) == {"ingest", "build_base", "build_topic", "publish"}
+    assert all(s["seconds"] >= 0 for s in report["stages"].values())
+    assert report["rows"]["read"] == sum(f["rows"] for f in tiny_lake["manifest"]["files"])
+    assert report["rows"]["read"] == report["rows"]["raw"] + report["rows"]["quarantined"]
+
+
+def test_quality_results_are_kept_and_viewable_as_html(tiny_lake):
+    from quality.gates import docs_index
+
+    rows = table(tiny_lake["settings"].root, "quality/validations").to_pylist()
+    assert {r["table"] for r in rows} >= {"base.population", "base.legal_entity"}
+    assert all(r["success"] for r in rows)
+    assert Path(docs_index(tiny_lake["settings"])).is_file()
+
+
+def test_a_failed_gate_leaves_the_published_version_untouched(tiny_lake, tmp_path):
+    from jobs import build_base
+    from quality.gates import GateFailed
+
+    s = tiny_lake["settings"]
+    contracts = tmp_path / "contracts"
+    shutil.copytree(s.contracts_dir, contracts)
+    path = contracts / "tables" / "base_population.yaml"
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["expectations"].append({"type": "row_count_between", "min": 10**9})
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    before = versions(s.root)
+    base_rows = table(s.root, "base/population").num_rows
+
+    with pytest.raises(GateFailed) as e:
+        build_base.build_table(replace(s, contracts_dir=str(contracts)), "base.population", "2026-11-01")
+    assert "expect_table_row_count_to_be_between" in str(e.value)
+    after = versions(s.root)
+    for t in ("base/population", "share/base__population", "topic/population_by_town_age_band"):
+        assert after[t] == before[t], t
+    assert table(s.root, "base/population").num_rows == base_rows
+
+
+def test_a_second_run_changes_no_table(tiny_lake):
+    from jobs import pipeline
+
+    s = tiny_lake["settings"]
+    before, files_before = versions(s.root), open_files(s.root)
+    report = pipeline.run(s, "2026-11-01")
+    assert all(r["skipped"] for r in report["stages"]["ingest"]["result"])
+    assert versions(s.root) == before
+    assert open_files(s.root) == files_before
