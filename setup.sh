@@ -69,4 +69,9 @@ if [ ! -f "$AIRFLOW_HOME/airflow.db" ]; then
 else
   say "Airflow metadata database ready ($AIRFLOW_HOME/airflow.db)"
 fi
+# One pool slot for every task that writes Delta tables: writers on a local filesystem are serialised.
+if ! .venv/bin/airflow pools get lake_writes >/dev/null 2>&1; then
+  .venv/bin/airflow pools set lake_writes 1 "Delta writers are serialised (lake_layout.md)" >/dev/null
+  say "created Airflow pool lake_writes (1 slot)"
+fi
 say "done: run .venv/bin/lake --help"

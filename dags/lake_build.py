@@ -5,20 +5,15 @@ task (retries do not help a data problem, the message names the failed expectati
 """
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import DAG, Asset, AssetAny, get_current_context, task
 
-from jobs.orchestration import BASE_TABLES, DEFAULT_ARGS, DOMAINS, TOPIC_TABLES, as_of
+from jobs.orchestration import BASE_TABLES, COMMON_DAG_KWARGS, DOMAINS, TOPIC_TABLES, as_of
 
 with DAG(
     dag_id="lake__build__base",
     description="Golden records per person and legal entity (一数一源), gated, published to base/",
     schedule=AssetAny(*[Asset(f"raw.{s}") for sources in DOMAINS.values() for s in sources]),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    **COMMON_DAG_KWARGS,
     params={"as_of": None},
     doc_md=__doc__,
     tags=["lake", "build", "base"],
@@ -38,10 +33,7 @@ with DAG(
     dag_id="lake__build__topic",
     description="Topic databases from the base databases, gated, published to topic/",
     schedule=AssetAny(*[Asset(t) for t in BASE_TABLES.values()]),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    **COMMON_DAG_KWARGS,
     params={"as_of": None},
     doc_md=__doc__,
     tags=["lake", "build", "topic"],

@@ -5,21 +5,16 @@ checksum) and updates the ``raw.<source>`` asset, which triggers ``lake__build__
 """
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import DAG, Asset, task
 
-from jobs.orchestration import DEFAULT_ARGS, DOMAINS
+from jobs.orchestration import COMMON_DAG_KWARGS, DOMAINS
 
 for domain, sources in DOMAINS.items():
     with DAG(
         dag_id=f"lake__ingest__{domain}",
         description=f"Land {domain} department files: landing -> raw + quarantine",
         schedule="@daily",
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        **COMMON_DAG_KWARGS,
         doc_md=__doc__,
         tags=["lake", "ingest", domain],
     ) as dag:

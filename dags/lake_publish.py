@@ -2,20 +2,15 @@
 topic table changes. The open export passes a PII gate before any file is written."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import DAG, Asset, AssetAny, task
 
-from jobs.orchestration import DEFAULT_ARGS, TOPIC_TABLES
+from jobs.orchestration import COMMON_DAG_KWARGS, TOPIC_TABLES
 
 with DAG(
     dag_id="lake__publish",
     description="share/ copies with grants, open/ CSV+JSON+metadata with small-cell suppression",
     schedule=AssetAny(*[Asset(t) for t in TOPIC_TABLES]),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    **COMMON_DAG_KWARGS,
     doc_md=__doc__,
     tags=["lake", "publish"],
 ):

@@ -5,7 +5,7 @@ read files at parse time). ``as_of`` turns a task's context into the run's refer
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 DOMAINS = {
     "population": ["mca_residents", "psb_household"],
@@ -20,6 +20,14 @@ DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=1),
     "pool": POOL,
+}
+
+
+COMMON_DAG_KWARGS = {
+    "start_date": datetime(2026, 1, 1),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
 }
 
 

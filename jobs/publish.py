@@ -166,4 +166,9 @@ def run(settings: Settings) -> dict:
     spark = get_spark(settings)
     share = publish_share(spark, settings)
     opened = publish_open(spark, settings)
-    return {"share": share, "open": opened, "seconds": round(time.time() - t0, 2)}
+    from catalog import resources
+
+    cat = resources.publish(spark, settings)
+    log.info("catalog/resources: %s (%d entries, unconditional share rate %s)", cat["status"], cat["entries"],
+             cat["unconditional_share_rate"])
+    return {"share": share, "open": opened, "catalog": cat, "seconds": round(time.time() - t0, 2)}

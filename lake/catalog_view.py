@@ -6,7 +6,7 @@ import os
 
 from lake.settings import Settings
 
-ZONES = ("landing", "raw", "quarantine", "base", "topic", "share", "quality")
+ZONES = ("landing", "raw", "quarantine", "base", "topic", "share", "quality", "catalog")
 
 
 def tables(settings: Settings) -> list[dict]:

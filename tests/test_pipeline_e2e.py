@@ -24,7 +24,7 @@ ZONE_TABLES = [
     "quarantine/tax_taxpayers", "base/population", "base/legal_entity", "topic/population_by_town_age_band",
     "topic/legal_entity_by_town_industry", "share/base__population", "share/base__legal_entity",
     "share/topic__population_by_town_age_band", "share/topic__legal_entity_by_town_industry", "share/_grants",
-    "quality/findings", "quality/validations",
+    "quality/findings", "quality/validations", "catalog/resources",
 ]
 
 
