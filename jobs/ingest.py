@@ -55,6 +55,9 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
     for c in sc.column_names:
         v = F.regexp_replace(F.col(c), WS, "")
         df = df.withColumn(c, F.when(v == "", None).otherwise(v))
+    for col in sc.columns:  # identifiers are stored in their canonical (upper-case) form
+        if {"cn_id", "cn_uscc"} & set(col.checks):
+            df = df.withColumn(col.name, F.upper(F.col(col.name)))
     checks = [
         F.when(F.col("_field_count") != len(sc.columns), F.struct(
             F.lit("parse.field_count").alias("rule"), F.lit("_row").alias("field"),

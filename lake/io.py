@@ -86,7 +86,9 @@ def fingerprint(df: DataFrame) -> str:
     types = dict(df.dtypes)
     # maps cannot be hashed directly; their JSON form is deterministic for maps built in a fixed order
     exprs = [F.to_json(F.col(c)) if types[c].startswith("map") else F.col(c) for c in cols]
-    row = df.select(F.xxhash64(*exprs).alias("h")).agg(
+    # xxhash64 skips nulls, so (a, null) and (null, a) would collide: hash which columns are null too
+    nulls = F.array(*[F.col(c).isNull() for c in cols])
+    row = df.select(F.xxhash64(nulls, *exprs).alias("h")).agg(
         F.count("*").alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")
     ).collect()[0]
     return f"{row['n']}:{row['s'] or 0}:{','.join(cols)}"

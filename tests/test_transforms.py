@@ -159,10 +159,6 @@ def test_findings_have_the_findings_columns(ingested):
         ("HJ005", "required")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rules.cn_id_issues upper-cases before checking, so an ID ending in lowercase 'x' passes ingest, "
-    "but check_rows does not normalise the stored value: raw and then base.population keep the 'x', "
-    "which violates base.population's own expectation regex ^[0-9]{17}[0-9X]$ and fails the whole gate"))
 def test_lowercase_x_id_accepted_by_ingest_satisfies_base_contract(spark, contracts, psb):
     tc = contracts.table("base.population")
     [regex] = [e["regex"] for e in tc.expectations if e["type"] == "regex" and e["column"] == "id_number"]
