@@ -1,33 +1,70 @@
 """Build the base databases (基础库): one golden record per entity, each value from its one
-authoritative source (一数一源), with fallbacks where the authority has no value.
+authoritative source (一数一源), with fallbacks where the authority has no value, and every other copy
+cross-validated against it (多元校核).
 
-For every source of the domain the latest batch's first row per entity is taken; other rows with the
-same entity key in the same batch are duplicates (findings). Sources are joined on the entity key; a
-column takes the first non-null of [authority, fallbacks..., derivation], and ``_lineage`` records,
-per column, the batch (source + file) the value came from. Columns marked ``cross_check`` compare each
-non-authoritative copy with the authority; a difference is a finding for the copy's department.
+Steps for a base table:
+
+1. Each source's raw rows are prepared (the contract's ``derived_columns``, an upper-cased entity key).
+   Rows without an entity key in sources where it is optional are linked to an entity by
+   ``jobs.resolve`` (Splink); only unambiguous links take part, flagged ``_linked``.
+2. Per source, rows with the same ``unique_key`` in one file are duplicates: the later row is a finding,
+   ``duplicate_record`` when it names the same entity, ``id_name_conflict`` when the name differs.
+   The newest batch's best row per entity (``entity_order``, then row number) represents the source.
+3. Sources are joined on the entity key. A column takes the first non-null of
+   [authority, fallbacks..., derivation]; ``_lineage`` records per column the source, batch, file and
+   row the value came from.
+4. Columns marked ``cross_check`` compare every other source's copy with the chosen value: a difference
+   is a row of ``quality/conflicts`` (entity, attribute, every source's value, the authoritative value,
+   the rule) and a finding for the copy's department. Linked rows are not compared: they were matched
+   on these very attributes. The table contract's ``cross_rules`` add rules across columns (a death
+   reported by health or civil affairs against an active register entry, an entity deregistered by its
+   registering department but active in tax).
 """
 from __future__ import annotations
 
 import hashlib
 import time
+from functools import reduce
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from jobs import resolve
 from lake import contracts as contracts_mod
 from lake import io, rules
-from lake.contracts import Contracts, TableContract
+from lake.contracts import Contracts, SourceContract, TableContract
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
 from quality import findings, gates
 
+USCC_ENTITY_TYPES = {
+    "11": "机关", "12": "事业单位", "13": "群众团体", "19": "其他机构编制单位",
+    "51": "社会团体", "52": "民办非企业单位", "53": "基金会", "59": "其他民政登记单位",
+    "91": "企业", "92": "个体工商户", "93": "农民专业合作社",
+}
+
+
+def entity_type_from_uscc(code: Column) -> Column:
+    types = F.create_map(*[F.lit(x) for kv in USCC_ENTITY_TYPES.items() for x in kv])
+    return F.coalesce(types[F.substring(code, 1, 2)], F.when(code.isNotNull(), F.lit("其他")))
+
+
 DERIVATIONS = {
     "gender_from_id": lambda key: rules.gender_from_id(key),
     "birth_date_from_id": lambda key: rules.birth_date_from_id(key),
+    "entity_type_from_uscc": entity_type_from_uscc,
 }
 KEY = "_key"
+DEAD = ("注销", "吊销", "撤销")
+CONFLICTS = ("quality", "conflicts")
+RECORD_LINKS = ("quality", "record_links")
+REVIEW_PAIRS = ("quality", "review_pairs")
+CONFLICT_COLUMNS = (
+    "run_id string, domain string, entity_key string, attribute string, rule string, "
+    "authority_source string, authority_value string, values map<string,string>"
+)
+LINEAGE_TYPE = "struct<source:string,batch_id:string,file_sha256:string,row:long>"
 
 
 def sources_used(tc: TableContract) -> list[str]:
@@ -39,45 +76,150 @@ def sources_used(tc: TableContract) -> list[str]:
     return seen
 
 
-def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str) -> tuple[DataFrame, DataFrame]:
-    """(one row per entity from the newest batch, duplicate rows within a batch). Pure."""
-    df = raw.where(F.col(entity_key).isNotNull()).withColumn(KEY, F.upper(F.col(entity_key)))
-    in_batch = Window.partitionBy(KEY, "_batch_id").orderBy("_row")
-    df = df.withColumn("_n_in_batch", F.row_number().over(in_batch))
-    dups = df.where(F.col("_n_in_batch") > 1)
-    firsts = df.where(F.col("_n_in_batch") == 1)
-    newest = Window.partitionBy(KEY).orderBy(F.col("_ingested_at").desc(), F.col("_batch_id").desc())
-    latest = firsts.withColumn("_n", F.row_number().over(newest)).where(F.col("_n") == 1).drop("_n", "_n_in_batch")
-    return latest, dups.drop("_n_in_batch")
+def comparable(col: Column) -> Column:
+    """The form two copies of a value are compared in: legal-form spellings are one (有限责任公司 is
+    有限公司), full-width brackets are half-width."""
+    return F.regexp_replace(F.translate(col.cast("string"), "（）", "()"), "有限责任公司", "有限公司")
 
 
-def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame]) -> tuple[DataFrame, DataFrame]:
-    """(golden records, findings) for a base table from the raw frames of its sources. Pure."""
-    joined = None
-    found = []
-    for s in sources_used(tc):
+def prepare(raw: DataFrame, sc: SourceContract | None = None, entity_key: str | None = None) -> DataFrame:
+    df = raw
+    if sc is not None:
+        for name, expr in sc.derived_columns.items():
+            df = df.withColumn(name, F.expr(expr))
+        entity_key = sc.entity_key
+    return df.withColumn(KEY, F.upper(F.col(entity_key)))
+
+
+def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str, unique_key: tuple[str, ...] = (),
+                      order: str = "", name_col: str | None = None, persist: bool = False) -> tuple[DataFrame, DataFrame]:
+    """(one row per entity from the newest batch, duplicate rows within a batch). Pure.
+
+    ``unique_key`` (default: the entity key) says which rows are the same record; ``order`` (a SQL
+    expression, smallest first) which of an entity's rows in a batch describes it best. Duplicate rows
+    carry ``_dup_kind``: ``id_name_conflict`` when ``name_col`` differs from the first row's, else
+    ``duplicate_record``. Rows flagged ``_linked`` (matched without a key) are never duplicates."""
+    df = raw if KEY in raw.columns else prepare(raw, entity_key=entity_key)
+    df = df.where(F.col(KEY).isNotNull())
+    if "_linked" not in df.columns:
+        df = df.withColumn("_linked", F.lit(False))
+    # one shuffle by entity: both windows below partition by the key (plus more), so they only sort
+    df = df.repartition(KEY)
+    others = [F.col(c) for c in (unique_key or (entity_key,)) if c != entity_key]
+    w = Window.partitionBy(KEY, *others, "_batch_id", "_linked").orderBy("_row")
+    df = df.withColumn("_n_uk", F.when(~F.col("_linked"), F.row_number().over(w)).otherwise(F.lit(1)))
+    if name_col:
+        first_name = F.first(comparable(F.col(name_col))).over(w)
+        kind = F.when(comparable(F.col(name_col)) != first_name, F.lit("id_name_conflict")).otherwise(F.lit("duplicate_record"))
+    else:
+        kind = F.lit("duplicate_record")
+    df = df.withColumn("_dup_kind", F.when(F.col("_n_uk") > 1, kind))
+    if persist:  # both results below are read from it
+        from pyspark import StorageLevel
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    dups = df.where(F.col("_n_uk") > 1).drop("_n_uk")
+    keep = df.where(F.col("_n_uk") == 1).drop("_n_uk", "_dup_kind")
+    # the newest batch, then a row with its own key before a linked one, then the contract's order
+    best = Window.partitionBy(KEY).orderBy(
+        F.col("_ingested_at").desc(), F.col("_batch_id").desc(), F.col("_linked").asc(),
+        *([F.expr(order).asc_nulls_last()] if order else []), F.col("_row").asc())
+    latest = keep.withColumn("_n", F.row_number().over(best)).where(F.col("_n") == 1).drop("_n")
+    return latest, dups
+
+
+def _finding(source: str, sc: SourceContract, record_key: Column, field: str, rule: str, defect: str,
+             message: Column, value: Column, sha: Column, row: Column, batch: Column) -> Column:
+    """A findings row as a struct (selected from the joined sources in one pass with the others)."""
+    return F.struct(
+        batch.alias("run_id"), F.lit("build").alias("stage"), F.lit(source).alias("source"),
+        F.lit(sc.department).alias("department"), record_key.alias("record_key"), F.lit(field).alias("field"),
+        F.lit(rule).alias("rule"), F.lit(rules.WARNING).alias("severity"), F.lit(defect).alias("defect_type"),
+        message.alias("message"), value.cast("string").alias("value"), sha.alias("_file_sha256"),
+        row.cast("long").alias("_row"), batch.alias("_batch_id"),
+    )
+
+
+def _conflict(domain: str, attribute: str, rule: str, authority_source: Column, authority_value: Column,
+              values: Column) -> Column:
+    return F.struct(
+        F.lit(None).cast("string").alias("run_id"), F.lit(domain).alias("domain"), F.col(KEY).alias("entity_key"),
+        F.lit(attribute).alias("attribute"), F.lit(rule).alias("rule"), authority_source.alias("authority_source"),
+        authority_value.cast("string").alias("authority_value"), values.alias("values"))
+
+
+def _with_links(df: DataFrame, sc: SourceContract, links: DataFrame | None) -> DataFrame:
+    """Rows without an entity key get the key of the entity they were linked to (decision 'linked')."""
+    df = df.withColumn("_linked", F.lit(False))
+    if links is None or not sc.entity_key_optional:
+        return df
+    linked = links.where((F.col("source") == sc.source) & (F.col("decision") == "linked")).select(
+        F.col("record_key").alias("_lk_rk"), F.col("_batch_id").alias("_lk_batch"), "linked_key")
+    no_key = df.where(F.col(KEY).isNull()).join(
+        linked, (F.col(sc.record_key) == F.col("_lk_rk")) & (F.col("_batch_id") == F.col("_lk_batch")), "inner"
+    ).withColumn(KEY, F.col("linked_key")).withColumn("_linked", F.lit(True)).drop("_lk_rk", "_lk_batch", "linked_key")
+    return df.where(F.col(KEY).isNotNull()).unionByName(no_key)
+
+
+def _name_column(tc: TableContract, source: str) -> str | None:
+    return next((c.sources.get(source, c.name) for c in tc.columns if c.name == "name"
+                 and source in (c.authority, *c.fallback)), None)
+
+
+def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame],
+                   links: DataFrame | None = None, persist: bool = False) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(golden records, findings, conflicts) for a base table from the raw frames of its sources
+    (sources missing from ``raw`` have not delivered yet and are skipped). Pure.
+
+    With ``persist`` the joined sources are kept (memory, spilling to disk) because the golden rows,
+    every finding and every conflict are selected from them; the caller unpersists."""
+    used = [s for s in sources_used(tc) if s in raw]
+    parts: list[DataFrame] = []
+    found: list[DataFrame] = []
+    for s in used:
         sc = contracts.source(s)
-        latest, dups = latest_per_entity(raw[s], sc.entity_key, sc.record_key)
+        df = _with_links(prepare(raw[s], sc), sc, links)
+        name_col = _name_column(tc, s)
+        latest, dups = latest_per_entity(df, sc.entity_key, sc.record_key, sc.unique_key, sc.entity_order, name_col,
+                                         persist=persist)
         found.append(dups.select(
             F.col("_batch_id").alias("run_id"), F.lit("build").alias("stage"), F.lit(s).alias("source"),
             F.lit(sc.department).alias("department"), F.col(sc.record_key).alias("record_key"),
-            F.lit(sc.entity_key).alias("field"), F.lit("duplicate.entity_key").alias("rule"),
-            F.lit(rules.WARNING).alias("severity"), F.lit("duplicate_record").alias("defect_type"),
-            F.lit(f"same {sc.entity_key} appears earlier in the same file").alias("message"),
-            F.col(sc.entity_key).alias("value"), "_file_sha256", "_row", "_batch_id",
+            F.when(F.col("_dup_kind") == "id_name_conflict", F.lit(name_col)).otherwise(F.lit(sc.entity_key)).alias("field"),
+            F.when(F.col("_dup_kind") == "id_name_conflict", F.lit("duplicate.name_conflict"))
+            .otherwise(F.lit("duplicate.entity_key")).alias("rule"),
+            F.lit(rules.WARNING).alias("severity"), F.col("_dup_kind").alias("defect_type"),
+            F.when(F.col("_dup_kind") == "id_name_conflict",
+                   F.lit(f"the same {sc.entity_key} appears earlier in the same file with another name"))
+            .otherwise(F.lit(f"the same {sc.entity_key} appears earlier in the same file")).alias("message"),
+            F.when(F.col("_dup_kind") == "id_name_conflict", F.col(name_col) if name_col else F.lit(None))
+            .otherwise(F.col(sc.entity_key)).cast("string").alias("value"),
+            "_file_sha256", F.col("_row").cast("long"), "_batch_id",
         ))
         cols = [F.col(KEY)]
         for c in tc.columns:
             if s == c.authority or s in c.fallback:
                 cols.append(F.col(c.sources.get(s, c.name)).alias(f"{c.name}__{s}"))
         cols += [F.col("_batch_id").alias(f"_batch__{s}"), F.col(sc.record_key).alias(f"_rk__{s}"),
-                 F.col("_file_sha256").alias(f"_sha__{s}"), F.col("_row").alias(f"_row__{s}")]
-        part = latest.select(*cols)
-        joined = part if joined is None else joined.join(part, on=KEY, how="full_outer")
+                 F.col("_file_sha256").alias(f"_sha__{s}"), F.col("_row").alias(f"_row__{s}"),
+                 F.col("_linked").alias(f"_linked__{s}")]
+        parts.append(latest.select(*cols))
+    # every source has at most one row per entity: stacking them and taking, per entity and column,
+    # the one value there is replaces a chain of full outer joins (one shuffle instead of one per source)
+    stacked = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    value_cols = [c for c in stacked.columns if c != KEY]
+    joined = stacked.groupBy(KEY).agg(*[F.max(c).alias(c) for c in value_cols])
+    if persist:
+        from pyspark import StorageLevel
+        joined = joined.persist(StorageLevel.MEMORY_AND_DISK)
+
+    def has(s: str) -> bool:
+        return s in used
 
     key = F.col(KEY)
     out = [key]
     lineage = []
+    row_findings: list[Column] = []   # finding structs (or null), one pass over the joined sources
+    row_conflicts: list[Column] = []
     prefix = "P" if tc.domain == "population" else "E"
     for c in tc.columns:
         if c.authority == "derived":
@@ -87,40 +229,151 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
                 expr = DERIVATIONS[c.derive](key)
             out.append(expr.cast(c.type).alias(c.name))
             continue
-        chain = [s for s in (c.authority, *c.fallback)]
+        chain = [s for s in (c.authority, *c.fallback) if has(s)]
         values = [F.col(f"{c.name}__{s}") for s in chain]
-        origins = [F.when(v.isNotNull(), F.col(f"_batch__{s}")) for v, s in zip(values, chain)]
+        origins = [F.when(v.isNotNull(), F.struct(
+            F.lit(s).alias("source"), F.col(f"_batch__{s}").alias("batch_id"),
+            F.col(f"_sha__{s}").alias("file_sha256"), F.col(f"_row__{s}").cast("long").alias("row")))
+            for v, s in zip(values, chain)]
         if c.derive:
             values.append(DERIVATIONS[c.derive](key))
-            origins.append(F.when(values[-1].isNotNull(), F.lit("derived:" + c.derive)))
-        out.append(F.coalesce(*values).cast(c.type).alias(c.name))
-        lineage += [F.lit(c.name), F.coalesce(*origins)]
-        if c.cross_check:
-            auth = F.col(f"{c.name}__{c.authority}")
-            for s in c.fallback:
-                sc = contracts.source(s)
+            origins.append(F.when(values[-1].isNotNull(), F.struct(
+                F.lit("derived:" + c.derive).alias("source"), F.lit(None).cast("string").alias("batch_id"),
+                F.lit(None).cast("string").alias("file_sha256"), F.lit(None).cast("long").alias("row"))))
+        chosen = F.coalesce(*values).cast(c.type) if values else F.lit(None).cast(c.type)
+        out.append(chosen.alias(c.name))
+        lineage += [F.lit(c.name), F.coalesce(*origins).cast(LINEAGE_TYPE) if origins else F.lit(None).cast(LINEAGE_TYPE)]
+        if c.cross_check and len(chain) > 1:
+            origin = F.coalesce(*[F.when(v.isNotNull(), F.lit(s)) for v, s in zip(values, chain)])
+            copies = F.map_from_entries(F.filter(
+                F.array(*[F.struct(F.lit(s).alias("key"), F.col(f"{c.name}__{s}").cast("string").alias("value")) for s in chain]),
+                lambda x: x["value"].isNotNull()))
+            differs = {}
+            for s in chain:
                 other = F.col(f"{c.name}__{s}")
-                found.append(joined.where(auth.isNotNull() & other.isNotNull() & (auth != other)).select(
-                    F.col(f"_batch__{s}").alias("run_id"), F.lit("build").alias("stage"), F.lit(s).alias("source"),
-                    F.lit(sc.department).alias("department"), F.col(f"_rk__{s}").alias("record_key"),
-                    F.lit(c.sources.get(s, c.name)).alias("field"), F.lit("consistency.authority").alias("rule"),
-                    F.lit(rules.WARNING).alias("severity"), F.lit(f"{c.name}_mismatch").alias("defect_type"),
-                    F.concat(F.lit(f"differs from the authoritative source {c.authority}: "), auth).alias("message"),
-                    other.alias("value"), F.col(f"_sha__{s}").alias("_file_sha256"),
-                    F.col(f"_row__{s}").alias("_row"), F.col(f"_batch__{s}").alias("_batch_id"),
-                ))
-    golden = joined.select(*out, F.map_from_arrays(
-        F.array(*lineage[0::2]), F.array(*lineage[1::2])).alias("_lineage"))
-    all_found = found[0]
-    for f in found[1:]:
-        all_found = all_found.unionByName(f)
-    return golden, all_found
+                differs[s] = (other.isNotNull() & (origin != F.lit(s)) & ~F.col(f"_linked__{s}")
+                              & (comparable(other) != comparable(chosen)))
+                sc = contracts.source(s)
+                row_findings.append(F.when(F.coalesce(differs[s], F.lit(False)), _finding(
+                    s, sc, F.col(f"_rk__{s}"), c.sources.get(s, c.name), "consistency.authority", f"{c.name}_mismatch",
+                    F.concat(F.lit(f"{c.name} differs from the authoritative value ("), origin, F.lit("): "), chosen.cast("string")),
+                    other, F.col(f"_sha__{s}"), F.col(f"_row__{s}"), F.col(f"_batch__{s}"))))
+            any_differs = F.coalesce(reduce(lambda a, b: a | b, differs.values()), F.lit(False))
+            row_conflicts.append(F.when(any_differs, _conflict(
+                tc.domain, c.name, "consistency.authority", origin, chosen, copies)))
+    for rule in tc.cross_rules:
+        spec = CROSS_RULES[rule](tc, contracts, has)
+        if spec is not None:
+            cond, finding, conflict = spec
+            row_findings.append(F.when(F.coalesce(cond, F.lit(False)), finding))
+            row_conflicts.append(F.when(F.coalesce(cond, F.lit(False)), conflict))
+    golden = joined.select(*out, F.map_from_arrays(F.array(*lineage[0::2]), F.array(*lineage[1::2])).alias("_lineage"))
+    spark = joined.sparkSession
+    if row_findings:
+        found.append(joined.select(F.explode(F.filter(F.array(*row_findings), lambda x: x.isNotNull())).alias("f"))
+                     .select("f.*"))
+    all_found = reduce(DataFrame.unionByName, found)
+    all_conflicts = (
+        joined.select(F.explode(F.filter(F.array(*row_conflicts), lambda x: x.isNotNull())).alias("c")).select("c.*")
+        if row_conflicts else spark.createDataFrame([], CONFLICT_COLUMNS))
+    return golden, all_found, all_conflicts
 
 
-def input_state(spark: SparkSession, settings: Settings, sources: list[str]) -> str:
-    """A deterministic id of the inputs: the Delta versions of the raw tables."""
+def _values_map(pairs: list[tuple[str, Column]]) -> Column:
+    return F.map_from_entries(F.filter(
+        F.array(*[F.struct(F.lit(k).alias("key"), v.cast("string").alias("value")) for k, v in pairs]),
+        lambda x: x["value"].isNotNull()))
+
+
+def _rule_death_not_propagated(tc, contracts, has):
+    """Health (death certificate) or civil affairs (death date) report a death; the register says 正常."""
+    status_src = tc.columns[tc.column_names.index("register_status")].authority
+    death = tc.columns[tc.column_names.index("death_date")]
+    death_srcs = [s for s in (death.authority, *death.fallback) if has(s)]
+    if not has(status_src) or not death_srcs:
+        return None
+    status = F.col(f"register_status__{status_src}")
+    reported = F.coalesce(*[F.col(f"death_date__{s}") for s in death_srcs])
+    cond = (status == "正常") & reported.isNotNull()
+    sc = contracts.source(status_src)
+    finding = _finding(
+        status_src, sc, F.col(f"_rk__{status_src}"), "register_status", "cross.death_not_propagated",
+        "death_not_propagated",
+        F.concat(F.lit("a death on "), reported.cast("string"), F.lit(" is reported by "),
+                 F.concat_ws("/", *[F.when(F.col(f"death_date__{s}").isNotNull(), F.lit(s)) for s in death_srcs]),
+                 F.lit(" but the register entry is still 正常")),
+        status, F.col(f"_sha__{status_src}"), F.col(f"_row__{status_src}"), F.col(f"_batch__{status_src}"))
+    reporter = F.coalesce(*[F.when(F.col(f"death_date__{s}").isNotNull(), F.lit(s)) for s in death_srcs])
+    conflict = _conflict(tc.domain, "register_status", "cross.death_not_propagated", reporter,
+                         F.concat(F.lit("死亡 "), reported.cast("string")),
+                         _values_map([(status_src, status)] + [(s, F.col(f"death_date__{s}")) for s in death_srcs]))
+    return cond, finding, conflict
+
+
+def _rule_deregistered_active_in_tax(tc, contracts, has):
+    """The registering department says 注销/吊销/撤销; tax still says 正常."""
+    status = tc.columns[tc.column_names.index("status")]
+    tax_src = tc.columns[tc.column_names.index("tax_status")].authority
+    reg_srcs = [s for s in (status.authority, *status.fallback) if has(s)]
+    if not has(tax_src) or not reg_srcs:
+        return None
+    reg_status = F.coalesce(*[F.col(f"status__{s}") for s in reg_srcs])
+    reg_origin = F.coalesce(*[F.when(F.col(f"status__{s}").isNotNull(), F.lit(s)) for s in reg_srcs])
+    tax = F.col(f"tax_status__{tax_src}")
+    cond = reg_status.isin(*DEAD) & (tax == "正常")
+    sc = contracts.source(tax_src)
+    finding = _finding(
+        tax_src, sc, F.col(f"_rk__{tax_src}"), "tax_status", "cross.deregistered_active_in_tax",
+        "deregistered_active_in_tax",
+        F.concat(F.lit("registered status is "), reg_status, F.lit(" ("), reg_origin, F.lit(") but tax status is 正常")),
+        tax, F.col(f"_sha__{tax_src}"), F.col(f"_row__{tax_src}"), F.col(f"_batch__{tax_src}"))
+    conflict = _conflict(tc.domain, "status", "cross.deregistered_active_in_tax", reg_origin, reg_status,
+                         _values_map([(s, F.col(f"status__{s}")) for s in reg_srcs] + [(tax_src, tax)]))
+    return cond, finding, conflict
+
+
+CROSS_RULES = {
+    "death_not_propagated": _rule_death_not_propagated,
+    "deregistered_active_in_tax": _rule_deregistered_active_in_tax,
+}
+
+
+# ------------------------------------------------------------------ job
+
+def input_state(spark: SparkSession, settings: Settings, sources: list[str], contracts_dir: str) -> str:
+    """A deterministic id of the inputs: the Delta versions of the raw tables and the contracts."""
     parts = [f"{s}={io.version(spark, io.table_path(settings, 'raw', s))}" for s in sources]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+    h = hashlib.sha256("|".join(parts).encode())
+    for p in sorted(__import__("pathlib").Path(contracts_dir).rglob("*.yaml")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def run_id(spark: SparkSession, settings: Settings, tc: TableContract, present: list[str]) -> str:
+    """The build run id for the current raw versions of the sources ``present`` (and the contracts)."""
+    return f"build-{tc.name}-{input_state(spark, settings, present, settings.contracts_dir)}"
+
+
+def link_query(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame]) -> tuple[DataFrame | None, DataFrame | None]:
+    """(reference, query) for record linkage, or (None, None) when no source has rows without a key."""
+    key_col = tc.columns[tc.column_names.index(tc.key[0])]
+    ref_src = key_col.authority
+    optional = [s for s in sources_used(tc) if s in raw and contracts.source(s).entity_key_optional]
+    if ref_src not in raw or not optional:
+        return None, None
+    rsc = contracts.source(ref_src)
+    # built exactly as golden_records builds it (and kept), so that Spark computes it only once
+    latest, _ = latest_per_entity(_with_links(prepare(raw[ref_src], rsc), rsc, None), rsc.entity_key, rsc.record_key,
+                                  rsc.unique_key, rsc.entity_order, _name_column(tc, ref_src), persist=True)
+    reference = latest.select(KEY, *[c for c in resolve.LINK_COLUMNS if c in latest.columns])
+    parts = []
+    for s in optional:
+        sc = contracts.source(s)
+        df = prepare(raw[s], sc).where(F.col(KEY).isNull())
+        parts.append(df.select(
+            F.lit(s).alias("source"), F.col(sc.record_key).alias("record_key"), "_batch_id", "_file_sha256", "_row",
+            *[(F.col(c) if c in df.columns else F.lit(None)).cast("string").alias(c) for c in resolve.LINK_COLUMNS]))
+    return reference, reduce(DataFrame.unionByName, parts)
 
 
 def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession | None = None) -> dict:
@@ -129,18 +382,49 @@ def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession 
     contracts = contracts_mod.load(settings.contracts_dir)
     tc = contracts.table(table)
     sources = sources_used(tc)
-    missing = [s for s in sources if not io.is_table(spark, io.table_path(settings, "raw", s))]
+    present = [s for s in sources if io.is_table(spark, io.table_path(settings, "raw", s))]
+    key_authority = tc.columns[tc.column_names.index(tc.key[0])].authority
+    if key_authority not in present:
+        raise contracts_mod.ContractError(
+            f"{table}: no raw data yet from {key_authority}, the authority for {tc.key[0]}; ingest it first")
+    missing = [s for s in sources if s not in present]
     if missing:
-        raise contracts_mod.ContractError(f"{table}: no raw data yet for source(s) {missing}; ingest them first")
-    raw = {s: io.read(spark, io.table_path(settings, "raw", s)) for s in sources}
-    golden, found = golden_records(tc, contracts, raw)
-    run_id = f"build-{tc.name}-{input_state(spark, settings, sources)}"
-    if not findings.has_run(spark, settings, run_id):
-        findings.write(settings, found.withColumn("run_id", F.lit(run_id)), run_id=run_id)
-    n_findings = io.read(spark, io.table_path(settings, *findings.FINDINGS)).where(F.col("run_id") == run_id).count()
-    res = gates.publish(spark, settings, tc, golden.drop(KEY), {"as_of": as_of, "inputs": run_id})
-    return {"table": table, "status": res.status, "rows": res.rows, "findings": n_findings,
-            "seconds": round(time.time() - t0, 2)}
+        log.warning("%s: no data yet from %s; building from %s", table, ", ".join(missing), ", ".join(present))
+    raw = {s: io.read(spark, io.table_path(settings, "raw", s)) for s in present}
+    rid = run_id(spark, settings, tc, present)
+    links_path = io.table_path(settings, *RECORD_LINKS)
+    stats: dict = {"table": table, "run_id": rid}
+
+    links = None
+    reference, query = link_query(tc, contracts, raw)
+    if query is not None:
+        t1 = time.time()
+        stored = io.is_table(spark, links_path) and io.read(spark, links_path).where(F.col("run_id") == rid).limit(1).count() > 0
+        if not stored:
+            model = resolve.model_for(settings.contracts_dir, tc.domain)
+            decided, review = resolve.link(spark, model, reference, query)
+            io.replace_where(decided.withColumn("run_id", F.lit(rid)), links_path, f"run_id = '{rid}'")
+            io.replace_where(review.withColumn("run_id", F.lit(rid)),
+                             io.table_path(settings, *REVIEW_PAIRS), f"run_id = '{rid}'")
+        links = io.read(spark, links_path).where(F.col("run_id") == rid)
+        counts = {r["decision"]: r["count"] for r in links.groupBy("decision").count().collect()}
+        stats["linkage"] = {"linked": counts.get("linked", 0), "review": counts.get("review", 0),
+                            "unmatched": counts.get("unmatched", 0), "seconds": round(time.time() - t1, 2)}
+
+    golden, found, conflicts = golden_records(tc, contracts, raw, links, persist=True)
+    try:
+        if not findings.has_run(spark, settings, rid):
+            t1 = time.time()
+            findings.write(settings, found.withColumn("run_id", F.lit(rid)), run_id=rid)
+            io.replace_where(conflicts.withColumn("run_id", F.lit(rid)), io.table_path(settings, *CONFLICTS),
+                             f"run_id = '{rid}'")
+            log.info("%s: golden records joined, findings and conflicts written in %.1fs", table, time.time() - t1)
+        n_findings = io.read(spark, io.table_path(settings, *findings.FINDINGS)).where(F.col("run_id") == rid).count()
+        res = gates.publish(spark, settings, tc, golden.drop(KEY), {"as_of": as_of, "inputs": rid})
+    finally:
+        spark.catalog.clearCache()
+    stats.update({"status": res.status, "rows": res.rows, "findings": n_findings, "seconds": round(time.time() - t0, 2)})
+    return stats
 
 
 def run(settings: Settings, as_of: str, domain: str | None = None) -> list[dict]:

@@ -35,9 +35,18 @@ def age_band(birth_date: F.Column, as_of: str) -> F.Column:
     )
 
 
+def living(population: DataFrame) -> DataFrame:
+    """People the district still has: not dead (register or a reported death) and not moved out."""
+    if "register_status" in population.columns:
+        population = population.where(F.coalesce(F.col("register_status"), F.lit("正常")) == "正常")
+    if "death_date" in population.columns:
+        population = population.where(F.col("death_date").isNull())
+    return population
+
+
 def population_by_town_age_band(population: DataFrame, as_of: str) -> DataFrame:
     return (
-        population.select(
+        living(population).select(
             F.coalesce(F.col("town"), F.lit(UNKNOWN)).alias("town"),
             age_band(F.col("birth_date"), as_of).alias("age_band"),
             F.coalesce(F.col("gender"), F.lit(UNKNOWN)).alias("gender"),
@@ -49,8 +58,8 @@ def population_by_town_age_band(population: DataFrame, as_of: str) -> DataFrame:
 def legal_entity_by_town_industry(legal_entity: DataFrame) -> DataFrame:
     names = F.create_map(*[x for k, v in INDUSTRY_SECTIONS.items() for x in (F.lit(k), F.lit(v))])
     status_group = (
-        F.when(F.col("status").isin("存续", "在业"), F.lit("active"))
-        .when(F.col("status").isin("注销", "吊销"), F.lit("closed"))
+        F.when(F.col("status").isin("存续", "在业", "正常"), F.lit("active"))
+        .when(F.col("status").isin("注销", "吊销", "撤销"), F.lit("closed"))
         .otherwise(F.lit(UNKNOWN))
     )
     return (

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from lake import contracts as contracts_mod
 from lake import io, rules
 from lake.contracts import SourceContract
-from lake.files import InputError, parse_csv, sha256_of
+from lake.files import InputError, parse_file, sha256_of
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
@@ -50,14 +50,27 @@ class IngestResult:
 # ------------------------------------------------------------------ pure transforms
 
 def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
-    """Trim values, type them and attach ``_issues`` (array of issue structs). Pure."""
-    df = parsed
-    for c in sc.column_names:
-        v = F.regexp_replace(F.col(c), WS, "")
-        df = df.withColumn(c, F.when(v == "", None).otherwise(v))
-    for col in sc.columns:  # identifiers are stored in their canonical (upper-case) form
-        if {"cn_id", "cn_uscc"} & set(col.checks):
-            df = df.withColumn(col.name, F.upper(F.col(col.name)))
+    """Normalise values, type them and attach ``_issues`` (array of issue structs). Pure.
+
+    Columns with checks (identifiers, phones) or ``normalize: true`` lose every stray space (ASCII
+    whitespace or U+3000, anywhere) and get full-width ASCII converted to half-width, each reported
+    as a warning whose value is the value as received; identifiers are then upper-cased. Every other
+    column is only trimmed, without a finding.
+    """
+    wellformed = F.col("_field_count") == len(sc.columns)
+    normalised = [col for col in sc.columns if col.checks or col.normalize]
+    # findings on the values as received, before they are replaced below
+    norm_checks = [i for col in normalised for i in rules.normalize_issues(F.col(col.name), col.name)]
+    df = parsed.withColumn("_norm_issues", F.array(*norm_checks) if norm_checks else F.array().cast(f"array<{rules.ISSUE_TYPE}>"))
+    cleaned = {}
+    for col in sc.columns:
+        c = F.col(col.name)
+        if col in normalised:
+            cleaned[col.name] = rules.normalized(c, identifier=bool(rules.IDENTIFIER_CHECKS & set(col.checks)))
+        else:
+            v = F.regexp_replace(c, WS, "")
+            cleaned[col.name] = F.when(v == "", None).otherwise(v)
+    df = df.withColumns(cleaned)  # one projection (and one analysis) instead of one per column
     checks = [
         F.when(F.col("_field_count") != len(sc.columns), F.struct(
             F.lit("parse.field_count").alias("rule"), F.lit("_row").alias("field"),
@@ -68,12 +81,14 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
         rules.issue(F.col("_raw_line").contains("\ufffd") & (F.col("_field_count") == len(sc.columns)),
                     "parse.encoding", "_row", "contains undecodable characters (U+FFFD)", F.col("_raw_line")),
     ]
-    wellformed = F.col("_field_count") == len(sc.columns)
     typed = {}
     for col in sc.columns:
         c = F.col(col.name)
         if col.required:
             checks.append(rules.issue(wellformed & c.isNull(), "required", col.name, f"{col.name} is required"))
+        elif col.name == sc.entity_key:
+            checks.append(rules.issue(wellformed & c.isNull(), "missing.entity_key", col.name,
+                                      f"{col.name} is empty; the row is linked by name, birth date and address"))
         if col.type == "date":
             typed[col.name] = F.try_to_date(c, "yyyy-MM-dd")
             checks.append(rules.issue(c.isNotNull() & typed[col.name].isNull(), "type.date", col.name,
@@ -88,10 +103,40 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
         for chk in col.checks:
             checks.extend({"cn_id": rules.cn_id_issues, "cn_uscc": rules.cn_uscc_issues,
                            "cn_phone": rules.cn_phone_issues}[chk](col.name))
-    df = df.withColumn("_issues", F.filter(F.array(*checks), lambda x: x.isNotNull()))
-    for name, expr in typed.items():
-        df = df.withColumn(f"_typed_{name}", expr)
+    df = df.withColumn("_issues", F.filter(F.concat(F.col("_norm_issues"), F.array(*checks)),
+                                           lambda x: x.isNotNull())).drop("_norm_issues")
+    cross = _cross_checks(sc, typed)
+    if cross:  # a second step: they look at the ID checks' outcome instead of recomputing it
+        df = df.withColumn("_issues", F.concat("_issues", F.filter(F.array(*cross), lambda x: x.isNotNull())))
+    if typed:
+        df = df.withColumns({f"_typed_{name}": expr for name, expr in typed.items()})
     return df
+
+
+def _cross_checks(sc: SourceContract, typed: dict) -> list:
+    """The row's own ID number against its ``birth_date`` and ``gender`` columns, only when the ID
+    passes all its own checks and the other value is itself valid."""
+    id_cols = [c.name for c in sc.columns if "cn_id" in c.checks]
+    if not id_cols:
+        return []
+    id_col = sc.entity_key if sc.entity_key in id_cols else id_cols[0]
+    id_ok = F.col(id_col).isNotNull() & ~F.exists(
+        "_issues", lambda x: (x["field"] == id_col) & x["rule"].startswith("cn_id."))
+    ident = F.col(id_col)
+    out = []
+    if "birth_date" in sc.column_names:
+        recorded = typed.get("birth_date", F.try_to_date(F.col("birth_date"), "yyyy-MM-dd"))
+        from_id = rules.birth_date_from_id(ident)
+        out.append(rules.issue(
+            id_ok & recorded.isNotNull() & (recorded != from_id), "cross.id_birth_date", "birth_date",
+            F.concat(F.lit(f"differs from the birth date in {id_col} "), from_id.cast("string")), F.col("birth_date")))
+    if "gender" in sc.column_names:
+        recorded = F.col("gender")
+        from_id = rules.gender_from_id(ident)
+        out.append(rules.issue(
+            id_ok & recorded.isin("男", "女") & (recorded != from_id), "cross.id_gender", "gender",
+            F.concat(F.lit(f"differs from the gender in {id_col} "), from_id), recorded))
+    return out
 
 
 def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame, DataFrame]:
@@ -126,17 +171,44 @@ def manifest_row(spark: SparkSession, settings: Settings, source: str, sha: str)
     return rows[0] if rows else None
 
 
-def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None) -> IngestResult:
+@dataclass
+class Parsed:
+    """A file decoded and parsed to a staging Parquet file (pure Python, no Spark)."""
+    file: Path
+    sha: str
+    batch_id: str
+    staging: str
+    result: object = None
+    error: Exception | None = None
+
+
+def parse(settings: Settings, sc: SourceContract, file: Path, sha: str | None = None) -> Parsed:
+    sha = sha or sha256_of(file)
+    batch_id = f"{sc.source}-{sha[:16]}"
+    staging = settings.path("_staging", "ingest", f"{batch_id}.parquet")
+    fs, staging_fs_path = io.filesystem(staging)
+    fs.create_dir(staging_fs_path.rsplit("/", 1)[0], recursive=True)
+    result = parse_file(file, sc.format, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
+    return Parsed(file, sha, batch_id, staging, result)
+
+
+def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None,
+                parsed_ahead: Parsed | None = None) -> IngestResult:
+    """Land one file. ``parsed_ahead`` is the same file already parsed (by ``run``'s read-ahead)."""
     t0 = time.time()
     file = Path(file)
     sc = contracts_mod.load(settings.contracts_dir).source(source)
     if not file.is_file():
         raise InputError(f"{file}: no such file")
-    sha = sha256_of(file)
+    if parsed_ahead is not None and parsed_ahead.error is not None:
+        raise parsed_ahead.error
+    sha = parsed_ahead.sha if parsed_ahead is not None else sha256_of(file)
     batch_id = f"{source}-{sha[:16]}"
     spark = spark or get_spark(settings)
     done = manifest_row(spark, settings, source, sha)
     if done is not None:
+        if parsed_ahead is not None:
+            _remove(parsed_ahead.staging)
         log.info("%s: already ingested as batch %s (%d rows); nothing added", file.name, done["batch_id"], done["rows_read"])
         return IngestResult(source, file.name, sha, done["batch_id"], done["rows_read"], 0, 0, 0, True,
                             done["detected_encoding"], time.time() - t0)
@@ -145,10 +217,8 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
     if not io.file_exists(landed):
         io.upload(str(file), landed)
 
-    staging = settings.path("_staging", "ingest", f"{batch_id}.parquet")
-    fs, staging_fs_path = io.filesystem(staging)
-    fs.create_dir(staging_fs_path.rsplit("/", 1)[0], recursive=True)
-    parsed = parse_csv(file, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
+    pre = parsed_ahead if parsed_ahead is not None else parse(settings, sc, file, sha)
+    staging, parsed = pre.staging, pre.result
     if parsed.detected_encoding.replace("-sig", "") != sc.encoding.replace("-sig", "").replace("gbk", "gb18030"):
         log.warning("%s: contract declares %s, file is %s", file.name, sc.encoding, parsed.detected_encoding)
 
@@ -211,4 +281,31 @@ def run(settings: Settings, source: str, files: list[str] | None = None) -> list
     paths = [Path(f) for f in files] if files else inbox_files(settings, source)
     if not paths:
         log.warning("%s: no files to ingest in %s", source, Path(settings.inbox) / source)
-    return [asdict(ingest_file(settings, source, p)) for p in paths]
+    return run_many(settings, [(source, p) for p in paths])
+
+
+def run_many(settings: Settings, items: list[tuple[str, Path]]) -> list[dict]:
+    """Ingest ``(source, file)`` pairs in order. While Spark checks and writes one file, the next one
+    is decoded and parsed in a background thread (pure Python, mostly waiting on nothing else), so the
+    two cores are both busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    contracts = contracts_mod.load(settings.contracts_dir)
+
+    def ahead(source: str, path: Path) -> Parsed | None:
+        if not Path(path).is_file():
+            return None
+        sc = contracts.source(source)
+        try:
+            return parse(settings, sc, Path(path))
+        except InputError as e:  # reported when the file's turn comes
+            return Parsed(Path(path), "", "", "", error=e)
+
+    out = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read-ahead") as pool:
+        future = pool.submit(ahead, *items[0]) if items else None
+        for i, (source, path) in enumerate(items):
+            pre = future.result()
+            future = pool.submit(ahead, *items[i + 1]) if i + 1 < len(items) else None
+            out.append(asdict(ingest_file(settings, source, path, parsed_ahead=pre)))
+    return out

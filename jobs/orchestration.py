@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 DOMAINS = {
-    "population": ["mca_residents", "psb_household"],
-    "legal_entity": ["samr_enterprises", "tax_taxpayers"],
+    "population": ["hrss_insured", "mca_residents", "nhc_vital_events", "psb_household"],
+    "legal_entity": ["mca_social_orgs", "samr_enterprises", "seo_institutions", "tax_taxpayers"],
 }
 BASE_TABLES = {"population": "base.population", "legal_entity": "base.legal_entity"}
 TOPIC_TABLES = ["topic.legal_entity_by_town_industry", "topic.population_by_town_age_band"]
+REPORT_CRON = "0 6 * * *"  # department reports daily at 06:00 Beijing time, and after every base build
 POOL = "lake_writes"  # one slot: Delta writers on a local filesystem are serialised (see lake_layout.md)
 
 DEFAULT_ARGS = {

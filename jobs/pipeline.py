@@ -1,8 +1,11 @@
-"""The whole pipeline once, in-process: ingest every source's inbox, build base and topic tables
-through their gates, publish share and open zones, and write a run report.
+"""The whole pipeline once, in-process: ingest every source's inbox, check timeliness, build base and
+topic tables through their gates, write the department quality reports, publish share and open
+zones, and write a run report.
 
 The run report (``_reports/run-<started>.json`` and ``_reports/latest.json``) records rows in and
-out and seconds per stage. Reports are an audit log and grow by one file per run; every Delta table
+out and seconds per stage. When the inbox holds sample data from ``lake generate`` (its
+``truth/defects.csv``), the run also measures detection precision and recall per defect type against
+that ground truth (``jobs.evaluate``) and keeps the table in the report under ``evaluation``. Reports are an audit log and grow by one file per run; every Delta table
 and open-zone file is unchanged by a run whose inputs did not change.
 """
 from __future__ import annotations
@@ -16,9 +19,9 @@ from lake import io
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
-from jobs import build_base, build_topic, ingest, publish
+from jobs import build_base, build_topic, evaluate, ingest, publish, reports, timeliness
 
-STAGES = ("ingest", "build_base", "build_topic", "publish")
+STAGES = ("ingest", "timeliness", "build_base", "build_topic", "reports", "publish")
 
 
 def run(settings: Settings, as_of: str, progress=None) -> dict:
@@ -37,9 +40,12 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
         report["stages"][name] = {"seconds": round(time.time() - t0, 2), "result": result}
         return result
 
-    stage("ingest", lambda: [r for s in sorted(contracts.sources) for r in ingest.run(settings, s)])
+    stage("ingest", lambda: ingest.run_many(
+        settings, [(s, p) for s in sorted(contracts.sources) for p in ingest.inbox_files(settings, s)]))
+    stage("timeliness", lambda: timeliness.run(settings, as_of))
     stage("build_base", lambda: build_base.run(settings, as_of))
     stage("build_topic", lambda: build_topic.run(settings, as_of))
+    stage("reports", lambda: reports.run(settings, as_of))
     stage("publish", lambda: publish.run(settings))
     report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["seconds"] = round(sum(s["seconds"] for s in report["stages"].values()), 2)
@@ -51,6 +57,15 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
         "findings_at_ingest": sum(r["findings"] for r in ing),
         "files_skipped_already_ingested": sum(1 for r in ing if r["skipped"]),
     }
+    tl = report["stages"]["timeliness"]["result"]
+    report["stale_sources"] = [f"{s['source']} ({s['department']}): {s['message']}" for s in tl["stale"]]
+    rep = report["stages"]["reports"]["result"]
+    report["quality_reports"] = {"run_id": rep["run_id"], "index": rep["index"],
+                                 "scores": {d["department"]: d["score"] for d in rep["departments"]}}
+    if "://" not in settings.inbox and evaluate.has_truth(settings.inbox):
+        t0 = time.time()
+        report["evaluation"] = evaluate.evaluate(get_spark(settings), settings, settings.inbox)
+        report["evaluation"]["seconds"] = round(time.time() - t0, 2)
     write_report(settings, report, started)
     return report
 

@@ -181,9 +181,62 @@ def _summary(s: Settings, report: dict) -> None:
         t.add_row(f"open/{r['dataset']}", r["status"], f"{r['rows']:,}")
     console.print(t)
     console.print("seconds per stage: " + ", ".join(f"{k} {v['seconds']}" for k, v in st.items()))
+    for line in report.get("stale_sources", []):
+        console.print(f"[yellow]stale source:[/] {line}")
+    ev = report.get("evaluation")
+    if ev:
+        _print_evaluation(ev)
+    qr = report.get("quality_reports") or {}
+    if qr:
+        console.print("department quality scores: " + ", ".join(f"{d} {v:.1f}" for d, v in qr["scores"].items()))
     console.print(f"\nwhere to look:\n  lake root        {s.root}\n  run report       {report.get('report_path')}\n"
                   f"  quality docs     {docs_index(s)}\n  open datasets    {s.path('open')}\n"
+                  f"  dept. reports    {qr.get('index', s.path('reports', 'index.html'))}\n"
                   f"  tables (no JVM)  .venv/bin/lake status --root {s.root}")
+
+
+def _print_evaluation(ev: dict) -> None:
+    from jobs import evaluate as ev_mod
+
+    t = Table("defect type", "injected", "found", "precision", "recall", "", title="detection vs the generator's truth")
+    for name, truth, found, p, r, ok in ev_mod.table(ev):
+        t.add_row(name, f"{truth:,}", f"{found:,}", f"{p:.4f}", f"{r:.4f}", "[green]ok" if ok == "ok" else f"[red]{ok}")
+    console.print(t)
+    lk = ev.get("linkage") or {}
+    if lk:
+        console.print(f"record linkage of rows without an ID: {lk['linked']:,} linked, {lk['review']:,} for review, "
+                      f"{lk['unmatched']:,} unmatched; precision {lk['precision']:.4f}, recall {lk['recall']:.4f}")
+
+
+@app.command()
+def evaluate(
+    truth: str = typer.Option(..., "--truth", help="Folder written by `lake generate` (manifest.json, truth/)."),
+    root: Optional[str] = RootOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Detection precision and recall per defect type against the generator's truth files.
+    Exit 1 when any defect type is below 0.99."""
+    _setup_logging()
+    from jobs import evaluate as ev_mod
+    from lake.spark import get_spark
+
+    from lake.files import InputError
+
+    s = _settings(root)
+    if not ev_mod.has_truth(truth):
+        err.print(f"[bold red]error:[/] {truth} has no manifest.json and truth/defects.csv; "
+                  "evaluate needs the folder written by `lake generate`")
+        raise typer.Exit(2)
+    try:
+        ev = ev_mod.evaluate(get_spark(s), s, truth)
+    except InputError as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2)
+    if json_out:
+        print(json.dumps(ev, ensure_ascii=False, indent=2, default=str))
+    else:
+        _print_evaluation(ev)
+    raise typer.Exit(0 if ev["passed"] else 1)
 
 
 @app.command()
@@ -199,6 +252,103 @@ def status(root: Optional[str] = RootOpt):
     t = Table("table", "version", "rows", "last operation")
     for r in rows:
         t.add_row(r["table"], str(r["version"]), f"{r['rows']:,}", r["operation"])
+    console.print(t)
+
+
+@app.command("check")
+def check_cmd(
+    source: str = typer.Option(..., "--source", help="Source id, e.g. psb_household (see contracts/sources)."),
+    file: Path = typer.Argument(..., help="The department file to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    limit: int = typer.Option(20, "--limit", help="How many problem rows to show."),
+    root: Optional[str] = RootOpt,
+):
+    """Check a file as ingest would, without landing anything. Exit 0: nothing blocks; 1: findings
+    would block publication (contracts/policy.yaml); 2: the source, file or policy is wrong."""
+    _setup_logging()
+    from jobs import check
+    from lake.contracts import ContractError
+    from lake.files import InputError
+
+    from lake.spark import SetupError
+
+    try:
+        result = check.check_file(_settings(root), source, file, limit=limit)
+    except (ContractError, InputError, FileNotFoundError) as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2)
+    except SetupError as e:  # the machine, not the file: same as the other commands
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    else:
+        _print_check(result)
+    raise typer.Exit(0 if result["passed"] else 1)
+
+
+def _print_check(r: dict) -> None:
+    console.print(f"[bold]{r['file']}[/] as [bold]{r['source']}[/] ({r['department']}), "
+                  f"{r['detected_encoding']}, sha256 {r['sha256'][:16]}…")
+    t = Table("rows read", "would land", "would quarantine", "findings", "blocking")
+    t.add_row(f"{r['rows_read']:,}", f"{r['would_land']:,}", f"{r['would_quarantine']:,}", f"{r['findings']:,}",
+              f"{r['blocking_findings']:,}")
+    console.print(t)
+    if r["by_rule"]:
+        t = Table("rule", "defect type", "severity", "count", "blocks", title="findings by rule")
+        for x in r["by_rule"]:
+            t.add_row(x["rule"], x["defect_type"], x["severity"], f"{x['count']:,}", "yes" if x["blocking"] else "no")
+        console.print(t)
+        t = Table("row", "record key", "field", "rule", "severity", "reason", "value",
+                  title=f"first {len(r['problems'])} problem rows (row = line in the file, header = 1)")
+        for p in r["problems"]:
+            t.add_row(str(p["row"]), p["record_key"] or "", p["field"] or "", p["rule"], p["severity"],
+                      p["message"] or "", (p["value"] or "")[:60])
+        console.print(t)
+    if r["passed"]:
+        console.print("[bold green]passed:[/] nothing would block publication")
+    else:
+        console.print(f"[bold red]blocked:[/] {r['blocking_findings']:,} finding(s) would block publication "
+                      f"(blocking severities: {', '.join(r['policy']['blocking_severities'])})")
+
+
+@app.command("report")
+def report_cmd(
+    run_id: Optional[str] = typer.Option(None, "--run", help="Report run id (default: the latest)."),
+    root: Optional[str] = RootOpt,
+):
+    """Where the department quality reports are, and each department's score (no JVM)."""
+    from jobs.reports import SCORES, department_folder
+
+    s = _settings(root)
+    latest_uri = s.path("reports", "latest.json")
+    path = s.path(*SCORES)
+    try:
+        from deltalake import DeltaTable
+
+        history = DeltaTable(path).to_pyarrow_table().to_pylist()
+    except Exception:  # no table yet (deltalake raises its own TableNotFoundError)
+        history = []
+    if not history:
+        err.print(f"[bold red]error:[/] no department reports under {s.root}; run `lake run` (or the lake__report DAG) first")
+        raise typer.Exit(1)
+    from lake import io
+
+    if run_id is None:
+        run_id = (json.loads(io.read_bytes(latest_uri))["run_id"] if io.file_exists(latest_uri)
+                  else max(history, key=lambda h: (h["as_of"], h["run_id"]))["run_id"])
+    rows = [h for h in history if h["run_id"] == run_id]
+    if not rows:
+        known = sorted({h["run_id"] for h in history})
+        err.print(f"[bold red]error:[/] unknown report run '{run_id}'; known runs: {', '.join(known)}")
+        raise typer.Exit(1)
+    console.print(f"reports of run [bold]{run_id}[/] (as of {rows[0]['as_of']}): {s.path('reports', run_id)}")
+    console.print(f"overview: {s.path('reports', 'index.html')}")
+    t = Table("department", "code", "score", "findings", "rows", "stale sources", "report")
+    for r in sorted(rows, key=lambda r: (r["score"], r["department_code"])):
+        folder = department_folder(r["department_code"], r["department"])
+        t.add_row(r["department"], r["department_code"], f"{r['score']:.1f}", f"{r['findings']:,}", f"{r['rows']:,}",
+                  r["stale"] or "", f"{run_id}/{folder}/index.html")
     console.print(t)
 
 

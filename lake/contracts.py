@@ -16,6 +16,9 @@ from pathlib import Path
 import yaml
 
 SOURCE_TYPES = {"string", "date", "int", "long", "double"}
+FORMATS = {"csv", "jsonl"}
+CROSS_RULES = {"death_not_propagated", "deregistered_active_in_tax"}
+UPDATE_CYCLES = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
 CHECKS = {"cn_id", "cn_uscc", "cn_phone"}
 SHARE_TYPES = {"unconditional", "conditional", "none"}
 OPEN_TYPES = {"unconditional", "directed", "none"}
@@ -34,6 +37,7 @@ class SourceColumn:
     pii: bool = False
     checks: tuple[str, ...] = ()
     allowed: tuple[str, ...] = ()
+    normalize: bool = False  # full-width -> half-width and stray spaces removed, reported as findings
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,20 @@ class SourceContract:
     entity_key: str
     columns: tuple[SourceColumn, ...]
     path: str = ""
+    # rows with the same unique key in one file are duplicates (default: the entity key alone)
+    unique_key: tuple[str, ...] = ()
+    # columns computed from the file's columns before building (name -> Spark SQL expression)
+    derived_columns: dict = field(default_factory=dict)
+    # which of an entity's rows in a file describes it best (Spark SQL expression, smallest first)
+    entity_order: str = ""
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def entity_key_optional(self) -> bool:
+        return not self.column(self.entity_key).required
 
     def column(self, name: str) -> SourceColumn:
         for c in self.columns:
@@ -94,6 +108,7 @@ class TableContract:
     expectations: tuple[dict, ...]
     open_dataset: dict = field(default_factory=dict)
     path: str = ""
+    cross_rules: tuple[str, ...] = ()  # rules across columns, implemented in jobs.build_base.CROSS_RULES
 
     @property
     def zone(self) -> str:
@@ -140,6 +155,7 @@ def parse_source(path: Path) -> SourceContract:
             SourceColumn(
                 name=name, type=typ, required=bool(c.get("required", False)), title=c.get("title", ""),
                 pii=bool(c.get("pii", False)), checks=checks, allowed=tuple(str(a) for a in c.get("allowed", []) or []),
+                normalize=bool(c.get("normalize", False)),
             )
         )
     sc = SourceContract(
@@ -147,10 +163,17 @@ def parse_source(path: Path) -> SourceContract:
         department_code=str(d.get("department_code", "")), domain=_req(d, "domain", path),
         format=d.get("format", "csv"), encoding=d.get("encoding", "auto"), update_cycle=_req(d, "update_cycle", path),
         record_key=_req(d, "record_key", path), entity_key=_req(d, "entity_key", path), columns=tuple(cols), path=str(path),
+        unique_key=tuple(d.get("unique_key") or [d.get("entity_key")]),
+        derived_columns={str(k): str(v) for k, v in (d.get("derived_columns") or {}).items()},
+        entity_order=str(d.get("entity_order") or ""),
     )
     if sc.source != path.stem:
         raise ContractError(f"{path}: source '{sc.source}' must equal the file name '{path.stem}'")
-    for k in (sc.record_key, sc.entity_key):
+    if sc.format not in FORMATS:
+        raise ContractError(f"{path}: format must be one of {sorted(FORMATS)}, got '{sc.format}'")
+    if sc.update_cycle not in UPDATE_CYCLES:
+        raise ContractError(f"{path}: update_cycle must be one of {list(UPDATE_CYCLES)}, got '{sc.update_cycle}'")
+    for k in (sc.record_key, sc.entity_key, *sc.unique_key):
         if k not in sc.column_names:
             raise ContractError(f"{path}: key column '{k}' is not among the columns")
     return sc
@@ -175,10 +198,13 @@ def parse_table(path: Path) -> TableContract:
         share_grants=tuple(d.get("share_grants", []) or []), share_condition=d.get("share_condition", ""),
         open_type=d.get("open_type", "none"), update_cycle=_req(d, "update_cycle", path), columns=tuple(cols),
         expectations=tuple(d.get("expectations", []) or []), open_dataset=dict(d.get("open_dataset", {}) or {}),
-        path=str(path),
+        path=str(path), cross_rules=tuple(d.get("cross_rules", []) or []),
     )
     if tc.table.count(".") != 1 or tc.zone not in ("base", "topic"):
         raise ContractError(f"{path}: table must be 'base.<name>' or 'topic.<name>', got '{tc.table}'")
+    unknown_rules = set(tc.cross_rules) - CROSS_RULES
+    if unknown_rules:
+        raise ContractError(f"{path}: unknown cross_rules {sorted(unknown_rules)}; known: {sorted(CROSS_RULES)}")
     if tc.share_type not in SHARE_TYPES:
         raise ContractError(f"{path}: share_type must be one of {sorted(SHARE_TYPES)}")
     if tc.open_type not in OPEN_TYPES:
@@ -232,6 +258,9 @@ def _validate_authorities(sources: dict, tables: dict) -> None:
         for c in t.columns:
             if not c.authority:
                 raise ContractError(f"{t.path}: column '{c.name}' has no authoritative source")
+            if not isinstance(c.authority, str):
+                raise ContractError(f"{t.path}: column '{c.name}' names {len(c.authority)} authoritative sources "
+                                    f"{list(c.authority)}; exactly one is allowed (一数一源), put the others in 'fallback'")
             if c.authority == "derived":
                 if not c.derive:
                     raise ContractError(f"{t.path}: derived column '{c.name}' needs 'derive'")
@@ -240,7 +269,7 @@ def _validate_authorities(sources: dict, tables: dict) -> None:
                 if s not in sources:
                     raise ContractError(f"{t.path}: column '{c.name}' names unknown source '{s}'")
                 src_col = c.sources.get(s, c.name)
-                if src_col not in sources[s].column_names:
+                if src_col not in sources[s].column_names and src_col not in sources[s].derived_columns:
                     raise ContractError(f"{t.path}: column '{c.name}': source '{s}' has no column '{src_col}'")
             if c.authority in c.fallback:
                 raise ContractError(f"{t.path}: column '{c.name}' lists its authority '{c.authority}' as a fallback")

@@ -11,6 +11,8 @@ import codecs
 import csv
 import hashlib
 import io
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 GB_FAMILY = {"gbk", "gb2312", "gb18030", "cp936"}
-CHUNK_ROWS = 200_000
+CHUNK_ROWS = 100_000  # one Parquet row group: Spark splits the staging file at these
 
 
 class InputError(ValueError):
@@ -66,18 +68,104 @@ def detect_encoding(data: bytes, declared: str, name: str) -> str:
     )
 
 
+def read_text(path: Path, declared_encoding: str) -> tuple[str, str]:
+    """The file's text and the encoding it was decoded with; an empty file is an InputError."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise InputError(f"{path.name}: the file is empty")
+    encoding = detect_encoding(data, declared_encoding, path.name)
+    return data.decode(encoding), encoding
+
+
+def parse_file(path: Path, fmt: str, columns: list[str], declared_encoding: str, out_parquet: str,
+               record_key: str, filesystem=None) -> ParseResult:
+    """Parse a department file of format ``fmt`` ("csv" or "jsonl") into the staging Parquet file."""
+    if fmt == "jsonl":
+        return parse_jsonl(path, columns, declared_encoding, out_parquet, record_key, filesystem)
+    if fmt == "csv":
+        return parse_csv(path, columns, declared_encoding, out_parquet, record_key, filesystem)
+    raise InputError(f"{path.name}: unsupported file format '{fmt}' (csv or jsonl)")
+
+
+class _Buffer:
+    """Column buffers flushed to a Parquet writer every CHUNK_ROWS rows."""
+
+    def __init__(self, columns: list[str], out_parquet: str, filesystem) -> None:
+        self.schema = pa.schema([(c, pa.string()) for c in columns]
+                                + [("_row", pa.int64()), ("_field_count", pa.int32()), ("_raw_line", pa.string())])
+        self.cols: list[list] = [[] for _ in range(len(columns) + 3)]
+        self.writer = pq.ParquetWriter(out_parquet, self.schema, filesystem=filesystem, compression="snappy")
+        self.rows = 0
+
+    def add(self, values: list, row: int, field_count: int, raw: str | None) -> None:
+        for b, v in zip(self.cols, values):
+            b.append(v)
+        self.cols[-3].append(row)
+        self.cols[-2].append(field_count)
+        self.cols[-1].append(raw)
+        self.rows += 1
+        if len(self.cols[-3]) >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.writer.write_batch(pa.record_batch(
+            [pa.array(b, type=t.type) for b, t in zip(self.cols, self.schema)], schema=self.schema))
+        for b in self.cols:
+            b.clear()
+
+    def close(self) -> None:
+        if self.cols[-3] or self.rows == 0:
+            self.flush()
+        self.writer.close()
+
+
+def parse_jsonl(path: Path, columns: list[str], declared_encoding: str, out_parquet: str,
+                record_key: str, filesystem=None) -> ParseResult:
+    """JSON lines: one object per line whose keys are the contract's columns. ``_row`` is the line
+    number (1-based, there is no header). A line that is not a JSON object, or has keys the contract
+    does not know, is malformed (``_field_count`` -1) and keeps its raw text; a
+    missing key is a null value, which the required-column check reports."""
+    name = path.name
+    text, encoding = read_text(path, declared_encoding)
+    known = set(columns)
+    key_pattern = re.compile(r'"' + re.escape(record_key) + r'"\s*:\s*"((?:[^"\\]|\\.)*)"')
+    buf = _Buffer(columns, out_parquet, filesystem)
+    malformed = 0
+    try:
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                obj = None
+            if not isinstance(obj, dict) or set(obj) - known or "\ufffd" in line:
+                malformed += 1
+                key = obj.get(record_key) if isinstance(obj, dict) else None
+                if key is None:  # a truncated line: keep the record key if its pair is intact
+                    m = key_pattern.search(line)
+                    key = json.loads(f'"{m.group(1)}"') if m else None
+                values = [str(key) if (c == record_key and key is not None) else None for c in columns]
+                count = -1  # never equal to the column count: the row is malformed
+                if isinstance(obj, dict) and "\ufffd" in line and not set(obj) - known:
+                    values = [None if obj.get(c) is None else str(obj[c]) for c in columns]
+                    count = len(columns)
+                buf.add(values, line_no, count, line)
+                continue
+            buf.add([None if obj.get(c) is None else str(obj[c]) for c in columns], line_no, len(columns), None)
+    finally:
+        buf.close()
+    return ParseResult(rows=buf.rows, malformed=malformed, declared_encoding=declared_encoding,
+                       detected_encoding=encoding, header=list(columns))
+
+
 def parse_csv(path: Path, columns: list[str], declared_encoding: str, out_parquet: str,
               record_key: str, filesystem=None) -> ParseResult:
     """Decode and split ``path`` into a Parquet file of string columns plus ``_row`` (the line number
     of the record in the file, header = line 1), ``_field_count`` and ``_raw_line`` (kept for rows
     whose field count is wrong or that contain undecodable characters)."""
     name = path.name
-    data = path.read_bytes()
-    if not data.strip():
-        raise InputError(f"{name}: the file is empty")
-    encoding = detect_encoding(data, declared_encoding, name)
-    text = data.decode(encoding)
-    del data
+    text, encoding = read_text(path, declared_encoding)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader)]
@@ -98,39 +186,59 @@ def parse_csv(path: Path, columns: list[str], declared_encoding: str, out_parque
     key_pos = header.index(record_key)
 
     rows = malformed = 0
-    buf: list[list] = [[] for _ in range(len(columns) + 3)]
+    # Well-formed records are collected as they come and turned into columns per chunk (zip), which
+    # keeps the per-record Python work to one append; odd records take the slow path.
+    good: list[list[str]] = []
+    good_lines: list[int] = []
+    odd: list[list] = [[] for _ in range(len(columns) + 3)]
+    check_fffd = "\ufffd" in text
     writer = pq.ParquetWriter(out_parquet, schema, filesystem=filesystem, compression="snappy")
     prev_line = reader.line_num
+    n_cols = len(columns)
 
     def flush():
-        writer.write_batch(pa.record_batch([pa.array(b, type=t.type) for b, t in zip(buf, schema)], schema=schema))
-        for b in buf:
-            b.clear()
+        if good:
+            cols = list(zip(*good))
+            arrays = [pa.array(cols[i], type=pa.string()) for i in idx]
+            arrays += [pa.array(good_lines, type=pa.int64()), pa.array([n_expected] * len(good), type=pa.int32()),
+                       pa.nulls(len(good), type=pa.string())]
+            writer.write_batch(pa.record_batch(arrays, schema=schema))
+            good.clear()
+            good_lines.clear()
+        if odd[-3]:
+            writer.write_batch(pa.record_batch([pa.array(b, type=t.type) for b, t in zip(odd, schema)], schema=schema))
+            for b in odd:
+                b.clear()
 
     try:
         for rec in reader:
             start_line = prev_line + 1
             prev_line = reader.line_num
-            if not rec or (len(rec) == 1 and rec[0] == ""):
+            n = len(rec)
+            if n == n_expected and not (check_fffd and any("\ufffd" in v for v in rec)):
+                good.append(rec)
+                good_lines.append(start_line)
+                rows += 1
+                if len(good) >= CHUNK_ROWS:
+                    flush()
+                continue
+            if not rec or (n == 1 and rec[0] == ""):
                 continue  # blank line: not a record
             rows += 1
-            n = len(rec)
-            bad = n != n_expected or any("\ufffd" in v for v in rec)
-            if n == n_expected:
+            if n == n_expected:  # undecodable characters: kept whole, reported by the encoding rule
                 for j, i in enumerate(idx):
-                    buf[j].append(rec[i])
+                    odd[j].append(rec[i])
             else:
                 malformed += 1
                 for j, i in enumerate(idx):
                     # keep the record key when it is there, so the department can find the row
-                    buf[j].append(rec[i] if (i == key_pos and i < n) else None)
-            buf[-3].append(start_line)
-            buf[-2].append(n)
-            buf[-1].append(",".join(rec) if bad else None)
-            if len(buf[-3]) >= CHUNK_ROWS:
-                flush()
-        if buf[-3] or rows == 0:
-            flush()
+                    odd[j].append(rec[i] if (i == key_pos and i < n) else None)
+            odd[n_cols].append(start_line)
+            odd[n_cols + 1].append(n)
+            odd[n_cols + 2].append(",".join(rec))
+        flush()
+        if rows == 0:
+            writer.write_batch(pa.record_batch([pa.array([], type=t.type) for t in schema], schema=schema))
     except csv.Error as e:
         raise InputError(f"{name}: line {reader.line_num}: {e}") from None
     finally:

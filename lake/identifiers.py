@@ -24,6 +24,9 @@ import re
 
 __all__ = [
     "USCC_ALPHABET",
+    "USCC_AUTHORITY_TYPES",
+    "is_valid_uscc_authority",
+    "to_fullwidth",
     "cn_id_check_char",
     "is_valid_cn_id",
     "is_valid_cn_mobile",
@@ -41,6 +44,22 @@ _CN_ID_RE = re.compile(r"[0-9]{17}[0-9X]")
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_VALUE = {c: i for i, c in enumerate(USCC_ALPHABET)}
 _USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))  # 3^(i-1) mod 31, i = 1..17
+
+# GB 32100-2015 table 1: registration-authority code -> the organisation-type codes it may use.
+USCC_AUTHORITY_TYPES: dict[str, str] = {
+    "1": "1239",  # 机构编制: 机关, 事业单位, 中央编办直接管理机构编制的群众团体, 其他
+    "2": "19",  # 外交
+    "3": "123459",  # 司法行政
+    "4": "19",  # 文化
+    "5": "1239",  # 民政: 社会团体, 民办非企业单位, 基金会, 其他
+    "6": "129",  # 旅游
+    "7": "129",  # 宗教
+    "8": "19",  # 工会
+    "9": "123",  # 工商: 企业, 个体工商户, 农民专业合作社
+    "A": "19",  # 中央军委改革和编制办公室
+    "N": "12349",  # 农业
+    "Y": "1",  # 其他
+}
 
 _MOBILE_RE = re.compile(r"1[3-9][0-9]{9}")
 _BEIJING_LANDLINE_RE = re.compile(r"010-?[0-9]{8}")
@@ -114,6 +133,16 @@ def is_valid_uscc(s: object) -> bool:
     if not isinstance(s, str) or len(s) != 18 or any(c not in _USCC_VALUE for c in s):
         return False
     return uscc_check_char(s[:17]) == s[17]
+
+
+def is_valid_uscc_authority(s: object) -> bool:
+    """True if the first two characters of ``s`` are a GB 32100 authority/type pair."""
+    return isinstance(s, str) and len(s) >= 2 and s[1] in USCC_AUTHORITY_TYPES.get(s[0], "")
+
+
+def to_fullwidth(s: str) -> str:
+    """``s`` with printable ASCII (U+0021-U+007E) replaced by its full-width form (U+FF01-U+FF5E)."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in s)
 
 
 def is_valid_cn_mobile(s: object) -> bool:

@@ -66,6 +66,9 @@ def get_spark(settings: Settings | None = None):
             # Delta's log replay defaults to 50 partitions: far too many for a 2-core machine.
             .config("spark.databricks.delta.snapshotPartitions", str(settings.shuffle_partitions))
             .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
+            # a department file is staged as one Parquet file with 100 K-row row groups: split it
+            # so that every core checks rows, not one
+            .config("spark.sql.files.maxPartitionBytes", "16m")
         )
         for k, v in settings.extra_spark_conf.items():
             builder = builder.config(k, v)
