@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__build__base",
-            "lake__build__topic", "lake__publish"}
+            "lake__build__topic", "lake__publish", "lake__report"}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,14 @@ def test_build_dags_are_triggered_by_assets(dagbag):
     assert "base.population" in str(topic.timetable.asset_condition)
 
 
+def test_report_dag_runs_timeliness_then_reports_after_builds_and_daily(dagbag):
+    dag = dagbag.get_dag("lake__report")
+    assert [t.task_id for t in dag.topological_sort()] == ["check__timeliness", "report__departments"]
+    assert "base.population" in str(dag.timetable.asset_condition)
+    assert "base.legal_entity" in str(dag.timetable.asset_condition)
+    assert "0 6 * * *" in repr(dag.timetable.timetable)
+
+
 def test_ingest_dag_runs_with_dag_test(dagbag, spark, tmp_path, monkeypatch):
     from deltalake import DeltaTable
 
@@ -61,8 +69,10 @@ def test_ingest_dag_runs_with_dag_test(dagbag, spark, tmp_path, monkeypatch):
     dag = dagbag.get_dag("lake__ingest__population")
     run = dag.test(logical_date=datetime(2026, 11, 1, tzinfo=timezone.utc))
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    from jobs.orchestration import DOMAINS
+
     for f in manifest["files"]:
-        if f["source"] not in ("psb_household", "mca_residents"):
+        if f["source"] not in DOMAINS["population"]:
             assert not (root / "raw" / f["source"]).exists()
             continue
         raw = DeltaTable(str(root / "raw" / f["source"])).to_pyarrow_table().num_rows

@@ -20,6 +20,8 @@ from lake.identifiers import is_valid_cn_id
 
 ZONE_TABLES = [
     "landing/_manifest", "raw/psb_household", "raw/mca_residents", "raw/samr_enterprises", "raw/tax_taxpayers",
+    "raw/hrss_insured", "raw/nhc_vital_events", "raw/mca_social_orgs", "raw/seo_institutions",
+    "quality/conflicts", "quality/record_links",
     "quarantine/psb_household", "quarantine/mca_residents", "quarantine/samr_enterprises",
     "quarantine/tax_taxpayers", "base/population", "base/legal_entity", "topic/population_by_town_age_band",
     "topic/legal_entity_by_town_industry", "share/base__population", "share/base__legal_entity",
@@ -90,8 +92,10 @@ def test_counts_reconcile_per_file(tiny_lake):
 
 @pytest.mark.parametrize("defect,rule,source", [
     ("id_checksum", "cn_id.checksum", "psb_household"),
-    ("malformed_row", "parse.field_count", "psb_household"),
-    ("credit_code_checksum", "cn_uscc.checksum", "samr_enterprises"),
+    ("malformed_row", "parse.field_count", "hrss_insured"),
+    ("malformed_row", "parse.field_count", "mca_residents"),
+    ("credit_code_checksum", "cn_uscc.checksum", "tax_taxpayers"),
+    ("credit_code_authority", "cn_uscc.authority", "samr_enterprises"),
     ("missing_value", "required", "mca_residents"),
 ])
 def test_known_bad_rows_are_in_quarantine_with_the_right_reason(tiny_lake, defect, rule, source):
@@ -150,7 +154,7 @@ def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
 
 def test_run_report_records_rows_and_seconds_per_stage(tiny_lake):
     report = json.loads(Path(tiny_lake["settings"].root, "_reports", "latest.json").read_text(encoding="utf-8"))
-    assert set(report["stages"]) == {"ingest", "build_base", "build_topic", "publish"}
+    assert set(report["stages"]) == {"ingest", "timeliness", "build_base", "build_topic", "reports", "publish"}
     assert all(s["seconds"] >= 0 for s in report["stages"].values())
     assert report["rows"]["read"] == sum(f["rows"] for f in tiny_lake["manifest"]["files"])
     assert report["rows"]["read"] == report["rows"]["raw"] + report["rows"]["quarantined"]

@@ -55,8 +55,8 @@ def parsed_frame(spark, rows: list[list], sc, batch="psb_household-aaaa", sha="a
 
 
 def psb_row(record_id, name, id_number, gender="男", birth="1990-01-01", ethnicity="汉族", phone="13812345678",
-            town="黄村镇", address="兴华大街1号", registered="2010-05-01", row=2):
-    return [record_id, name, id_number, gender, birth, ethnicity, phone, town, address, registered, row, 10, None]
+            town="黄村镇", address="兴华大街1号", registered="2010-05-01", row=2, status="正常"):
+    return [record_id, name, id_number, gender, birth, ethnicity, phone, town, address, registered, status, row, 11, None]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def ingested(spark, psb):
         psb_row("HJ002", "李四", ID_BAD_CHECK, birth="1985-06-15", row=3),
         psb_row("HJ003", "王五", ID_PHONE, birth="1970-03-03", phone="12812345678", row=4),
         # a short row as parse_csv leaves it: only the record key kept, raw line kept
-        [  "HJ004", None, None, None, None, None, None, None, None, None, 5, 9,
+        [  "HJ004", None, None, None, None, None, None, None, None, None, None, 5, 9,
            "HJ004,赵六,110115199001011235,男,1990-01-01,汉族,13812345678,黄村镇,兴华大街2号"],
         psb_row("HJ005", "\u3000 ", ID_BLANK_NAME, gender="女", birth="2001-12-31", row=6),
     ]
@@ -108,7 +108,15 @@ def test_clean_row_lands_in_raw_typed_and_trimmed(ingested):
     assert (r["record_id"], r["name"], r["id_number"], r["gender"], r["phone"], r["town"]) == (
         "HJ001", "张三", ID_CLEAN, "男", "13812345678", "黄村镇")
     assert (r["_source"], r["_row"], r["_batch_id"]) == ("psb_household", 2, "psb_household-aaaa")
-    assert not [f for f in ingested["findings"] if f["record_key"] == "HJ001"]
+    # spaces around ordinary columns are trimmed silently; in names, identifiers and phones they are
+    # reported back to the department (the stored value is clean either way)
+    got = sorted((f["field"], f["rule"], f["defect_type"], f["severity"], f["value"])
+                 for f in ingested["findings"] if f["record_key"] == "HJ001")
+    assert got == sorted([
+        ("id_number", "normalize.whitespace", "whitespace", "warning", f" {ID_CLEAN}\t"),
+        ("name", "normalize.whitespace", "whitespace", "warning", "\u3000张三 "),
+        ("phone", "normalize.whitespace", "whitespace", "warning", "\u300013812345678"),
+    ])
 
 
 def test_bad_check_char_is_quarantined_as_checksum(ingested):
@@ -135,7 +143,7 @@ def test_invalid_phone_is_kept_with_a_warning_finding(ingested):
 def test_short_row_is_quarantined_as_field_count(ingested):
     q = ingested["quarantine"]["HJ004"]
     assert q["_rule"] == "parse.field_count"
-    assert q["_reason"] == "_row: expected 10 fields, found 9"
+    assert q["_reason"] == "_row: expected 11 fields, found 9"
     assert q["_raw_line"].startswith("HJ004,赵六,")
     assert q["_row"] == 5
     # only the field-count problem is reported, not one "required" issue per missing column
@@ -155,6 +163,7 @@ def test_findings_have_the_findings_columns(ingested):
 
     assert ingested["findings_columns"] == [c for c, _ in findings.COLUMNS]
     assert sorted((f["record_key"], f["rule"]) for f in ingested["findings"]) == [
+        ("HJ001", "normalize.whitespace"), ("HJ001", "normalize.whitespace"), ("HJ001", "normalize.whitespace"),
         ("HJ002", "cn_id.checksum"), ("HJ003", "cn_phone.format"), ("HJ004", "parse.field_count"),
         ("HJ005", "required")]
 
@@ -205,10 +214,10 @@ def test_latest_per_entity_lowercase_x_is_the_same_entity(spark):
 # ----------------------------------------------------------------------------- golden_records
 
 PSB_RAW = ("record_id string, name string, id_number string, gender string, birth_date date, ethnicity string, "
-           "phone string, town string, address string, registered_date date, "
+           "phone string, town string, address string, registered_date date, register_status string, "
            "_source string, _file_sha256 string, _row long, _batch_id string, _ingested_at timestamp")
-MCA_RAW = ("record_id string, id_number string, name string, marital_status string, subsistence_allowance string, "
-           "phone string, town string, address string, "
+MCA_RAW = ("record_id string, id_number string, name string, gender string, birth_date date, marital_status string, "
+           "subsistence_allowance string, death_date date, phone string, town string, address string, "
            "_source string, _file_sha256 string, _row long, _batch_id string, _ingested_at timestamp")
 P_BOTH = _id(datetime.date(1980, 4, 1), 301)    # male, in both
 P_MCA = _id(datetime.date(1952, 9, 30), 402)    # female, only in mca
@@ -219,18 +228,18 @@ P_PSB = _id(datetime.date(2010, 1, 20), 503)    # male, only in psb
 def golden(spark, contracts):
     tc = contracts.table("base.population")
     psb = spark.createDataFrame([
-        ("HJ1", "张三", P_BOTH, "男", datetime.date(1980, 4, 1), "汉族", None, "黄村镇", "兴华大街1号", None,
+        ("HJ1", "张三", P_BOTH, "男", datetime.date(1980, 4, 1), "汉族", None, "黄村镇", "兴华大街1号", None, "正常",
          "psb_household", "s1", 2, "psb-b1", TS_NEW),
-        ("HJ2", "孙八", P_PSB, "男", datetime.date(2010, 1, 20), "回族", "13800000001", None, None, None,
+        ("HJ2", "孙八", P_PSB, "男", datetime.date(2010, 1, 20), "回族", "13800000001", None, None, None, "正常",
          "psb_household", "s1", 3, "psb-b1", TS_NEW),
     ], PSB_RAW)
     mca = spark.createDataFrame([
-        ("MZ1", P_BOTH, "张叁", "已婚", "否", "13900000000", "旧宫镇", "旧宫东路2号",
+        ("MZ1", P_BOTH, "张叁", "男", datetime.date(1980, 4, 1), "已婚", "否", None, "13900000000", "旧宫镇", "兴华大街1号",
          "mca_residents", "s2", 2, "mca-b1", TS_OLD),
-        ("MZ2", P_MCA, "周九", "丧偶", "是", None, "礼贤镇", None,
+        ("MZ2", P_MCA, "周九", "女", None, "丧偶", "是", None, None, "礼贤镇", None,
          "mca_residents", "s2", 3, "mca-b1", TS_OLD),
     ], MCA_RAW)
-    g, found = build_base.golden_records(tc, contracts, {"psb_household": psb, "mca_residents": mca})
+    g, found, _ = build_base.golden_records(tc, contracts, {"psb_household": psb, "mca_residents": mca})
     return {"tc": tc, "columns": g.columns, "dtypes": dict(g.dtypes),
             "rows": {r["id_number"]: r for r in g.collect()}, "findings": found.collect()}
 
@@ -246,16 +255,19 @@ def test_golden_one_row_per_person_with_contract_columns(golden):
 def test_golden_authority_wins_over_fallback(golden):
     r = golden["rows"][P_BOTH]
     assert (r["name"], r["town"], r["address"]) == ("张三", "黄村镇", "兴华大街1号")
+    assert r["register_status"] == "正常" and r["death_date"] is None
     assert (r["marital_status"], r["subsistence_allowance"]) == ("已婚", "否")
-    assert r["_lineage"]["name"] == "psb-b1"
-    assert r["_lineage"]["town"] == "psb-b1"
-    assert r["_lineage"]["marital_status"] == "mca-b1"
+    assert r["_lineage"]["name"]["batch_id"] == "psb-b1"
+    assert r["_lineage"]["name"]["file_sha256"] == "s1" and r["_lineage"]["name"]["source"] == "psb_household"
+    assert r["_lineage"]["town"]["batch_id"] == "psb-b1"
+    assert r["_lineage"]["marital_status"]["batch_id"] == "mca-b1"
 
 
 def test_golden_fallback_when_authority_is_null(golden):
     r = golden["rows"][P_BOTH]
     assert r["phone"] == "13900000000"
-    assert r["_lineage"]["phone"] == "mca-b1"
+    assert r["_lineage"]["phone"]["batch_id"] == "mca-b1"
+    assert r["_lineage"]["phone"]["source"] == "mca_residents" and r["_lineage"]["phone"]["row"] == 2
     only_psb = golden["rows"][P_PSB]
     assert only_psb["town"] is None and only_psb["_lineage"]["town"] is None
     assert only_psb["marital_status"] is None
@@ -265,9 +277,9 @@ def test_golden_person_only_in_mca_gets_gender_and_birth_date_from_id(golden):
     r = golden["rows"][P_MCA]
     assert (r["gender"], r["birth_date"]) == ("女", datetime.date(1952, 9, 30))
     assert (r["name"], r["town"], r["ethnicity"]) == ("周九", "礼贤镇", None)
-    assert r["_lineage"]["gender"] == "derived:gender_from_id"
-    assert r["_lineage"]["birth_date"] == "derived:birth_date_from_id"
-    assert r["_lineage"]["name"] == "mca-b1"
+    assert r["_lineage"]["gender"]["source"] == "derived:gender_from_id"
+    assert r["_lineage"]["birth_date"]["source"] == "derived:birth_date_from_id"
+    assert r["_lineage"]["name"]["batch_id"] == "mca-b1"
     assert r["_lineage"]["ethnicity"] is None
 
 
