@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -344,7 +345,7 @@ def input_state(spark: SparkSession, settings: Settings, sources: list[str], con
     """A deterministic id of the inputs: the Delta versions of the raw tables and the contracts."""
     parts = [f"{s}={io.version(spark, io.table_path(settings, 'raw', s))}" for s in sources]
     h = hashlib.sha256("|".join(parts).encode())
-    for p in sorted(__import__("pathlib").Path(contracts_dir).rglob("*.yaml")):
+    for p in sorted(Path(contracts_dir).rglob("*.yaml")):
         h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
