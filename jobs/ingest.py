@@ -102,7 +102,7 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
                                       f"must be one of {'/'.join(col.allowed)}", c))
         for chk in col.checks:
             checks.extend({"cn_id": rules.cn_id_issues, "cn_uscc": rules.cn_uscc_issues,
-                           "cn_phone": rules.cn_phone_issues}[chk](col.name))
+                           "cn_phone": rules.cn_phone_issues, "city_code": rules.city_code_issues}[chk](col.name))
     df = df.withColumn("_issues", F.filter(F.concat(F.col("_norm_issues"), F.array(*checks)),
                                            lambda x: x.isNotNull())).drop("_norm_issues")
     cross = _cross_checks(sc, typed)

@@ -19,7 +19,7 @@ SOURCE_TYPES = {"string", "date", "int", "long", "double"}
 FORMATS = {"csv", "jsonl"}
 CROSS_RULES = {"death_not_propagated", "deregistered_active_in_tax"}
 UPDATE_CYCLES = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
-CHECKS = {"cn_id", "cn_uscc", "cn_phone"}
+CHECKS = {"cn_id", "cn_uscc", "cn_phone", "city_code"}
 SHARE_TYPES = {"unconditional", "conditional", "none"}
 OPEN_TYPES = {"unconditional", "directed", "none"}
 

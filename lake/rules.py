@@ -48,7 +48,7 @@ USCC_PAIRS = sorted(a + t for a, types in USCC_AUTHORITY_TYPES.items() for t in 
 FULLWIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F))   # ！ .. ～
 HALFWIDTH = "".join(chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F))  # ! .. ~
 WS_CHARS = " \t\n\x0b\x0c\r\u3000"  # stray whitespace: ASCII whitespace (Java regex \s) and U+3000
-IDENTIFIER_CHECKS = frozenset({"cn_id", "cn_uscc"})
+IDENTIFIER_CHECKS = frozenset({"cn_id", "cn_uscc", "city_code"})
 
 RULES = {
     # rule id: (defect_type, severity)
@@ -66,6 +66,8 @@ RULES = {
     "cn_uscc.authority": ("credit_code_authority", ERROR),
     "cn_uscc.checksum": ("credit_code_checksum", ERROR),
     "cn_phone.format": ("phone_format", WARNING),
+    "city_code.format": ("city_code_format", ERROR),
+    "city_code.checksum": ("city_code_checksum", ERROR),
     "normalize.whitespace": ("whitespace", WARNING),
     "normalize.fullwidth": ("fullwidth", WARNING),
     "missing.entity_key": ("missing_id", WARNING),
@@ -228,6 +230,34 @@ def cn_uscc_issues(col: str) -> list[Column]:
         .when(F.substring(s, 18, 1) != uscc_check_char(s),
               issue(F.lit(True), "cn_uscc.checksum", col,
                     F.concat(F.lit("check character should be "), uscc_check_char(s)), s))
+    ]
+
+
+# ----------------------------------------------------------------------------- city codes (城市码)
+
+# 110115 (Daxing) + device type 01-09 + owner department (2 digits) + serial (7 digits) + check character
+CITY_CODE_REGEX = r"^110115(0[1-9])[0-9]{2}[0-9]{7}[0-9X]\z"
+
+
+def city_code_check_char(s: Column) -> Column:
+    """Expected check character of an 18-character city code: ISO 7064 MOD 11-2 over the first 17
+    digits, the same algorithm (and weights) as the GB 11643 ID number."""
+    return cn_id_check_char(s)
+
+
+def city_code_issues(col: str) -> list[Column]:
+    """At most one issue per value: format (district prefix, device type 01-09, department, serial),
+    then the check character (both errors)."""
+    s = F.upper(F.col(col))
+    return [
+        F.when(s.isNull(), F.lit(None))
+        .when(~s.rlike(CITY_CODE_REGEX),
+              issue(F.lit(True), "city_code.format", col,
+                    "city code must be 110115 + device type 01-09 + department (2 digits) + serial (7 digits) "
+                    "+ check character (digit or X)", s))
+        .when(F.substring(s, 18, 1) != city_code_check_char(s),
+              issue(F.lit(True), "city_code.checksum", col,
+                    F.concat(F.lit("check character should be "), city_code_check_char(s)), s))
     ]
 
 
