@@ -55,7 +55,7 @@ def check_file(settings: Settings, source: str, file: str | Path, limit: int = 2
         checked = ingest.check_rows(df, sc).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             raw, quarantine, found = ingest.split(checked, sc)
-            n_raw, n_q = raw.count(), quarantine.count()
+            n_raw, n_q, _ = ingest.counts(checked)
             by_rule = (found.groupBy("rule", "defect_type", "severity").agg(F.count("*").alias("count"))
                        .orderBy(F.col("count").desc(), "rule").collect())
             first = (found.orderBy("_row", "field", "rule").limit(limit)

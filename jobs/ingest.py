@@ -110,7 +110,8 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
         df = df.withColumn("_issues", F.concat("_issues", F.filter(F.array(*cross), lambda x: x.isNotNull())))
     if typed:
         df = df.withColumns({f"_typed_{name}": expr for name, expr in typed.items()})
-    return df
+    # computed once here, so that splitting the (cached) rows reads a flag, not the issue structs
+    return df.withColumn("_is_error", F.exists("_issues", lambda x: x["severity"] == rules.ERROR))
 
 
 def _cross_checks(sc: SourceContract, typed: dict) -> list:
@@ -141,7 +142,7 @@ def _cross_checks(sc: SourceContract, typed: dict) -> list:
 
 def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(raw, quarantine, findings) from a checked frame. Pure."""
-    is_error = F.exists("_issues", lambda x: x["severity"] == rules.ERROR)
+    is_error = F.col("_is_error")
     typed_cols = [
         (F.col(f"_typed_{c.name}") if f"_typed_{c.name}" in checked.columns else F.col(c.name)).alias(c.name)
         for c in sc.columns
@@ -159,6 +160,15 @@ def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame,
         F.explode("_issues").alias("i"), "_file_sha256", "_row", "_batch_id",
     ).select("*", "i.*").drop("i")
     return raw, quarantine, findings.conform(found)
+
+
+def counts(checked: DataFrame) -> tuple[int, int, int]:
+    """(raw rows, quarantined rows, findings) of a checked frame, in one pass instead of three."""
+    row = checked.agg(
+        F.count("*").alias("n"), F.count(F.when(F.col("_is_error"), 1)).alias("q"),
+        F.sum(F.size("_issues")).alias("f"),
+    ).collect()[0]
+    return row["n"] - row["q"], row["q"], int(row["f"] or 0)
 
 
 # ------------------------------------------------------------------ job
@@ -233,7 +243,7 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
     checked = check_rows(df, sc).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         raw, quarantine, found = split(checked, sc)
-        n_raw, n_q, n_f = raw.count(), quarantine.count(), found.count()
+        n_raw, n_q, n_f = counts(checked)
         cond = f"_file_sha256 = '{sha}'"
         io.replace_where(raw, io.table_path(settings, "raw", source), cond)
         io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)

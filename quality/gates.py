@@ -210,7 +210,8 @@ def _publish(spark, settings, tc, candidate, meta, path, specs, s_hash) -> Publi
     if failures:
         io.overwrite(candidate, settings.path("_staging", tc.zone, tc.name), {"fingerprint": fp, "gate_run_id": run_id})
         raise GateFailed(tc.table, failures)
-    io.overwrite(candidate, path, {**meta, "fingerprint": fp, "suite_hash": s_hash, "gate_run_id": run_id})
+    io.overwrite(candidate, path, {**meta, "fingerprint": fp, "suite_hash": s_hash, "gate_run_id": run_id},
+                 stats_columns=list(tc.key))
     log.info("%s: gate passed (%d expectations), published %d rows (validated %.1fs, written %.1fs)",
              tc.table, len(specs), rows, t1 - t0, time.time() - t1)
     return PublishResult(tc.table, "published", rows, fp)
