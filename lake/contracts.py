@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 SOURCE_TYPES = {"string", "date", "int", "long", "double"}
-FORMATS = {"csv", "jsonl"}
+FORMATS = {"csv", "jsonl", "geojson"}
 CROSS_RULES = {"death_not_propagated", "deregistered_active_in_tax"}
 UPDATE_CYCLES = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
 CHECKS = {"cn_id", "cn_uscc", "cn_phone", "city_code"}
@@ -60,6 +60,9 @@ class SourceContract:
     derived_columns: dict = field(default_factory=dict)
     # which of an entity's rows in a file describes it best (Spark SQL expression, smallest first)
     entity_order: str = ""
+    # where the coordinates are and in which system (docs/spatial_iot.md): {lon, lat, crs},
+    # {lon, lat, crs_column} (each row names its system) or {column, crs} (GeoJSON geometry text)
+    geometry: dict = field(default_factory=dict)
 
     @property
     def column_names(self) -> list[str]:
@@ -166,6 +169,7 @@ def parse_source(path: Path) -> SourceContract:
         unique_key=tuple(d.get("unique_key") or [d.get("entity_key")]),
         derived_columns={str(k): str(v) for k, v in (d.get("derived_columns") or {}).items()},
         entity_order=str(d.get("entity_order") or ""),
+        geometry=_parse_geometry(d.get("geometry"), [c.name for c in cols], path),
     )
     if sc.source != path.stem:
         raise ContractError(f"{path}: source '{sc.source}' must equal the file name '{path.stem}'")
@@ -177,6 +181,31 @@ def parse_source(path: Path) -> SourceContract:
         if k not in sc.column_names:
             raise ContractError(f"{path}: key column '{k}' is not among the columns")
     return sc
+
+
+def _parse_geometry(g, column_names: list[str], path: Path) -> dict:
+    """A source's ``geometry:`` mapping, checked: the named columns exist, the coordinate system is
+    one of ``lake.geo.CRS`` (stored in its canonical spelling)."""
+    if g in (None, {}):
+        return {}
+    from lake.geo import CRS, canonical_crs
+
+    if not isinstance(g, dict):
+        raise ContractError(f"{path}: geometry must be a mapping like {{lon: lon, lat: lat, crs: GCJ02}}")
+    forms = ({"lon", "lat", "crs"}, {"lon", "lat", "crs_column"}, {"column", "crs"})
+    if set(g) not in forms:
+        raise ContractError(f"{path}: geometry has keys {sorted(g)}; expected {{lon, lat, crs}}, "
+                            "{lon, lat, crs_column} or {column, crs}")
+    out = {k: str(v) for k, v in g.items()}
+    for k in ("lon", "lat", "crs_column", "column"):
+        if k in out and out[k] not in column_names:
+            raise ContractError(f"{path}: geometry.{k} names column '{out[k]}', which is not among the columns")
+    if "crs" in out:
+        try:
+            out["crs"] = canonical_crs(out["crs"])
+        except ValueError:
+            raise ContractError(f"{path}: geometry.crs '{out['crs']}' is not one of {', '.join(CRS)}") from None
+    return out
 
 
 def parse_table(path: Path) -> TableContract:

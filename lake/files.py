@@ -79,12 +79,14 @@ def read_text(path: Path, declared_encoding: str) -> tuple[str, str]:
 
 def parse_file(path: Path, fmt: str, columns: list[str], declared_encoding: str, out_parquet: str,
                record_key: str, filesystem=None) -> ParseResult:
-    """Parse a department file of format ``fmt`` ("csv" or "jsonl") into the staging Parquet file."""
+    """Parse a department file of format ``fmt`` ("csv", "jsonl" or "geojson") into the staging Parquet file."""
+    if fmt == "geojson":
+        return parse_geojson(path, columns, declared_encoding, out_parquet, record_key, filesystem)
     if fmt == "jsonl":
         return parse_jsonl(path, columns, declared_encoding, out_parquet, record_key, filesystem)
     if fmt == "csv":
         return parse_csv(path, columns, declared_encoding, out_parquet, record_key, filesystem)
-    raise InputError(f"{path.name}: unsupported file format '{fmt}' (csv or jsonl)")
+    raise InputError(f"{path.name}: unsupported file format '{fmt}' (csv, jsonl or geojson)")
 
 
 class _Buffer:
@@ -153,6 +155,48 @@ def parse_jsonl(path: Path, columns: list[str], declared_encoding: str, out_parq
                 buf.add(values, line_no, count, line)
                 continue
             buf.add([None if obj.get(c) is None else str(obj[c]) for c in columns], line_no, len(columns), None)
+    finally:
+        buf.close()
+    return ParseResult(rows=buf.rows, malformed=malformed, declared_encoding=declared_encoding,
+                       detected_encoding=encoding, header=list(columns))
+
+
+def parse_geojson(path: Path, columns: list[str], declared_encoding: str, out_parquet: str,
+                  record_key: str, filesystem=None) -> ParseResult:
+    """A GeoJSON FeatureCollection: one row per feature, ``_row`` = the feature's number (1-based),
+    its ``properties`` as the contract's columns and its ``geometry`` as compact GeoJSON text in the
+    ``geometry`` column. A feature that is not an object, has no geometry object, or has properties
+    the contract does not know is malformed (``_field_count`` -1, the feature's text in
+    ``_raw_line``), as a bad line of JSON lines is. A file that is not a FeatureCollection is an
+    InputError."""
+    name = path.name
+    text, encoding = read_text(path, declared_encoding)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{name}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
+        raise InputError(f"{name}: not a GeoJSON FeatureCollection (expected an object with "
+                         "\"type\": \"FeatureCollection\" and a \"features\" list)")
+    known = set(columns) - {"geometry"}
+    buf = _Buffer(columns, out_parquet, filesystem)
+    malformed = 0
+    try:
+        for number, feature in enumerate(doc["features"], start=1):
+            raw = json.dumps(feature, ensure_ascii=False, separators=(",", ":"))
+            props = feature.get("properties") if isinstance(feature, dict) else None
+            props = props if isinstance(props, dict) else {}
+            geometry = feature.get("geometry") if isinstance(feature, dict) else None
+            values = [None if props.get(c) is None else str(props[c]) for c in columns]
+            if "geometry" in columns and isinstance(geometry, dict):
+                values[columns.index("geometry")] = json.dumps(geometry, ensure_ascii=False, separators=(",", ":"))
+            if not isinstance(feature, dict) or not isinstance(geometry, dict) or set(props) - known:
+                malformed += 1
+                key = props.get(record_key)
+                values = [str(key) if (c == record_key and key is not None) else None for c in columns]
+                buf.add(values, number, -1, raw)
+                continue
+            buf.add(values, number, len(columns), raw if "\ufffd" in raw else None)
     finally:
         buf.close()
     return ParseResult(rows=buf.rows, malformed=malformed, declared_encoding=declared_encoding,

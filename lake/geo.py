@@ -109,7 +109,7 @@ def _per_crs(fn, lon, lat, crs) -> tuple[np.ndarray, np.ndarray]:
     if crs.size != lon.size:
         raise ValueError(f"crs has {crs.size} values for {lon.size} points")
     keys = np.array(["" if v is None else str(v) for v in crs], dtype=object)
-    for value in sorted(set(keys.tolist())):
+    for value in sorted(set(keys[ok].tolist())):  # a row without coordinates needs no system
         c = canonical_crs(None if value == "" else value)
         m = (keys == value) & ok
         out_x[m], out_y[m] = fn(c, lon[m], lat[m])
@@ -118,7 +118,8 @@ def _per_crs(fn, lon, lat, crs) -> tuple[np.ndarray, np.ndarray]:
 
 def to_wgs84(lon, lat, crs) -> tuple[np.ndarray, np.ndarray]:
     """WGS-84 (lon, lat) arrays from coordinates in ``crs`` (a name from ``CRS`` or an array with
-    one name per row). NaN stays NaN; an unknown name is a ValueError naming it."""
+    one name per row). NaN stays NaN (whatever its row's system); an unknown name is a ValueError
+    naming it."""
     return _per_crs(_inverse, lon, lat, crs)
 
 
