@@ -31,6 +31,13 @@ Legal entities (one pass per register):
   of those registers plus about 2% of rows for entities no register knows.
   A taxpayer whose register says 注销/吊销/撤销 is 注销 or 非正常 in tax.
 
+Addresses: every person and legal entity lives at a standard address (door plate) of the
+district's address book (``lake.generate_spatial.AddressBook``), written canonically or, for about
+10%, the way departments write it (Chinese numerals, ``3#``, ``3-2-501``, spaces); the same text in
+every source.  The spatial sources (boundaries, door plates, buildings, geocoded register addresses,
+POIs) are written from the same book after the population, with their own truth files
+(``truth/locations.csv``, ``truth/address_links.csv``; see ``lake.generate_spatial``).
+
 A known share of rows carries exactly one injected defect (``DEFECT_RATES``,
 vocabulary in ``docs/defects.md``); each is one row of ``truth/defects.csv``.
 Rows without an ID number (``missing_id``) are listed with the true ID number
@@ -49,11 +56,14 @@ person's birth year (Daxing is 110204 before 1982, 110224 until 2000 and
 110115 since 2001).
 
 Output is a pure function of ``(scale, seed, extract_date)``: one
-``random.Random(seed)`` drives everything, nothing reads the clock or Faker's
-global state, so the same arguments give byte-identical files.  Rows are
+``random.Random(seed)`` drives the department extracts (the address book and the
+spatial files use streams seeded with strings derived from the seed), nothing
+reads the clock or Faker's global state, so the same arguments give
+byte-identical files.  Rows are
 streamed to disk; memory stays bounded (a fixed-size table of used identity
 number sequences, the credit codes of active enterprises for employers, a
-small window of pending duplicate rows, and the truth lists).
+small window of pending duplicate rows, the truth lists and, for the address links, 12 bytes
+per row with an address).
 """
 
 from __future__ import annotations
@@ -473,23 +483,21 @@ def _iso(ordinal: int) -> str:
 
 
 class _Residences:
-    """Daxing towns/streets (population weighted) and addresses in them."""
+    """Daxing towns/streets (population weighted) and addresses in them, drawn from the district's
+    standard addresses (``lake.generate_spatial.AddressBook``): a door plate of the town, with unit
+    and room in a residential building, written canonically or (10%) the way a department writes
+    it; a person's or entity's text is drawn once and copied unchanged to every source
+    (``entities``: addresses of legal entities, fewer of them with unit and room)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, book, entities: bool = False) -> None:
         self._rng = rng
         self._town = _Weighted(zip(DAXING_TOWNS, _TOWN_WEIGHTS))
+        self._book = book
+        self._entities = entities
 
     def __call__(self) -> tuple[str, str]:
-        rng = self._rng
-        town = self._town(rng)
-        if town.endswith("镇") and rng.random() < 0.5:
-            place = f"{rng.choice(_VILLAGES)}{rng.randint(1, 300)}号"
-        else:
-            place = f"{rng.choice(_ROADS)}{rng.randint(1, 200)}号"
-            if rng.random() < 0.6:
-                place += (f"{rng.randint(1, 30)}号楼{rng.randint(1, 6)}单元"
-                          f"{rng.randint(1, 28)}0{rng.randint(1, 4)}室")
-        return town, f"北京市大兴区{town}{place}"
+        town = self._town(self._rng)
+        return town, self._book.residence(self._rng, town, self._entities)
 
     def other(self, address: str) -> tuple[str, str]:
         """A residence whose address differs from ``address`` (a stale one)."""
@@ -652,8 +660,10 @@ def _corrupt(rng: random.Random, defect: str, field: str, value: str) -> str:
 class _SourceFile:
     """A department file being written (CSV with header or JSON lines), then its manifest entry."""
 
-    def __init__(self, out: Path, source: str, stamp: str) -> None:
+    def __init__(self, out: Path, source: str, stamp: str,
+                 on_row: Callable[[Sequence[str]], None] | None = None) -> None:
         self.source = source
+        self._on_row = on_row  # sees every well-formed row written (lake.generate_spatial.AddressLinks)
         self.format = FORMATS[source]
         self.relpath = f"{source}/{source}_{stamp}.{self.format}"
         self.path = out / self.relpath
@@ -672,6 +682,8 @@ class _SourceFile:
                           ensure_ascii=False)
 
     def write(self, row: Sequence[str]) -> None:
+        if self._on_row is not None and len(row) == len(self.columns):
+            self._on_row(row)
         if self.format == "csv":
             self._writer.writerow(row)
         else:
@@ -704,6 +716,13 @@ class _Defects:
         self._pickers: dict[tuple[str, frozenset[str]], _DefectPicker] = {}
         self.truth: list[tuple[str, str, str, str]] = []
         self.links: list[tuple[str, str, str]] = []
+        self.address_links = None  # lake.generate_spatial.AddressLinks: the address key of each row
+
+    def row_hook(self, source: str) -> Callable[[Sequence[str]], None] | None:
+        """What the file of ``source`` reports its rows to (the address links), if anything."""
+        if self.address_links is None:
+            return None
+        return self.address_links.hook(source, COLUMNS[source])
 
     def pick(self, source: str, phone: str, contextual: Iterable[str] = ()) -> str | None:
         """At most one defect among the generic ones and the ``contextual`` ones allowed here."""
@@ -745,7 +764,7 @@ class _Sink:
     def __init__(self, out: Path, source: str, stamp: str, rng: random.Random,
                  defects: _Defects) -> None:
         self.source = source
-        self.file = _SourceFile(out, source, stamp)
+        self.file = _SourceFile(out, source, stamp, defects.row_hook(source))
         self._rng = rng
         self._ids = _RecordIds(rng, _RECORD_PREFIX[source])
         self._defects = defects
@@ -831,10 +850,11 @@ def _insurance(rng: random.Random, status: str) -> str:
 
 def _write_population(rng: random.Random, out: Path, stamp: str, n_people: int,
                       extract_date: datetime.date, defects: _Defects,
-                      employers: Sequence[str]) -> list[_Sink]:
-    """Stream psb, mca, hrss and nhc in one pass over the people of the register."""
+                      employers: Sequence[str], book) -> list[_Sink]:
+    """Stream psb, mca, hrss and nhc in one pass over the people of the register (addresses from
+    ``book``, a ``lake.generate_spatial.AddressBook``)."""
     names = _Names()
-    residences = _Residences(rng)
+    residences = _Residences(rng, book)
     population = _Population(rng, extract_date, names, residences)
     extract = population.extract_ord
     psb, mca, hrss, nhc = (_Sink(out, s, stamp, rng, defects) for s in (PSB, MCA, HRSS, NHC))
@@ -955,10 +975,11 @@ class _Entities:
     _ORG_CODE_SPACE = 10**8
     _ORG_CODE_STEP = 5_483_521  # coprime with 10**8: index -> organisation code is a bijection
 
-    def __init__(self, rng: random.Random, extract_date: datetime.date, names: _Names) -> None:
+    def __init__(self, rng: random.Random, extract_date: datetime.date, names: _Names,
+                 book) -> None:
         self._rng = rng
         self.names = names
-        self.residence = _Residences(rng)
+        self.residence = _Residences(rng, book, entities=True)
         self._extract_ord = extract_date.toordinal()
         self._offset = rng.randrange(self._ORG_CODE_SPACE)
         self._index = 0
@@ -1066,9 +1087,11 @@ def _drifted_name(name: str) -> str:
 
 def _write_entities(rng: random.Random, out: Path, stamp: str, n_entities: int,
                     extract_date: datetime.date, defects: _Defects,
-                    employers: list[str]) -> list[_Sink]:
-    """Stream the three registers and tax; collect active companies' codes into ``employers``."""
-    entities = _Entities(rng, extract_date, _Names())
+                    employers: list[str], book,
+                    registered: Callable[[str, str, str], None] | None = None) -> list[_Sink]:
+    """Stream the three registers and tax; collect active companies' codes into ``employers``
+    and report every market-register entity's (credit code, town, address) to ``registered``."""
+    entities = _Entities(rng, extract_date, _Names(), book)
     samr, soc, seo, tax = (_Sink(out, s, stamp, rng, defects) for s in (SAMR, SOC, SEO, TAX))
     tax_office = {town: _TAX_OFFICES[i % len(_TAX_OFFICES)] for i, town in enumerate(DAXING_TOWNS)}
 
@@ -1114,6 +1137,8 @@ def _write_entities(rng: random.Random, out: Path, stamp: str, n_entities: int,
                 org_type, status_pos, phone = "1", 5, ""
             defect = defects.pick(source, phone)
             sink.emit(values, defect)
+            if registered is not None and source == SAMR:
+                registered(values[0], values[7], values[8])
             clean = defect is None
             status = values[status_pos]
             if clean and source == SAMR and org_type == "1" and status in ("存续", "在业"):
@@ -1139,22 +1164,35 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]])
 def generate(scale: float, seed: int, out: Path,
              extract_date: datetime.date = DEFAULT_EXTRACT_DATE,
              progress: Callable[[str, int], None] | None = None) -> dict:
-    """Write the eight synthetic department extracts, the truth files and the manifest.
+    """Write the eight synthetic department extracts, the spatial sources, the truth files and
+    the manifest.
 
     ``scale`` 1.0 gives the district's real size (1.81 M people, 144 k registered
     legal entities).  Files go to ``out/<source>/<source>_<YYYYMMDD>.<csv|jsonl>``
     (the extract date), ``out/truth/defects.csv``, ``out/truth/links.csv`` and
     ``out/manifest.json``; ``progress(source, rows)`` is called as each source is
     finished (the legal entities are written first: employers need their codes).
-    Returns the manifest, whose files are listed in ``SOURCES`` order.
+    Every address is a door plate of the address book (``lake.generate_spatial``), which
+    then writes the five spatial sources (``ghzrzy_boundaries``, ``psb_doorplates``,
+    ``zjw_buildings``, ``samr_geocoded`` for a sample of the market register,
+    ``ghzrzy_poi``), ``out/truth/locations.csv`` and ``out/truth/address_links.csv``
+    (every spatial row and every population / legal-entity row with an address); their
+    defects join ``truth/defects.csv``.
+    Returns the manifest, whose ``files`` are listed in ``SOURCES`` order and whose
+    ``spatial_files`` (same entries) in ``lake.generate_spatial.SPATIAL_SOURCES`` order.
     """
     if not scale > 0:
         raise ValueError("scale must be > 0")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    from lake.generate_spatial import AddressBook, AddressLinks, RegisteredAddresses, generate_spatial
+
     rng = random.Random(seed)
     stamp = extract_date.strftime("%Y%m%d")
+    book = AddressBook(seed, scale)
     defects = _Defects(rng)
+    defects.address_links = AddressLinks(book)
+    registered = RegisteredAddresses(seed)
     employers: list[str] = []
     entries: dict[str, dict] = {}
 
@@ -1165,9 +1203,11 @@ def generate(scale: float, seed: int, out: Path,
                 progress(sink.source, entries[sink.source]["rows"])
 
     finish(_write_entities(rng, out, stamp, round(BASE_ENTITIES * scale), extract_date, defects,
-                           employers))
+                           employers, book, registered.add))
     finish(_write_population(rng, out, stamp, max(round(BASE_PEOPLE * scale), _MIN_PEOPLE),
-                             extract_date, defects, employers))
+                             extract_date, defects, employers, book))
+    spatial = generate_spatial(scale, seed, out, extract_date, book=book, entities=registered.rows,
+                               links=defects.address_links, defects=defects.truth)
     _write_csv(out / "truth" / "defects.csv", ("source", "record_key", "field", "defect_type"),
                sorted(defects.truth, key=lambda t: (t[0], t[1])))
     _write_csv(out / "truth" / "links.csv", ("source", "record_key", "id_number"),
@@ -1175,6 +1215,7 @@ def generate(scale: float, seed: int, out: Path,
     manifest = {
         "generator": {"scale": scale, "seed": seed, "extract_date": extract_date.isoformat()},
         "files": [entries[source] for source in SOURCES],
+        "spatial_files": spatial["files"],
     }
     (out / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
