@@ -7,11 +7,24 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+# sources landed row by row (jobs/ingest.py), per domain
 DOMAINS = {
     "population": ["hrss_insured", "mca_residents", "nhc_vital_events", "psb_household"],
     "legal_entity": ["mca_social_orgs", "samr_enterprises", "seo_institutions", "tax_taxpayers"],
+    "spatial": ["ghzrzy_boundaries", "ghzrzy_poi", "psb_doorplates", "samr_geocoded", "zjw_buildings"],
+    "iot": ["iot_devices"],
 }
+# sensor readings, landed per delivery day by jobs/iot.py
+READINGS_SOURCES = ["iot_readings_csv", "iot_readings_json"]
+# golden records from several departments (jobs/build_base.py)
 BASE_TABLES = {"population": "base.population", "legal_entity": "base.legal_entity"}
+# the base map (jobs/spatial.py, jobs/address_library.py), in build order
+SPATIAL_TABLES = ["base.admin_boundary", "base.poi", "base.standard_address"]
+# the sensing ledger and the IoT topics (jobs/iot.py), rebuilt per delivery day
+IOT_BASE_TABLES = ["base.iot_device"]
+IOT_TOPIC_TABLES = ["topic.air_quality_exceedance", "topic.air_quality_hourly", "topic.device_health",
+                    "topic.device_online_rate", "topic.flood_points", "topic.sensor_coverage_by_town"]
+# topics built from the golden records (jobs/build_topic.py)
 TOPIC_TABLES = ["topic.legal_entity_by_town_industry", "topic.population_by_town_age_band"]
 REPORT_CRON = "0 6 * * *"  # department reports daily at 06:00 Beijing time, and after every base build
 POOL = "lake_writes"  # one slot: Delta writers on a local filesystem are serialised (see lake_layout.md)

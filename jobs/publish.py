@@ -5,7 +5,7 @@ not "none"; Delta's versions are the table's release history. ``share/_grants`` 
 departments may read which table (generated from the contracts) and ``lake share read`` enforces it.
 
 Open: for each topic table with an ``open_dataset``: ``open/<dataset>/data.csv`` (UTF-8),
-``data.json`` and ``metadata.json`` (DCAT-style: title, description, publisher, licence, update
+``data.json``, ``data.geojson`` for spatial datasets (WGS-84 points or unit polygons) and ``metadata.json`` (DCAT-style: title, description, publisher, licence, update
 frequency, coverage, columns). Counts under 5 are suppressed. Before anything is written a GX gate
 checks that no value looks like a citizen ID number or a mobile number.
 """
@@ -122,6 +122,61 @@ def open_files(tc: TableContract, pdf, as_of: str) -> dict[str, bytes]:
     }
 
 
+def geojson_file(spark: SparkSession, settings: Settings, tc: TableContract, pdf) -> bytes | None:
+    """``data.geojson`` (RFC 7946, WGS-84) for a dataset whose ``open_dataset.geojson`` says where its
+    geometry comes from: ``{points: [lon, lat]}`` (columns of the table) or ``{polygons_from:
+    base.admin_boundary, key: town_code}`` (the unit polygon of the row's key). Properties are the same
+    (suppressed) values as data.csv. None when the dataset has no geometry."""
+    spec = tc.open_dataset.get("geojson")
+    if not spec:
+        return None
+    cols = tc.column_names
+    pdf = pdf[cols].sort_values(list(tc.key)).reset_index(drop=True)
+    if "points" in spec:
+        lon_col, lat_col = spec["points"]
+
+        def geometry(row):
+            lon, lat = row[lon_col], row[lat_col]
+            return None if lon is None or lat is None else {"type": "Point", "coordinates": [round(float(lon), 7), round(float(lat), 7)]}
+    elif "polygons_from" in spec:
+        zone, name = spec["polygons_from"].split(".")
+        path = io.table_path(settings, zone, name)
+        if not io.is_table(spark, path):
+            raise contracts_mod.ContractError(f"{tc.table}: its GeoJSON needs {spec['polygons_from']}, which is not built")
+        shapes = {r["code"]: json.loads(r["geometry"]) for r in io.read(spark, path).select("code", "geometry").collect()}
+        key = spec.get("key", "town_code")
+
+        def geometry(row):
+            return shapes.get(row[key])
+    else:
+        raise contracts_mod.ContractError(f"{tc.path}: open_dataset.geojson needs 'points' or 'polygons_from'")
+    features = []
+    for rec in _records(pdf, cols):
+        features.append({"type": "Feature", "geometry": geometry(rec), "properties": rec})
+    doc = {"type": "FeatureCollection", "name": tc.open_dataset["id"], "features": features}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _records(pdf, cols: list[str]) -> list[dict]:
+    out = []
+    for row in pdf.itertuples(index=False):
+        out.append(dict(zip(cols, [_plain(v) for v in row])))
+    return out
+
+
+def _plain(v):
+    """A JSON-ready value: None for missing, int for whole numbers, str for dates and times."""
+    if v is None or str(v) in ("<NA>", "NaT", "nan"):
+        return None
+    if hasattr(v, "item"):  # numpy scalars
+        v = v.item()
+    if isinstance(v, float) and v.is_integer():
+        return v
+    if isinstance(v, (int, float, str, bool)):
+        return v
+    return str(v)
+
+
 def pii_specs(columns: list[str]) -> list[dict]:
     specs = []
     for c in columns:
@@ -142,6 +197,13 @@ def publish_open(spark: SparkSession, settings: Settings) -> list[dict]:
         as_of = io.last_metadata(spark, src).get("as_of", "")
         pdf = suppress(io.read(spark, src).select(*tc.column_names).toPandas(), tc.open_dataset.get("count_columns", []))
         files = open_files(tc, pdf, as_of)
+        geo = geojson_file(spark, settings, tc, pdf)
+        if geo is not None:
+            files["data.geojson"] = geo
+            meta = json.loads(files["metadata.json"])
+            meta["distributions"].append({"format": "GeoJSON", "mediaType": "application/geo+json",
+                                          "crs": "WGS-84 (EPSG:4326)", "file": "data.geojson"})
+            files["metadata.json"] = json.dumps(meta, ensure_ascii=False, indent=2).encode("utf-8")
         folder = settings.path("open", tc.open_dataset["id"])
         changed = [n for n, b in files.items() if not (io.file_exists(f"{folder}/{n}") and io.read_bytes(f"{folder}/{n}") == b)]
         if not changed:

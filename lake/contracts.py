@@ -20,6 +20,7 @@ FORMATS = {"csv", "jsonl", "geojson"}
 CROSS_RULES = {"death_not_propagated", "deregistered_active_in_tax"}
 UPDATE_CYCLES = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
 CHECKS = {"cn_id", "cn_uscc", "cn_phone", "city_code"}
+LOADERS = {"rows", "readings"}
 SHARE_TYPES = {"unconditional", "conditional", "none"}
 OPEN_TYPES = {"unconditional", "directed", "none"}
 
@@ -60,6 +61,9 @@ class SourceContract:
     derived_columns: dict = field(default_factory=dict)
     # which of an entity's rows in a file describes it best (Spark SQL expression, smallest first)
     entity_order: str = ""
+    # "rows": landed row by row by jobs/ingest.py; "readings": high-volume sensor readings that
+    # jobs/iot.py lands per delivery day (docs/spatial_iot.md)
+    loader: str = "rows"
     # where the coordinates are and in which system (docs/spatial_iot.md): {lon, lat, crs},
     # {lon, lat, crs_column} (each row names its system) or {column, crs} (GeoJSON geometry text)
     geometry: dict = field(default_factory=dict)
@@ -169,12 +173,15 @@ def parse_source(path: Path) -> SourceContract:
         unique_key=tuple(d.get("unique_key") or [d.get("entity_key")]),
         derived_columns={str(k): str(v) for k, v in (d.get("derived_columns") or {}).items()},
         entity_order=str(d.get("entity_order") or ""),
+        loader=str(d.get("loader") or "rows"),
         geometry=_parse_geometry(d.get("geometry"), [c.name for c in cols], path),
     )
     if sc.source != path.stem:
         raise ContractError(f"{path}: source '{sc.source}' must equal the file name '{path.stem}'")
     if sc.format not in FORMATS:
         raise ContractError(f"{path}: format must be one of {sorted(FORMATS)}, got '{sc.format}'")
+    if sc.loader not in LOADERS:
+        raise ContractError(f"{path}: loader must be one of {sorted(LOADERS)}, got '{sc.loader}'")
     if sc.update_cycle not in UPDATE_CYCLES:
         raise ContractError(f"{path}: update_cycle must be one of {list(UPDATE_CYCLES)}, got '{sc.update_cycle}'")
     for k in (sc.record_key, sc.entity_key, *sc.unique_key):
@@ -263,6 +270,10 @@ class Contracts:
 
     def sources_of(self, domain: str) -> list[SourceContract]:
         return [s for s in self.sources.values() if s.domain == domain]
+
+    def row_sources(self) -> list[str]:
+        """Sources landed row by row by jobs/ingest.py (everything but the sensor readings)."""
+        return sorted(s.source for s in self.sources.values() if s.loader == "rows")
 
 
 @lru_cache(maxsize=8)

@@ -32,15 +32,19 @@ def test_dags_are_documented_retried_and_serialised(dagbag):
 
 
 def test_orchestration_registry_matches_the_contracts():
-    from jobs.orchestration import BASE_TABLES, DOMAINS, TOPIC_TABLES
+    from jobs.orchestration import (BASE_TABLES, DOMAINS, IOT_BASE_TABLES, IOT_TOPIC_TABLES, READINGS_SOURCES,
+                                    SPATIAL_TABLES, TOPIC_TABLES)
     from lake import contracts
     from lake.settings import Settings
 
     c = contracts.load(Settings().contracts_dir)
     assert {d: sorted(s) for d, s in DOMAINS.items()} == {
-        d: sorted(s.source for s in c.sources_of(d)) for d in {s.domain for s in c.sources.values()}}
-    assert set(BASE_TABLES.values()) == {t for t in c.tables if t.startswith("base.")}
-    assert set(TOPIC_TABLES) == {t for t in c.tables if t.startswith("topic.")}
+        d: sorted(s.source for s in c.sources_of(d) if s.loader == "rows")
+        for d in {s.domain for s in c.sources.values()}}
+    assert sorted(READINGS_SOURCES) == sorted(s.source for s in c.sources.values() if s.loader == "readings")
+    base = [*BASE_TABLES.values(), *SPATIAL_TABLES, *IOT_BASE_TABLES]
+    assert sorted(base) == sorted(t for t in c.tables if t.startswith("base."))
+    assert sorted([*TOPIC_TABLES, *IOT_TOPIC_TABLES]) == sorted(t for t in c.tables if t.startswith("topic."))
 
 
 def test_build_dags_are_triggered_by_assets(dagbag):
