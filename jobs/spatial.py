@@ -11,7 +11,8 @@
   from the system its ``coord_sys`` names (``lake.geo.to_wgs84`` in ``mapInPandas``), the unit
   assigned with ``lake.geo.assign_units`` against ``base.admin_boundary``. A POI outside the
   district is a finding (``point_outside_district``, with the raw file and row) and is not
-  published; a POI without coordinates is a ``missing_value`` finding.
+  published; a POI without coordinates is a ``missing_value`` finding; a POI whose key appears
+  earlier in the same file is a ``duplicate_record`` finding (the first row is kept).
 - ``evaluate_locations``: town assignment accuracy per source and precision/recall of
   ``point_outside_district`` against the generator's ``truth/locations.csv``.
 
@@ -281,14 +282,36 @@ def build_poi(settings: Settings, as_of: str, spark: SparkSession | None = None)
         raise contracts_mod.ContractError(f"{POI}: no raw data yet from {POI_SOURCE}; ingest it first")
     raw, batch = latest_batch(io.read(spark, raw_path))
     boundaries = load_boundaries(spark, settings)
-    located = locate(raw, sc.geometry, boundaries).persist()
+    kept, dups = first_of_each(raw, sc.unique_key or (sc.entity_key,))
+    located = locate(kept, sc.geometry, boundaries).persist()
     try:
-        return _build_poi(spark, settings, sc, tc, located, batch, boundaries, as_of, t0)
+        return _build_poi(spark, settings, sc, tc, located, dups, batch, boundaries, as_of, t0)
     finally:
         located.unpersist()
 
 
-def _build_poi(spark, settings, sc, tc, located, batch, boundaries, as_of, t0) -> dict:
+def first_of_each(raw: DataFrame, unique_key) -> tuple[DataFrame, DataFrame]:
+    """(first row of each unique key in the batch, the later rows: duplicates). Pure."""
+    from pyspark.sql import Window
+
+    w = Window.partitionBy(*[F.col(c) for c in unique_key]).orderBy("_row")
+    df = raw.withColumn("_n", F.row_number().over(w))
+    return df.where(F.col("_n") == 1).drop("_n"), df.where(F.col("_n") > 1).drop("_n")
+
+
+def _duplicate_findings(dups: DataFrame, sc, run_id: str) -> DataFrame:
+    """``duplicate_record`` findings (the same vocabulary and rule as jobs/build_base)."""
+    return findings.conform(dups.select(
+        F.lit(run_id).alias("run_id"), F.lit("spatial").alias("stage"), F.lit(sc.source).alias("source"),
+        F.lit(sc.department).alias("department"), F.col(sc.record_key).cast("string").alias("record_key"),
+        F.lit(sc.entity_key).alias("field"), F.lit("duplicate.entity_key").alias("rule"), F.lit("warning").alias("severity"),
+        F.lit("duplicate_record").alias("defect_type"),
+        F.lit(f"the same {sc.entity_key} appears earlier in the same file").alias("message"),
+        F.col(sc.entity_key).cast("string").alias("value"), "_file_sha256", "_row", "_batch_id",
+    ))
+
+
+def _build_poi(spark, settings, sc, tc, located, dups, batch, boundaries, as_of, t0) -> dict:
     key, lon_c = sc.record_key, sc.geometry["lon"]
     has_point = F.col("_wgs_lon").isNotNull() & F.col("_wgs_lat").isNotNull()
     raw_value = F.concat_ws(",", F.col(lon_c).cast("string"), F.col(sc.geometry["lat"]).cast("string"),
@@ -306,7 +329,7 @@ def _build_poi(spark, settings, sc, tc, located, batch, boundaries, as_of, t0) -
         .otherwise(F.lit("no coordinates: the POI cannot be placed")).alias("message"),
         raw_value.alias("value"), "_file_sha256", "_row", "_batch_id",
     )
-    found = findings.conform(found)
+    found = findings.conform(found).unionByName(_duplicate_findings(dups, sc, run_id))
     written = _write_findings_if_changed(spark, settings, found, run_id)
     counts = {r["defect_type"]: r["count"] for r in found.groupBy("defect_type").count().collect()}
 
@@ -335,6 +358,7 @@ def _build_poi(spark, settings, sc, tc, located, batch, boundaries, as_of, t0) -
                         {"as_of": as_of, "inputs": f"{batch['batch_id']};{ADMIN_BOUNDARY}@v{b_version}"})
     return {"table": POI, "status": res.status, "rows": res.rows, "batch_id": batch["batch_id"],
             "outside": counts.get(OUTSIDE, 0), "missing_coordinates": counts.get("missing_value", 0),
+            "duplicates": counts.get("duplicate_record", 0),
             "findings_written": written, "seconds": round(time.time() - t0, 2)}
 
 
@@ -369,11 +393,11 @@ def _read_truth(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def assigned_locations(spark: SparkSession, settings: Settings) -> dict:
+def assigned_locations(spark: SparkSession, settings: Settings, shas: list[str] | None = None) -> dict:
     """``{source: {record_key: town_code or ""}}`` as the lake decided it: every base table with a
     ``town_code`` whose key is a source's record key (``base.poi`` -> ghzrzy_poi, ...), the
     ``town_code`` of ``quality/address_links`` when it has one, and ``""`` for every
-    ``point_outside_district`` finding."""
+    ``point_outside_district`` finding (of the files ``shas`` when given)."""
     contracts = contracts_mod.load(settings.contracts_dir)
     out: dict = {}
     for tc in contracts.tables.values():
@@ -394,8 +418,10 @@ def assigned_locations(spark: SparkSession, settings: Settings) -> dict:
                 out.setdefault(r[0], {}).setdefault(str(r[1]), r[2] or "")
     fpath = io.table_path(settings, *findings.FINDINGS)
     if io.is_table(spark, fpath):
-        for r in (io.read(spark, fpath).where(F.col("defect_type") == OUTSIDE)
-                  .select("source", "record_key").distinct().collect()):
+        fdf = io.read(spark, fpath).where(F.col("defect_type") == OUTSIDE)
+        if shas is not None:
+            fdf = fdf.where(F.col("_file_sha256").isin(shas))
+        for r in fdf.select("source", "record_key").distinct().collect():
             out.setdefault(r[0], {})[str(r[1])] = ""
     return out
 
@@ -404,14 +430,20 @@ def evaluate_locations(spark: SparkSession, settings: Settings, truth_dir: str |
     """Town assignment against ``truth/locations.csv`` (``source, record_key, town_code``; empty =
     outside the district) for every source present in both: per source the records compared, the
     accuracy (assigned code == true code, outside == outside) and the records the lake never
-    placed (quarantined earlier); and precision/recall of ``point_outside_district``."""
+    placed (quarantined earlier); and precision/recall of ``point_outside_district``. When the folder
+    has ``manifest.json``, only findings on its files count (as in jobs/evaluate.py)."""
     path = Path(truth_dir) / "truth" / "locations.csv"
     if not path.exists():
         raise InputError(f"{path}: not found; evaluate_locations needs the folder written by the generator")
     truth: dict = {}
     for r in _read_truth(path):
         truth.setdefault(r["source"], {})[r["record_key"]] = (r.get("town_code") or "").strip()
-    assigned = assigned_locations(spark, settings)
+    manifest = Path(truth_dir) / "manifest.json"  # written by `lake generate`: the generated files
+    shas = None
+    if manifest.exists():  # every list of file entries: "files", "spatial_files", ...
+        shas = [f["sha256"] for v in json.loads(manifest.read_text(encoding="utf-8")).values() if isinstance(v, list)
+                for f in v if isinstance(f, dict) and "sha256" in f]
+    assigned = assigned_locations(spark, settings, shas)
     per_source = {}
     tp = fp = fn = 0
     for src in sorted(set(truth) & set(assigned)):

@@ -144,7 +144,8 @@ def pois(spark, lake):
     s, root = lake["settings"], lake["root"]
     rows, truth = _pois(lake["units"])
     f = root / "ghzrzy_poi_20261001.jsonl"
-    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    again = {**rows[1], "name": rows[1]["name"] + "（重复）"}  # the same poi_id later in the file: a duplicate
+    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*rows, again]), encoding="utf-8")
     landed = ingest.ingest_file(s, "ghzrzy_poi", f, spark=spark)
     # the address library matched one POI's address (jobs/address_library.py writes these links)
     links = spark.createDataFrame(
@@ -158,8 +159,9 @@ def pois(spark, lake):
 def test_poi_published_with_towns(spark, lake, pois):
     s, truth, built = lake["settings"], pois["truth"], pois["built"]
     n_out = len(OUTSIDE_POINTS)
-    assert pois["landed"].rows_raw == len(truth) and pois["landed"].rows_quarantined == 0
+    assert pois["landed"].rows_raw == len(truth) + 1 and pois["landed"].rows_quarantined == 0
     assert (built["status"], built["rows"], built["outside"]) == ("published", len(truth) - n_out, n_out)
+    assert built["duplicates"] == 1
     assert built["findings_written"] is True
     got = {r["poi_id"]: r for r in io.read(spark, io.table_path(s, "base", "poi")).collect()}
     assert set(got) == {k for k, v in truth.items() if v[2]}
@@ -170,6 +172,7 @@ def test_poi_published_with_towns(spark, lake, pois):
         assert r["_lineage"]["lon"]["row"] == int(pid[3:])  # JSON lines: line number
         assert r["_lineage"]["town_code"]["source"] == "ghzrzy_boundaries"
     assert got["POI00001"]["address_code"] == "11011500101234ABC"
+    assert got["POI00002"]["name"] == "测试点2"  # the first of the duplicates is kept
     assert got["POI00002"]["address_code"] is None
     names = {u["code"]: u["name"] for u in lake["units"]}
     assert all(r["town"] == names[r["town_code"]] for r in got.values())
@@ -189,6 +192,9 @@ def test_outside_points_are_findings(spark, lake, pois):
         assert r["_row"] == int(r["record_key"][3:])  # the line of the POI in the file
         assert r["department"] == "北京市规划和自然资源委员会大兴分局"
         assert r["value"].endswith(("WGS84", "GCJ02", "BD09"))
+    dup = (io.read(spark, io.table_path(s, *findings.FINDINGS)).where(F.col("defect_type") == "duplicate_record")
+           .select("source", "record_key", "field", "rule", "_row").collect())
+    assert [tuple(r) for r in dup] == [("ghzrzy_poi", "POI00002", "poi_id", "duplicate.entity_key", len(truth) + 1)]
 
 
 def test_poi_rerun_changes_nothing(spark, lake, pois):
@@ -242,3 +248,28 @@ def test_bad_boundary_delivery_is_not_published(spark, lake):
     assert "ghzrzy_boundaries_20270101.geojson rows 4 and " in msg and "(rule geometry.overlap)" in msg
     assert "not published" in msg
     assert _version(spark, s, "base", "admin_boundary") == before
+
+
+def test_generated_pois_are_located_as_the_truth_says(spark, lake, tmp_path):
+    """The spatial generator's POIs (every row in its own coord_sys, ~0.3 % outside the district, a few
+    duplicates) through ingest and build_poi, scored with evaluate_locations against its truth."""
+    from lake.generate_spatial import generate_spatial
+
+    s = lake["settings"]
+    out = generate_spatial(0.01, 7, tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": out["files"]}), encoding="utf-8")
+    poi_file = tmp_path / next(e["path"] for e in out["files"] if e["source"] == "ghzrzy_poi")
+    landed = ingest.ingest_file(s, "ghzrzy_poi", poi_file, spark=spark)
+    assert landed.rows_quarantined == 0
+    built = spatial.build_poi(s, AS_OF, spark)
+    assert built["batch_id"] == landed.batch_id and built["status"] == "published"
+    with open(tmp_path / "truth" / "defects.csv", encoding="utf-8") as f:
+        defects = [r for r in csv.DictReader(f) if r["source"] == "ghzrzy_poi"]
+    n_outside = sum(r["defect_type"] == spatial.OUTSIDE for r in defects)
+    assert built["outside"] == n_outside > 0
+    assert built["duplicates"] == sum(r["defect_type"] == "duplicate_record" for r in defects)
+    res = spatial.evaluate_locations(spark, s, tmp_path)
+    poi = res["sources"]["ghzrzy_poi"]
+    print(f"\ngenerated POIs: {poi['compared']} compared, accuracy {poi['accuracy']}, outside {res[spatial.OUTSIDE]}")
+    assert poi["not_placed"] == 0 and poi["accuracy"] >= 0.99
+    assert res[spatial.OUTSIDE]["precision"] == 1.0 and res[spatial.OUTSIDE]["recall"] == 1.0
