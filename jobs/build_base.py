@@ -430,5 +430,8 @@ def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession 
 
 def run(settings: Settings, as_of: str, domain: str | None = None) -> list[dict]:
     contracts = contracts_mod.load(settings.contracts_dir)
-    tables = [t for t in contracts.tables.values() if t.zone == "base" and (domain is None or t.domain == domain)]
+    from jobs.orchestration import BASE_TABLES  # golden records; the base map and the ledger have their own jobs
+
+    tables = [t for t in contracts.tables.values()
+              if t.table in BASE_TABLES.values() and (domain is None or t.domain == domain)]
     return [build_table(settings, t.table, as_of) for t in sorted(tables, key=lambda t: t.table)]

@@ -43,7 +43,7 @@ def evaluate(spark: SparkSession, settings: Settings, truth_dir: str | Path) -> 
         if not p.exists():
             raise InputError(f"{p}: not found; evaluate needs the folder written by `lake generate`")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    shas = [f["sha256"] for f in manifest["files"]]
+    shas = [f["sha256"] for f in [*manifest["files"], *manifest.get("spatial_files", [])]]
     truth = {(r["source"], r["record_key"], r["field"], r["defect_type"]) for r in _read_csv(defects_path)}
 
     fpath = io.table_path(settings, *findings.FINDINGS)
@@ -67,6 +67,22 @@ def evaluate(spark: SparkSession, settings: Settings, truth_dir: str | Path) -> 
         }
     result = {"defects": per_type, "linkage": _linkage(spark, settings, truth_dir, shas)}
     result["passed"] = all(v["precision"] >= THRESHOLD and v["recall"] >= THRESHOLD for v in per_type.values())
+    # the base map and the sensors, when their truth is there
+    if (truth_dir / "truth" / "locations.csv").exists():
+        from jobs import spatial
+
+        result["locations"] = spatial.evaluate_locations(spark, settings, truth_dir)
+    if (truth_dir / "truth" / "address_links.csv").exists():
+        from jobs import address_library
+
+        result["addresses"] = address_library.evaluate(spark, settings, truth_dir)
+    if (truth_dir / "iot_manifest.json").exists():
+        from jobs import iot
+
+        result["iot"] = iot.evaluate(spark, settings, truth_dir)
+    for part in ("locations", "addresses", "iot"):
+        if part in result and "passed" in result[part]:
+            result["passed"] = result["passed"] and bool(result[part]["passed"])
     return result
 
 

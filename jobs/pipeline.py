@@ -1,12 +1,15 @@
-"""The whole pipeline once, in-process: ingest every source's inbox, check timeliness, build base and
-topic tables through their gates, write the department quality reports, publish share and open
-zones, and write a run report.
+"""The whole pipeline once, in-process: land every row-by-row source in the inbox, build the
+population and legal-entity base databases, the base map (boundaries, POIs, standard addresses), the
+sensing ledger and every delivery day of sensor readings with their health and topics, check
+timeliness, build the other topic tables through their gates, write the department quality reports,
+publish share and open zones, and write a run report.
 
 The run report (``_reports/run-<started>.json`` and ``_reports/latest.json``) records rows in and
 out and seconds per stage. When the inbox holds sample data from ``lake generate`` (its
-``truth/defects.csv``), the run also measures detection precision and recall per defect type against
-that ground truth (``jobs.evaluate``) and keeps the table in the report under ``evaluation``. Reports are an audit log and grow by one file per run; every Delta table
-and open-zone file is unchanged by a run whose inputs did not change.
+``truth/`` folder), the run also measures detection precision and recall per defect type against
+that ground truth (``jobs.evaluate``) and keeps the table in the report under ``evaluation``. Reports
+are an audit log and grow by one file per run; every Delta table and open-zone file is unchanged by a
+run whose inputs did not change.
 """
 from __future__ import annotations
 
@@ -19,9 +22,35 @@ from lake import io
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
-from jobs import build_base, build_topic, evaluate, ingest, publish, reports, timeliness
+from jobs import address_library, build_base, build_topic, evaluate, ingest, iot, publish, reports, spatial, timeliness
 
-STAGES = ("ingest", "timeliness", "build_base", "build_topic", "reports", "publish")
+STAGES = ("ingest", "build_base", "spatial", "addresses", "iot", "timeliness", "build_topic", "reports", "publish")
+
+
+def reading_days(settings: Settings) -> list[str]:
+    """Delivery days (``YYYY-MM-DD``) of the sensor-reading files in the inbox, oldest first."""
+    from pathlib import Path
+    import re
+
+    contracts = contracts_mod.load(settings.contracts_dir)
+    days = set()
+    for sc in contracts.sources.values():
+        if sc.loader != "readings":
+            continue
+        for f in ingest.inbox_files(settings, sc.source):
+            m = re.search(r"_(\d{8})\.[^.]+$", Path(f).name)
+            if m:
+                d = m.group(1)
+                days.add(f"{d[:4]}-{d[4:6]}-{d[6:]}")
+    return sorted(days)
+
+
+def run_iot(settings: Settings, as_of: str) -> dict:
+    """The sensing ledger, then every delivery day of readings in the inbox (each idempotent)."""
+    days = reading_days(settings)
+    if not days:
+        return {"ledger": iot.build_devices(settings, as_of), "days": []}
+    return {"days": [iot.run_day(settings, d) for d in days]}
 
 
 def run(settings: Settings, as_of: str, progress=None) -> dict:
@@ -41,9 +70,12 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
         return result
 
     stage("ingest", lambda: ingest.run_many(
-        settings, [(s, p) for s in sorted(contracts.sources) for p in ingest.inbox_files(settings, s)]))
-    stage("timeliness", lambda: timeliness.run(settings, as_of))
+        settings, [(s, p) for s in contracts.row_sources() for p in ingest.inbox_files(settings, s)]))
     stage("build_base", lambda: build_base.run(settings, as_of))
+    stage("spatial", lambda: spatial.run(settings, as_of))
+    stage("addresses", lambda: address_library.run(settings, as_of))
+    stage("iot", lambda: run_iot(settings, as_of))
+    stage("timeliness", lambda: timeliness.run(settings, as_of))  # after the readings were landed
     stage("build_topic", lambda: build_topic.run(settings, as_of))
     stage("reports", lambda: reports.run(settings, as_of))
     stage("publish", lambda: publish.run(settings))

@@ -76,14 +76,20 @@ def generate(
     out: Path = typer.Option(..., "--out", help="Folder to write the department files into."),
     scale: float = typer.Option(0.01, "--scale", help="1.0 = Daxing's size (1.81 M people, 144 K legal entities)."),
     seed: int = typer.Option(42, "--seed"),
+    iot_days: int = typer.Option(1, "--iot-days", help="Days of sensor readings, ending on the extract date (0: none)."),
 ):
-    """Write deterministic synthetic department files, manifest.json and truth/defects.csv."""
+    """Write deterministic synthetic department files (population, legal entities, the base map, the
+    sensing ledger and readings), manifest.json, iot_manifest.json and the truth/ folder."""
     from lake.generate import generate as gen
 
     if scale <= 0:
         raise typer.BadParameter("--scale must be > 0")
-    manifest = gen(scale, seed, out, progress=lambda s, n: console.print(f"  {s}: {n:,} rows"))
-    console.print(f"wrote {len(manifest['files'])} files to {out} (manifest.json, truth/defects.csv)")
+    if iot_days < 0:
+        raise typer.BadParameter("--iot-days must be >= 0")
+    manifest = gen(scale, seed, out, progress=lambda s, n: console.print(f"  {s}: {n:,} rows"), iot_days=iot_days)
+    n = len(manifest["files"]) + len(manifest.get("spatial_files", []))
+    console.print(f"wrote {n} department files (+ sensing ledger and {iot_days} day(s) of readings) to {out} "
+                  "(manifest.json, iot_manifest.json, truth/)")
 
 
 @app.command("ingest")

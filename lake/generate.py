@@ -1163,9 +1163,10 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]])
 
 def generate(scale: float, seed: int, out: Path,
              extract_date: datetime.date = DEFAULT_EXTRACT_DATE,
-             progress: Callable[[str, int], None] | None = None) -> dict:
+             progress: Callable[[str, int], None] | None = None, iot_days: int = 1) -> dict:
     """Write the eight synthetic department extracts, the spatial sources, the truth files and
-    the manifest.
+    the manifest; unless ``iot_days`` is 0, also the sensing ledger and ``iot_days`` days of sensor
+    readings ending on the extract date (``lake.generate_iot``, with its own ``iot_manifest.json``).
 
     ``scale`` 1.0 gives the district's real size (1.81 M people, 144 k registered
     legal entities).  Files go to ``out/<source>/<source>_<YYYYMMDD>.<csv|jsonl>``
@@ -1219,4 +1220,9 @@ def generate(scale: float, seed: int, out: Path,
     }
     (out / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if iot_days > 0:
+        from lake.generate_iot import generate_iot
+
+        days = [extract_date - datetime.timedelta(days=i) for i in range(iot_days - 1, -1, -1)]
+        generate_iot(scale, seed, out, days=days, extract_date=extract_date)
     return manifest
