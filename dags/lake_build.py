@@ -12,7 +12,7 @@ from jobs.orchestration import BASE_TABLES, COMMON_DAG_KWARGS, DOMAINS, TOPIC_TA
 with DAG(
     dag_id="lake__build__base",
     description="Golden records per person and legal entity (一数一源), gated, published to base/",
-    schedule=AssetAny(*[Asset(f"raw.{s}") for sources in DOMAINS.values() for s in sources]),
+    schedule=AssetAny(*[Asset(f"raw.{s}") for d in BASE_TABLES for s in DOMAINS[d]]),
     **COMMON_DAG_KWARGS,
     params={"as_of": None},
     doc_md=__doc__,

@@ -50,6 +50,16 @@ def asset_name(table: str) -> str:
     return table
 
 
+def delivery_day(context) -> str:
+    """The delivery day of sensor readings a daily IoT run processes: an explicit ``day`` param wins,
+    else the day before the run's logical date (yesterday's files are complete)."""
+    explicit = (context.get("params") or {}).get("day")
+    if explicit:
+        return str(explicit)
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return (when.date() - timedelta(days=1)).isoformat()
+
+
 def as_of(context) -> str:
     """The run's reference date: an explicit ``as_of`` param wins, then the logical date, then the
     time the run was due (asset-triggered runs have no logical date in Airflow 3)."""

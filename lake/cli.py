@@ -179,13 +179,29 @@ def _summary(s: Settings, report: dict) -> None:
                   f"{r['findings']:,}" if not r["skipped"] else "already ingested")
     console.print(t)
     t = Table("table", "status", "rows", title="built and published")
-    for r in st["build_base"]["result"] + st["build_topic"]["result"]:
+    built = st["build_base"]["result"] + st.get("spatial", {}).get("result", [])
+    if st.get("addresses", {}).get("result"):
+        built.append(st["addresses"]["result"])
+    for day in st.get("iot", {}).get("result", {}).get("days", []):
+        built += [day["ledger"], *day["topics"]]
+    for r in built + st["build_topic"]["result"]:
         t.add_row(r["table"], r["status"], f"{r['rows']:,}")
     for r in st["publish"]["result"]["share"]:
         t.add_row(r["table"], r["status"], "")
     for r in st["publish"]["result"]["open"]:
         t.add_row(f"open/{r['dataset']}", r["status"], f"{r['rows']:,}")
     console.print(t)
+    match = (st.get("addresses", {}).get("result") or {}).get("match") or {}
+    if match:
+        t = Table("source", "addresses", "matched", "match rate", title="addresses linked to the standard address library")
+        for src, m in sorted(match.items()):
+            t.add_row(src, f"{m['records']:,}", f"{m['matched']:,}", f"{m['match_rate']:.2%}")
+        console.print(t)
+    for day in st.get("iot", {}).get("result", {}).get("days", []):
+        r = day["readings"]
+        console.print(f"sensor readings delivered {day['day']}: read {r['rows_read']:,}, kept {r['kept']:,}, "
+                      f"duplicates {r['duplicates']:,}, quarantined {r['quarantined']:,}"
+                      + (" (already ingested)" if r["skipped"] else ""))
     console.print("seconds per stage: " + ", ".join(f"{k} {v['seconds']}" for k, v in st.items()))
     for line in report.get("stale_sources", []):
         console.print(f"[yellow]stale source:[/] {line}")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__build__base",
-            "lake__build__topic", "lake__publish", "lake__report"}
+EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__ingest__spatial", "lake__ingest__iot",
+            "lake__build__base", "lake__build__spatial", "lake__iot__daily", "lake__build__topic", "lake__publish",
+            "lake__report"}
 
 
 @pytest.fixture(scope="module")
