@@ -117,9 +117,18 @@ def _register_ids(spark: SparkSession, settings: Settings, ids: set[str]) -> set
 
 
 def table(result: dict) -> list[tuple]:
-    """Rows for printing: (defect type, truth, found, precision, recall, ok)."""
+    """Rows for printing: (defect type, truth, found, precision, recall, ok), the IoT parts prefixed
+    (``readings:``, ``ledger:``, ``health:``)."""
     out = []
-    for t, v in result["defects"].items():
+
+    def add(name: str, v: dict) -> None:
         ok = v["precision"] >= THRESHOLD and v["recall"] >= THRESHOLD
-        out.append((t, v["truth"], v["found"], v["precision"], v["recall"], "ok" if ok else "BELOW 0.99"))
+        out.append((name, v.get("truth", 0), v.get("found", 0), v["precision"], v["recall"],
+                    "ok" if ok else "BELOW 0.99"))
+
+    for t, v in result["defects"].items():
+        add(t, v)
+    for part in ("readings", "ledger", "health"):
+        for t, v in (result.get("iot") or {}).get(part, {}).items():
+            add(f"{part}: {t}", v)
     return out

@@ -228,6 +228,15 @@ def _print_evaluation(ev: dict) -> None:
     if lk:
         console.print(f"record linkage of rows without an ID: {lk['linked']:,} linked, {lk['review']:,} for review, "
                       f"{lk['unmatched']:,} unmatched; precision {lk['precision']:.4f}, recall {lk['recall']:.4f}")
+    for src, v in sorted(((ev.get("locations") or {}).get("sources") or {}).items()):
+        console.print(f"town assignment {src}: accuracy {v['accuracy']:.4f} on {v['compared']:,} points")
+    if (ev.get("iot") or {}).get("locations"):
+        v = ev["iot"]["locations"]
+        console.print(f"town assignment iot_devices: accuracy {v['accuracy']:.4f} on {v['devices']:,} devices")
+    for src, v in sorted(((ev.get("addresses") or {}).get("sources") or {}).items()):
+        m, u = v["match"], v["unmatched"]
+        console.print(f"address links {src}: match precision {m['precision']:.4f} recall {m['recall']:.4f}, "
+                      f"unmatched precision {u['precision']:.4f} recall {u['recall']:.4f}")
 
 
 @app.command()
