@@ -215,3 +215,72 @@ def _publish(spark, settings, tc, candidate, meta, path, specs, s_hash) -> Publi
     log.info("%s: gate passed (%d expectations), published %d rows (validated %.1fs, written %.1fs)",
              tc.table, len(specs), rows, t1 - t0, time.time() - t1)
     return PublishResult(tc.table, "published", rows, fp)
+
+
+def _sql_literal(v) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def partition_condition(partition_col: str, values) -> str:
+    """``partition_col IN (...)`` for a replaceWhere (values as SQL string literals, cast by Spark)."""
+    if not values:
+        raise ValueError(f"no {partition_col} values to replace")
+    return f"`{partition_col}` IN ({', '.join(_sql_literal(v) for v in sorted(set(map(str, values))))})"
+
+
+def publish_partition(spark: SparkSession, settings: Settings, tc: TableContract, candidate: DataFrame,
+                      partition_col: str, values, meta: dict, partitioned: bool = False) -> PublishResult:
+    """Write-audit-publish only the partitions ``partition_col IN values`` of ``<zone>/<name>``.
+
+    The candidate holds exactly the new rows of those partitions (rows with other values are an
+    error: they would be silently dropped by the replace). It is validated with the contract's GX suite
+    and written with ``replaceWhere``, so every other partition keeps its rows; a partition value
+    without candidate rows is emptied. Idempotent: when the content of those partitions (fingerprint of
+    the rows now stored there) and the suite are unchanged, nothing is written and no Delta version is
+    added. ``partition_col`` must be part of the table key (keys are then unique table-wide when they
+    are unique in every partition). ``partitioned`` makes a new table physically partitioned by it."""
+    if partition_col not in tc.key:
+        raise ValueError(f"{tc.table}: partition column '{partition_col}' must be part of the key {list(tc.key)}")
+    values = sorted({str(v) for v in values})
+    path = io.table_path(settings, tc.zone, tc.name)
+    timeliness_gate(spark, settings, tc, meta.get("as_of"))
+    meta_columns = [c for c in candidate.columns if c.startswith("_")]
+    specs = expectation_specs(tc, meta_columns)
+    s_hash = suite_hash(specs)
+    cond = partition_condition(partition_col, values)
+    from pyspark import StorageLevel
+    candidate = candidate.select(*tc.column_names, *meta_columns).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        outside = candidate.where(~F.expr(cond)).select(partition_col).distinct().limit(5).collect()
+        if outside:
+            raise ValueError(f"{tc.table}: candidate has rows with {partition_col} "
+                             f"{[str(r[0]) for r in outside]} outside the partitions to publish {values}")
+        fp = io.fingerprint(candidate)
+        rows = int(fp.split(":")[0])
+        exists = io.is_table(spark, path)
+        if exists:
+            current = io.read(spark, path)
+            if sorted(current.columns) == sorted(candidate.columns):
+                current_fp = io.fingerprint(current.where(F.expr(cond)).select(*candidate.columns))
+                if current_fp == fp and io.last_metadata(spark, path).get("suite_hash") == s_hash:
+                    log.info("%s: %s unchanged (%d rows); nothing published", tc.table, cond, rows)
+                    return PublishResult(tc.table, "unchanged", rows, fp)
+        part_hash = hashlib.sha256(cond.encode()).hexdigest()[:8]
+        run_id = f"{tc.table}@{part_hash}-{fp.split(':')[1][:12]}-{s_hash[:8]}"
+        failures = validate(spark, settings, tc.table, candidate, specs, run_id)
+        if failures:
+            io.overwrite(candidate, settings.path("_staging", tc.zone, tc.name),
+                         {"fingerprint": fp, "gate_run_id": run_id, "partitions": values})
+            raise GateFailed(tc.table, failures)
+        commit = {**meta, "partitions": values, "partition_fingerprint": fp, "suite_hash": s_hash,
+                  "gate_run_id": run_id}
+        w = candidate.write.format("delta").option("userMetadata", json.dumps(commit, ensure_ascii=False,
+                                                                               sort_keys=True, default=str))
+        if exists:
+            w.mode("overwrite").option("replaceWhere", cond).save(path)
+        else:
+            (w.partitionBy(partition_col) if partitioned else w).mode("overwrite").save(path)
+        log.info("%s: gate passed (%d expectations), published %d rows for %s", tc.table, len(specs), rows, cond)
+        return PublishResult(tc.table, "published", rows, fp)
+    finally:
+        candidate.unpersist()
