@@ -101,7 +101,7 @@ def open_files(tc: TableContract, pdf, as_of: str) -> dict[str, bytes]:
     w.writerow(cols)
     records = []
     for row in pdf.itertuples(index=False):
-        vals = [None if (v is None or (hasattr(v, "__class__") and str(v) == "<NA>")) else (int(v) if hasattr(v, "is_integer") or isinstance(v, int) else v) for v in row]
+        vals = [_plain(v) for v in row]  # counts stay whole numbers, measurements keep their decimals
         w.writerow(["" if v is None else v for v in vals])
         records.append(dict(zip(cols, vals)))
     metadata = {
@@ -171,7 +171,7 @@ def _plain(v):
     if hasattr(v, "item"):  # numpy scalars
         v = v.item()
     if isinstance(v, float) and v.is_integer():
-        return v
+        return int(v)
     if isinstance(v, (int, float, str, bool)):
         return v
     return str(v)
