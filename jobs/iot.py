@@ -348,6 +348,15 @@ def build_devices(settings: Settings, as_of, spark: SparkSession | None = None) 
             "files": [f["file_name"] for f in files], "seconds": round(time.time() - t0, 2)}
 
 
+# the derived columns of base.iot_device (contracts/tables/base_iot_device.yaml) and how device_rows makes them
+DERIVATIONS = {
+    "device_type_name": "the device type's name, from the type code in positions 7-8 of the city code",
+    "city_code_department": "the owning department's code, positions 9-10 of the city code",
+    "device_type_interval": "the device type's reporting interval in minutes",
+    "point_in_admin_boundary": "the town/street polygon of base.admin_boundary holding the WGS-84 point",
+}
+
+
 def device_rows(located: DataFrame, tc) -> DataFrame:
     """``base.iot_device`` rows (contract column order, plus ``_lineage``) from located ledger rows. Pure."""
     code = F.col("city_code")
