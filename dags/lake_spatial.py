@@ -1,6 +1,7 @@
 """Build the base map when its sources or the population/legal-entity base databases change:
-administrative boundaries, then POIs (placed in their town by point-in-polygon), then the standard
-address library (标准地名地址库) that every department's addresses are linked to.
+administrative boundaries, then the standard address library (标准地名地址库) that every department's
+addresses are linked to, then POIs (placed in their town by point-in-polygon, with the address code
+of their link).
 
 Every table goes through its Great Expectations gate; the address match rate per source is kept in
 ``quality/address_match`` and unmatched addresses go back to their departments as findings.
@@ -21,12 +22,12 @@ with DAG(
     tags=["lake", "build", "spatial"],
 ):
 
-    @task(task_id="build__base__admin_boundary__poi", outlets=[Asset("base.admin_boundary"), Asset("base.poi")])
-    def boundaries_and_poi() -> list[dict]:
+    @task(task_id="build__base__admin_boundary", outlets=[Asset("base.admin_boundary")])
+    def boundaries() -> list[dict]:
         from jobs import spatial
         from lake.settings import Settings
 
-        return spatial.run(Settings.from_env(), as_of(get_current_context()))
+        return spatial.run(Settings.from_env(), as_of(get_current_context()), ("boundaries",))
 
     @task(task_id="build__base__standard_address", outlets=[Asset("base.standard_address")])
     def standard_address() -> dict:
@@ -35,4 +36,11 @@ with DAG(
 
         return address_library.run(Settings.from_env(), as_of(get_current_context()))
 
-    boundaries_and_poi() >> standard_address()
+    @task(task_id="build__base__poi", outlets=[Asset("base.poi")])
+    def poi() -> list[dict]:
+        from jobs import spatial
+        from lake.settings import Settings
+
+        return spatial.run(Settings.from_env(), as_of(get_current_context()), ("poi",))
+
+    boundaries() >> standard_address() >> poi()

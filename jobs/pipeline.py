@@ -24,7 +24,8 @@ from lake.settings import Settings
 from lake.spark import get_spark
 from jobs import address_library, build_base, build_topic, evaluate, ingest, iot, publish, reports, spatial, timeliness
 
-STAGES = ("ingest", "build_base", "spatial", "addresses", "iot", "timeliness", "build_topic", "reports", "publish")
+STAGES = ("ingest", "build_base", "spatial", "addresses", "poi", "iot", "timeliness", "build_topic", "reports",
+          "publish")
 
 
 def reading_days(settings: Settings) -> list[str]:
@@ -72,8 +73,9 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
     stage("ingest", lambda: ingest.run_many(
         settings, [(s, p) for s in contracts.row_sources() for p in ingest.inbox_files(settings, s)]))
     stage("build_base", lambda: build_base.run(settings, as_of))
-    stage("spatial", lambda: spatial.run(settings, as_of))
+    stage("spatial", lambda: spatial.run(settings, as_of, ("boundaries",)))
     stage("addresses", lambda: address_library.run(settings, as_of))
+    stage("poi", lambda: spatial.run(settings, as_of, ("poi",)))  # after the addresses: their codes
     stage("iot", lambda: run_iot(settings, as_of))
     stage("timeliness", lambda: timeliness.run(settings, as_of))  # after the readings were landed
     stage("build_topic", lambda: build_topic.run(settings, as_of))

@@ -375,14 +375,26 @@ def _write_findings_if_changed(spark: SparkSession, settings: Settings, found: D
     return True
 
 
-def run(settings: Settings, as_of: str) -> list[dict]:
-    """Build base.admin_boundary, then base.poi (when POIs have been delivered)."""
+PARTS = ("boundaries", "poi")
+
+
+def run(settings: Settings, as_of: str, parts: tuple[str, ...] = PARTS) -> list[dict]:
+    """Build base.admin_boundary (``boundaries``), then base.poi (``poi``, when POIs have been
+    delivered). The pipeline builds the POIs after the standard address library
+    (jobs/address_library.py), whose links give them their address codes: built before it, a second
+    run would publish them again with the codes."""
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown part(s) {unknown} of the base map; choose from {list(PARTS)}")
     spark = get_spark(settings)
-    out = [build_admin_boundary(settings, as_of, spark)]
-    if io.is_table(spark, io.table_path(settings, "raw", POI_SOURCE)):
-        out.append(build_poi(settings, as_of, spark))
-    else:
-        log.warning("%s: no raw data yet from %s; not built", POI, POI_SOURCE)
+    out = []
+    if "boundaries" in parts:
+        out.append(build_admin_boundary(settings, as_of, spark))
+    if "poi" in parts:
+        if io.is_table(spark, io.table_path(settings, "raw", POI_SOURCE)):
+            out.append(build_poi(settings, as_of, spark))
+        else:
+            log.warning("%s: no raw data yet from %s; not built", POI, POI_SOURCE)
     return out
 
 
