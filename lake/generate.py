@@ -708,12 +708,18 @@ class _SourceFile:
 class _Defects:
     """Draws, applies and records the injected defects of every source, and the ID links."""
 
+    FORCE_EVERY = 3
+
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
         self._rates = {source: dict(rates) for source, rates in DEFECT_RATES.items()}
         self._generic = {source: frozenset(d for d, _ in rates if d not in _CONTEXTUAL)
                          for source, rates in DEFECT_RATES.items()}
         self._pickers: dict[tuple[str, frozenset[str]], _DefectPicker] = {}
+        # generic defects a source has not shown yet: forced on every FORCE_EVERY-th row until each
+        # has appeared once, so that even a tiny sample has every defect type of every source
+        self._owed = {source: [d for d, _ in rates if d not in _CONTEXTUAL] for source, rates in DEFECT_RATES.items()}
+        self._calls: dict[str, int] = {}
         self.truth: list[tuple[str, str, str, str]] = []
         self.links: list[tuple[str, str, str]] = []
         self.address_links = None  # lake.generate_spatial.AddressLinks: the address key of each row
@@ -734,7 +740,15 @@ class _Defects:
         if picker is None:
             picker = self._pickers[key] = _DefectPicker(
                 [(d, r) for d, r in DEFECT_RATES[source] if d in eligible])
-        return picker(self._rng)
+        defect = picker(self._rng)
+        owed = self._owed[source]
+        if owed:
+            n = self._calls[source] = self._calls.get(source, 0) + 1
+            if defect is None and n % self.FORCE_EVERY == 0:
+                defect = next((d for d in owed if d in eligible), None)
+            if defect in owed:
+                owed.remove(defect)
+        return defect
 
     def record(self, source: str, record_id: str, defect: str, field: str | None = None) -> None:
         self.truth.append((source, record_id, field or DEFECT_FIELDS[source][defect], defect))
