@@ -16,6 +16,7 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
+from lake import contracts as contracts_mod
 from lake.identifiers import is_valid_cn_id
 
 ZONE_TABLES = [
@@ -73,18 +74,31 @@ def test_duckdb_reads_a_base_table_through_deltalake(tiny_lake):
     assert n == table(tiny_lake["settings"].root, "base/population").num_rows
 
 
+def delivered_row_files(tiny_lake) -> list[dict]:
+    """The generator's files landed row by row: the department extracts, the spatial sources and the
+    device ledger (the readings have their own per-file counts, tests/test_iot.py)."""
+    iot = json.loads((tiny_lake["inbox"] / "iot_manifest.json").read_text(encoding="utf-8"))
+    row_sources = set(contracts_mod.load(str(tiny_lake["settings"].contracts_dir)).row_sources())
+    delivered = [*tiny_lake["manifest"]["files"], *tiny_lake["manifest"]["spatial_files"],
+                 *[f for f in iot["files"] if f["source"] in row_sources]]
+    assert {f["source"] for f in delivered} == row_sources
+    return delivered
+
+
 def test_counts_reconcile_per_file(tiny_lake):
     root = tiny_lake["settings"].root
     quarantined = 0
-    for f in tiny_lake["manifest"]["files"]:
+    delivered = delivered_row_files(tiny_lake)
+    for f in delivered:
         src, sha = f["source"], f["sha256"]
         raw_n = sum(1 for s in table(root, f"raw/{src}").column("_file_sha256").to_pylist() if s == sha)
         q_n = sum(1 for s in table(root, f"quarantine/{src}").column("_file_sha256").to_pylist() if s == sha)
         assert raw_n + q_n == f["rows"], src
         quarantined += q_n
     assert quarantined > 0, "the sample has defects, some rows must be quarantined"
-    manifest = table(root, "landing/_manifest").to_pylist()
-    assert {m["sha256"] for m in manifest} == {f["sha256"] for f in tiny_lake["manifest"]["files"]}
+    row_sources = {f["source"] for f in delivered}
+    manifest = [m for m in table(root, "landing/_manifest").to_pylist() if m["source"] in row_sources]
+    assert {m["sha256"] for m in manifest} == {f["sha256"] for f in delivered}
     for m in manifest:
         assert m["rows_read"] == m["rows_raw"] + m["rows_quarantined"]
         assert Path(m["landing_path"]).is_file(), "landing keeps the file as received"
@@ -154,9 +168,10 @@ def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
 
 def test_run_report_records_rows_and_seconds_per_stage(tiny_lake):
     report = json.loads(Path(tiny_lake["settings"].root, "_reports", "latest.json").read_text(encoding="utf-8"))
-    assert set(report["stages"]) == {"ingest", "timeliness", "build_base", "build_topic", "reports", "publish"}
+    assert set(report["stages"]) == {"ingest", "timeliness", "build_base", "spatial", "addresses", "poi", "iot",
+                                     "build_topic", "reports", "publish"}
     assert all(s["seconds"] >= 0 for s in report["stages"].values())
-    assert report["rows"]["read"] == sum(f["rows"] for f in tiny_lake["manifest"]["files"])
+    assert report["rows"]["read"] == sum(f["rows"] for f in delivered_row_files(tiny_lake))
     assert report["rows"]["read"] == report["rows"]["raw"] + report["rows"]["quarantined"]
 
 

@@ -149,15 +149,26 @@ def test_problems_csv_is_the_departments_findings_in_utf8_with_bom(small_lake):
     assert bad[0]["file_sha256"] == small_lake["ingest"][1].sha256 and bad[0]["source"] == "psb_household"
 
 
+def _idle_sources(s, delivered: str) -> int:
+    """The sources of ``delivered``'s department other than ``delivered`` (they deliver nothing here)."""
+    dept = source_contract(delivered).department_code
+    return sum(1 for sc in contracts_mod.load(s.contracts_dir).sources.values()
+               if sc.department_code == dept and sc.source != delivered)
+
+
 def test_scores_follow_the_formula(small_lake):
     s = small_lake["settings"]
     rid = small_lake["report"]["run_id"]
     scores = {r["department_code"]: r for r in rows_of(s.root, "quality/department_scores") if r["run_id"] == rid}
     psb = scores[source_contract("psb_household").department_code]
-    assert (psb["rows"], psb["errors"], psb["warnings"], psb["stale_sources"]) == (6, 1, 1, 0)
-    assert psb["score"] == 78.33  # 100 x (1 - (1 + 0.3) / 6)
+    # the department's other sources (public security also delivers the door plates) sent nothing: stale
+    psb_idle = _idle_sources(s, "psb_household")
+    assert psb_idle >= 1
+    assert (psb["rows"], psb["errors"], psb["warnings"], psb["stale_sources"]) == (6, 1, 1, psb_idle)
+    assert psb["score"] == round(100 * (1 - (1 + 0.3) / 6) - 10 * psb_idle, 2)  # 78.33 - 10 per idle source
     samr = scores[source_contract("samr_enterprises").department_code]
-    assert (samr["rows"], samr["errors"], samr["score"]) == (4, 1, 75.0)
+    samr_idle = _idle_sources(s, "samr_enterprises")
+    assert (samr["rows"], samr["errors"], samr["stale_sources"], samr["score"]) == (4, 1, samr_idle, 75.0 - 10 * samr_idle)
     # civil affairs delivered nothing: every one of its sources is stale, 10 points each
     mca = [sc for sc in contracts_mod.load(s.contracts_dir).sources.values()
            if sc.department_code == source_contract("mca_residents").department_code]
@@ -187,7 +198,10 @@ def test_lake_report_prints_the_scores(small_lake):
     s = small_lake["settings"]
     r = runner.invoke(app, ["report", "--root", s.root])
     assert r.exit_code == 0, r.output
-    assert small_lake["report"]["run_id"] in r.stdout and "78.3" in r.stdout and "75.0" in r.stdout
+    psb = f"{100 * (1 - 1.3 / 6) - 10 * _idle_sources(s, 'psb_household'):.1f}"
+    samr = f"{75.0 - 10 * _idle_sources(s, 'samr_enterprises'):.1f}"
+    assert small_lake["report"]["run_id"] in r.stdout
+    assert psb in r.stdout and samr in r.stdout
     r = runner.invoke(app, ["report", "--run", "nope", "--root", s.root])
     assert r.exit_code == 1 and "unknown report run 'nope'" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["report", "--root", str(small_lake["tmp"] / "empty")])
