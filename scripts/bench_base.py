@@ -13,34 +13,12 @@ import argparse
 import json
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from peak_memory import PeakMemory  # scripts/peak_memory.py (the script's folder is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-class PeakMemory(threading.Thread):
-    """Samples the resident memory of this process and its children (the Spark JVM) every 0.5 s."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak = 0
-        self.running = True
-
-    def run(self) -> None:
-        me = psutil.Process()
-        while self.running:
-            total = 0
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            time.sleep(0.5)
 
 
 def main() -> None:
@@ -107,8 +85,7 @@ def main() -> None:
         print(f"build  {t:20s} {n_in:>10,} rows in, {res['rows']:,} out, {res['findings']:,} findings, "
               f"{secs:7.1f} s {n_in / secs:>10,.0f} rows/s  {res['status']}", flush=True)
     total = time.time() - t_all
-    mem.running = False
-    mem.join()
+    mem.stop()
     results["base_stage_seconds"] = round(total, 1)
     results["rows"] = rows_total
     results["rows_per_second"] = int(rows_total / total)
