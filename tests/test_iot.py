@@ -1,0 +1,481 @@
+"""IoT sensing (jobs/iot.py, docs/spatial_iot.md): the city code check against a Python reference,
+the reading parser and classifier on hand-written lines, the partition gate, and two generated days
+(lake.generate_iot) run end to end: ledger findings, every reading defect handled and counted, per-file
+counts that reconcile, late readings in their own day, re-running a day changes no table, device health
+against the generator's silent and flat-lining devices, the topic gates, and precision / recall.
+
+The lake of this module is its own (``iot_settings``: another root and inbox), never ``tiny_lake``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from lake import rules
+
+D1 = dt.date(2026, 10, 31)
+D2 = dt.date(2026, 11, 1)
+SCALE = 0.004  # ~520 devices, ~75 K readings a day
+SEED = 11
+WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+
+
+# ----------------------------------------------------------------------------- city code
+
+def reference_rule(code: str | None) -> str | None:
+    """Independent Python reference of lake.rules.city_code_issues: the first failing rule or None."""
+    if code is None:
+        return None
+    s = code.upper()
+    if not re.fullmatch(r"110115(0[1-9])[0-9]{2}[0-9]{7}[0-9X]", s):
+        return "city_code.format"
+    check = "10X98765432"[sum(int(c) * w for c, w in zip(s[:17], WEIGHTS)) % 11]
+    return None if s[17] == check else "city_code.checksum"
+
+
+def _valid_code(rng: random.Random) -> str:
+    first = f"110115{rng.randint(1, 9):02d}{rng.randint(0, 99):02d}{rng.randint(0, 9_999_999):07d}"
+    return first + "10X98765432"[sum(int(c) * w for c, w in zip(first, WEIGHTS)) % 11]
+
+
+def _codes(n: int, seed: int = 20261101) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        c = _valid_code(rng)
+        kind = i % 12
+        if kind == 1:  # wrong check character
+            c = c[:17] + rng.choice([x for x in "0123456789X" if x != c[17]])
+        elif kind == 2:  # a serial digit dropped or doubled
+            p = rng.randint(10, 16)
+            c = c[:p] + c[p + 1:] if rng.random() < 0.5 else c[:p] + c[p] + c[p:]
+        elif kind == 3:  # device type outside 01-09
+            c = c[:6] + rng.choice(["00", "10", "19", "99"]) + c[8:]
+        elif kind == 4:  # another district
+            c = rng.choice(["110105", "110116", "120115"]) + c[6:]
+        elif kind == 5:  # a letter inside
+            p = rng.randint(0, 16)
+            c = c[:p] + rng.choice("ABIOZx") + c[p + 1:]
+        elif kind == 6:  # lower-case x check character (upper-cased by the rule)
+            c = c.lower()
+        elif kind == 7:  # stray characters around it
+            c = rng.choice([" ", "\n", "-"]) + c if rng.random() < 0.5 else c + rng.choice([" ", "\n", "."])
+        out.append(c)
+    out += [None, "", "X" * 18, "110115011300000000"]
+    return out
+
+
+def test_city_code_rule_matches_python_reference_on_12k_codes(spark):
+    codes = _codes(12_000)
+    df = spark.createDataFrame([(c,) for c in codes], "code string")
+    got = df.select("code", F.filter(F.array(*rules.city_code_issues("code")), lambda x: x.isNotNull()).alias("i")).collect()
+    assert len(got) == len(codes)
+    mismatches = []
+    outcomes = {}
+    for r in got:
+        spark_rule = r["i"][0]["rule"] if r["i"] else None
+        assert len(r["i"]) <= 1, f"{r['code']!r}: more than one issue {r['i']}"
+        want = reference_rule(r["code"])
+        outcomes[want] = outcomes.get(want, 0) + 1
+        if spark_rule != want:
+            mismatches.append((r["code"], spark_rule, want))
+        if r["i"]:
+            assert r["i"][0]["defect_type"] == spark_rule.replace(".", "_")
+            assert r["i"][0]["severity"] == rules.ERROR
+    assert not mismatches, mismatches[:10]
+    # every outcome is exercised, not only valid codes
+    assert outcomes[None] > 5_000 and outcomes["city_code.format"] > 3_000 and outcomes["city_code.checksum"] > 900
+
+
+def test_city_code_is_a_contract_check_wired_into_ingest(spark):
+    from jobs import ingest
+    from lake import contracts
+    from lake.contracts import SourceColumn, SourceContract
+
+    assert "city_code" in contracts.CHECKS
+    sc = SourceContract(source="t", title="", department="d", department_code="", domain="iot", format="csv",
+                        encoding="utf-8", update_cycle="weekly", record_key="city_code", entity_key="city_code",
+                        columns=(SourceColumn("city_code", "string", required=True, checks=("city_code",)),))
+    good = _valid_code(random.Random(1))
+    bad = good[:17] + ("0" if good[17] != "0" else "1")
+    rows = [(good, 2, 1, None), (bad, 3, 1, None), (good + " ", 4, 1, None)]
+    df = spark.createDataFrame(rows, "city_code string, _row long, _field_count int, _raw_line string")
+    checked = ingest.check_rows(df, sc).select("_row", "_issues").collect()
+    by_row = {r["_row"]: sorted(i["rule"] for i in r["_issues"]) for r in checked}
+    assert by_row[2] == []
+    assert by_row[3] == ["city_code.checksum"]
+    assert by_row[4] == ["normalize.whitespace"]  # trailing space removed (a warning), then valid
+
+
+# ----------------------------------------------------------------------------- parse and classify
+
+def _lines(spark, lines: list[str]):
+    return spark.createDataFrame([(i + 1, l) for i, l in enumerate(lines)], "_row long, line string")
+
+
+def _devices(spark, codes_types: list[tuple[str, str]]):
+    return spark.createDataFrame(codes_types, "city_code string, device_type string")
+
+
+def test_classify_hand_written_lines(spark):
+    from jobs import iot
+    from lake.generate_iot import city_code
+
+    air, flood, heat = city_code("01", "13", 1), city_code("04", "14", 2), city_code("09", "17", 3)
+    unknown = city_code("01", "13", 99)
+    devices = _devices(spark, [(air, "01"), (flood, "04"), (heat, "09")])
+
+    def j(dev, ts, metric, value, unit):
+        return json.dumps({"device": dev, "ts": ts, "metric": metric, "value": value, "unit": unit}, ensure_ascii=False)
+
+    t = lambda hms, d="2026-11-01": f"{d}T{hms}+08:00"  # noqa: E731
+    lines = [
+        j(air, t("10:00:00"), "pm25", "35.2", "µg/m³"),            # 1 kept
+        j(air, t("10:00:00"), "pm10", "0.0611", "mg/m³"),           # 2 converted -> 61.1
+        j(air, t("10:05:00"), "pm25", "36.0", "µg/m³"),             # 3 kept
+        j(air, t("10:05:00"), "pm10", "60.0", "µg/m³"),             # 4 kept
+        j(air, t("10:00:00"), "pm25", "35.2", "µg/m³"),             # 5 duplicate of 1
+        j(air, t("10:00:00"), "no2", "20.0", "µg/m³"),              # 6 out of order (10:05 sent before)
+        j(air, t("10:00:00"), "o3", "20.0", "µg/m³"),               # 7 out of order too (running maximum)
+        j(air, t("23:50:00", "2026-10-31"), "pm25", "30.0", "µg/m³"),  # 8 late
+        j(air, t("00:05:00", "2026-11-02"), "pm25", "30.0", "µg/m³"),  # 9 kept: exactly the end + 5 min
+        j(air, t("00:05:01", "2026-11-02"), "pm25", "30.0", "µg/m³"),  # 10 future
+        j(unknown, t("10:00:00"), "pm25", "30.0", "µg/m³"),         # 11 unknown device
+        j(air, t("10:10:00"), "water_level", "3.0", "cm"),          # 12 metric not of the type
+        j(air, t("10:10:00"), "pm25", "30", "ppm"),                 # 13 unknown unit
+        j(air, t("10:10:00"), "pm10", "9999", "µg/m³"),             # 14 impossible (range)
+        j(air, t("10:10:00"), "pm10", "NaN", "µg/m³"),              # 15 impossible (NaN)
+        j(air, t("10:10:00"), "pm10", "ERR", "µg/m³"),              # 16 impossible (text)
+        "{'device': '%s', 'ts': '%s', 'metric': 'pm25', 'value': '1', 'unit': 'µg/m³'}" % (air, t("10:15:00")),  # 17
+        j(air, t("10:15:00"), "pm25", "30.0", "µg/m³")[:-1],        # 18 no closing brace
+        j(air, t("10:15:00"), "pm25", "30.0", "µg/m³")[:40],        # 19 truncated
+        j(air, "yesterday", "pm25", "30.0", "µg/m³"),               # 20 not a timestamp
+        j(flood, t("10:00:00"), "water_level", "0.35", "m"),        # 21 converted -> 35 cm
+    ]
+    csv_lines = [
+        f"{heat},{t('10:00:00')},supply_temp,113.00,°F",            # 1 converted -> 45 °C
+        f"{heat},{t('10:15:00')},supply_temp,45.5",                 # 2 field count (unit missing)
+        f"{heat},{t('10:15:00')},supply_temp,45,5,°C",              # 3 field count (decimal comma)
+        f"{heat},{t('10:30:00')},supply_temp,-999.9,°C",            # 4 impossible
+        f'"{heat}","{t("10:45:00")}","supply_temp","46.1","°C"',    # 5 quoted fields: kept
+    ]
+    header = ("device", "ts", "metric", "value", "unit")
+    p = iot.parse_lines(_lines(spark, lines), "jsonl").withColumn("_fi", F.lit(0)).unionByName(
+        iot.parse_lines(_lines(spark, csv_lines), "csv", header).withColumn("_fi", F.lit(1)))
+    got = {(r["_fi"], r["_row"]): r for r in iot.classify(p, devices, D2, 2, files=2).collect()}
+    assert len(got) == len(lines) + len(csv_lines)
+
+    def outcome(fi, row):
+        r = got[(fi, row)]
+        if r["_q"]:
+            return iot.READING_RULES[r["_rule"]][0]
+        if r["_dup"]:
+            return "reading_duplicate"
+        flags = [n for n, v in (("late", r["late"]), ("out_of_order", r["out_of_order"]),
+                                ("converted", r["converted_from"] is not None)) if v]
+        return "kept" + ("+" + "+".join(flags) if flags else "")
+
+    expected_json = {1: "kept", 2: "kept+converted", 3: "kept", 4: "kept", 5: "reading_duplicate",
+                     6: "kept+out_of_order", 7: "kept+out_of_order", 8: "kept+late", 9: "kept",
+                     10: "reading_future_timestamp", 11: "reading_unknown_device", 12: "reading_unknown_metric",
+                     13: "reading_unknown_unit", 14: "reading_impossible_value", 15: "reading_impossible_value",
+                     16: "reading_impossible_value", 17: "reading_malformed", 18: "reading_malformed",
+                     19: "reading_malformed", 20: "reading_malformed", 21: "kept+converted"}
+    assert {r: outcome(0, r) for r in expected_json} == expected_json
+    expected_csv = {1: "kept+converted", 2: "reading_malformed", 3: "reading_malformed",
+                    4: "reading_impossible_value", 5: "kept"}
+    assert {r: outcome(1, r) for r in expected_csv} == expected_csv
+    assert got[(0, 2)]["value"] == pytest.approx(61.1) and got[(0, 2)]["unit"] == "µg/m³"
+    assert got[(0, 2)]["converted_from"] == "mg/m³"
+    assert got[(0, 21)]["value"] == pytest.approx(35.0) and got[(0, 21)]["unit"] == "cm"
+    assert got[(1, 1)]["value"] == pytest.approx(45.0) and got[(1, 1)]["unit"] == "°C"
+    assert got[(0, 8)]["day"] == D1
+    # a quarantined row keeps what was delivered, the rule and a reason naming the field
+    q = got[(0, 14)]
+    assert q["_in_value"] == "9999" and q["_raw_line"] == lines[13] and q["_reason"].startswith("value: ")
+    assert got[(1, 2)]["_reason"] == "_row: expected 5 fields, found 4"
+    assert got[(0, 11)]["_reason"] == f"device: not in base.iot_device: {unknown}"
+
+
+def test_stage_lines_numbers_lines_and_keeps_bad_bytes(tmp_path):
+    from jobs import iot
+    from lake.files import InputError
+
+    f = tmp_path / "iot_readings_csv_20261101.csv"
+    f.write_bytes(b"device,ts,metric,value,unit\r\na,b,c,d,e\r\n\r\nbad \xff\xfe line\nlast,without,newline")
+    d = iot.stage_lines(iot.Delivered("iot_readings_csv", f), str(tmp_path / "s.parquet"), csv_header=True)
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(tmp_path / "s.parquet")
+    assert t.column("_row").to_pylist() == [2, 4, 5]  # header = line 1, the blank line 3 is not a row
+    assert t.column("line").cast("binary").to_pylist() == [b"a,b,c,d,e", b"bad \xff\xfe line", b"last,without,newline"]
+    assert d.rows == 3 and d.header == ("device", "ts", "metric", "value", "unit")
+    g = tmp_path / "iot_readings_csv_20261102.csv"
+    g.write_text("device,ts,metric,value\nx,y,z,w\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"iot_readings_csv_20261102.csv: line 1 \(header\) is missing column\(s\) \['unit'\]"):
+        iot.stage_lines(iot.Delivered("iot_readings_csv", g), str(tmp_path / "t.parquet"), csv_header=True)
+
+
+# ----------------------------------------------------------------------------- the partition gate
+
+def test_publish_partition_replaces_only_its_partitions(spark, settings, tmp_path):
+    from lake import io
+    from lake.contracts import TableColumn, TableContract
+    from quality import gates
+
+    s = dataclasses.replace(settings, root=str(tmp_path / "gate_lake"), inbox=str(tmp_path / "gate_inbox"))
+    tc = TableContract(
+        table="topic.partition_gate_test", title="t", description="", grain="day x k", key=("day", "k"), owner="o",
+        domain="iot", grade=1, share_type="none", share_grants=(), share_condition="", open_type="none",
+        update_cycle="daily", columns=(TableColumn("day", "date"), TableColumn("k", "string"), TableColumn("n", "long")),
+        expectations=({"type": "between", "column": "n", "min": 0},))
+
+    def frame(rows):
+        return spark.createDataFrame(rows, "day date, k string, n long")
+
+    r1 = gates.publish_partition(spark, s, tc, frame([(D1, "a", 1), (D1, "b", 2)]), "day", [D1.isoformat()], {})
+    r2 = gates.publish_partition(spark, s, tc, frame([(D2, "a", 5)]), "day", [D2.isoformat()], {})
+    path = io.table_path(s, "topic", "partition_gate_test")
+    assert (r1.status, r2.status) == ("published", "published")
+    v = io.version(spark, path)
+    # the same rows again: no new version
+    assert gates.publish_partition(spark, s, tc, frame([(D2, "a", 5)]), "day", [D2], {}).status == "unchanged"
+    assert io.version(spark, path) == v
+    # D2 replaced, D1 untouched
+    gates.publish_partition(spark, s, tc, frame([(D2, "c", 7)]), "day", [D2], {})
+    rows = sorted((r["day"], r["k"], r["n"]) for r in io.read(spark, path).collect())
+    assert rows == [(D1, "a", 1), (D1, "b", 2), (D2, "c", 7)]
+    # a failing candidate: GateFailed naming the expectation, the table unchanged
+    v = io.version(spark, path)
+    with pytest.raises(gates.GateFailed, match=r"expect_column_values_to_be_between\(n\): 1 of 1 rows unexpected"):
+        gates.publish_partition(spark, s, tc, frame([(D1, "a", -1)]), "day", [D1], {})
+    assert io.version(spark, path) == v
+    # rows outside the named partitions are an error, not silently dropped
+    with pytest.raises(ValueError, match="outside the partitions"):
+        gates.publish_partition(spark, s, tc, frame([(D1, "a", 1), (D2, "z", 1)]), "day", [D1], {})
+    with pytest.raises(ValueError, match="must be part of the key"):
+        gates.publish_partition(spark, s, tc, frame([(D1, "a", 1)]), "n", ["1"], {})
+
+
+# ----------------------------------------------------------------------------- two generated days
+
+TABLES = [("base", "iot_device"), ("base", "iot_reading"), ("quarantine", "iot_readings_json"),
+          ("quarantine", "iot_readings_csv"), ("quality", "iot_reading_counts"), ("quality", "iot_reading_duplicates"),
+          ("quality", "findings"), ("landing", "_manifest"), ("topic", "device_health"), ("topic", "device_online_rate"),
+          ("topic", "air_quality_hourly"), ("topic", "air_quality_exceedance"), ("topic", "flood_points"),
+          ("topic", "sensor_coverage_by_town")]
+
+
+def write_admin_boundary(spark, s) -> None:
+    """base.admin_boundary as jobs/spatial.py publishes it (code, name, kind, area_km2, GeoJSON text)."""
+    import shapely.geometry
+
+    from lake import geo, io
+
+    rows = [(b["code"], b["name"], b["kind"], geo.area_km2(b["geometry"]),
+             json.dumps(shapely.geometry.mapping(b["geometry"]), separators=(",", ":")))
+            for b in geo.district_boundaries()]
+    io.overwrite(spark.createDataFrame(rows, "code string, name string, kind string, area_km2 double, geometry string"),
+                 io.table_path(s, "base", "admin_boundary"), {"kind": "test"})
+
+
+@pytest.fixture(scope="module")
+def iot_settings(settings, tmp_path_factory):
+    base = tmp_path_factory.mktemp("iot")
+    return dataclasses.replace(settings, root=str(base / "lake"), inbox=str(base / "inbox"))
+
+
+@pytest.fixture(scope="module")
+def iot_lake(spark, iot_settings):
+    from jobs import ingest, iot
+    from lake import io
+    from lake.generate_iot import generate_iot
+
+    s = iot_settings
+    manifest = generate_iot(SCALE, SEED, Path(s.inbox), days=[D1, D2], extract_date=D1)
+    write_admin_boundary(spark, s)
+    ingest.run(s, "iot_devices")
+    runs = {D1: iot.run_day(s, D1), D2: iot.run_day(s, D2)}
+    versions = {t: io.version(spark, io.table_path(s, *t)) for t in TABLES}
+    return {"settings": s, "manifest": manifest, "runs": runs, "versions": versions, "inbox": Path(s.inbox)}
+
+
+def _truth(inbox: Path, name: str) -> list[dict]:
+    with open(inbox / "truth" / name, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_ledger_findings_are_the_generators_defects(spark, iot_lake):
+    from lake import io
+    from quality import findings
+
+    s, inbox = iot_lake["settings"], iot_lake["inbox"]
+    names = {f["sha256"]: Path(f["path"]).name for f in iot_lake["manifest"]["files"] if f["source"] == "iot_devices"}
+    found = {(names[r["_file_sha256"]], r["_row"], r["field"], r["defect_type"])
+             for r in io.read(spark, io.table_path(s, *findings.FINDINGS)).where(F.col("source") == "iot_devices").collect()}
+    truth = {(r["file"], int(r["row"]), r["field"], r["defect_type"]) for r in _truth(inbox, "iot_defects.csv")}
+    assert {t[3] for t in truth} == {"duplicate_city_code", "device_registered_twice", "city_code_checksum",
+                                     "city_code_format", "point_outside_district"}
+    assert found == truth
+    devices = io.read(spark, io.table_path(s, "base", "iot_device"))
+    assert devices.count() == devices.select("city_code").distinct().count()
+    # towns: every device in the right unit, the ones outside the district without one
+    placed = {r["city_code"]: r["town_code"] for r in devices.select("city_code", "town_code").collect()}
+    locations = _truth(inbox, "iot_locations.csv")
+    checked = [(placed[r["record_key"]] or "", r["town_code"]) for r in locations if r["record_key"] in placed]
+    assert len(checked) == len(placed) and all(a == b for a, b in checked)
+    outside = {r["record_key"] for r in _truth(inbox, "iot_defects.csv") if r["defect_type"] == "point_outside_district"}
+    assert outside and all(placed[c] is None for c in outside)
+    # WGS-84 inside the district's extent (converted from GCJ-02: the raw points are ~500 m away)
+    ext = devices.agg(F.min("lon"), F.max("lon"), F.min("lat"), F.max("lat")).collect()[0]
+    assert 116.0 < ext[0] < ext[1] < 116.9 and 39.3 < ext[2] < ext[3] < 40.0
+
+
+def test_every_reading_row_is_counted_once_and_counts_reconcile(spark, iot_lake):
+    from jobs import iot
+    from lake import io
+
+    s, inbox = iot_lake["settings"], iot_lake["inbox"]
+    counts = io.read(spark, io.table_path(s, *iot.COUNTS)).collect()
+    assert {(r["delivery_day"], r["source"]) for r in counts} == {(d, src) for d in (D1, D2) for src in iot.READING_SOURCES}
+    truth = _truth(inbox, "readings.csv")
+    for r in counts:
+        path = inbox / r["source"] / r["file"]
+        lines = [l for l in path.read_bytes().split(b"\n") if l.strip()]
+        header = 1 if r["source"] == "iot_readings_csv" else 0
+        assert r["rows_read"] == len(lines) - header, r["file"]
+        assert r["rows_read"] == r["kept"] + r["duplicates"] + r["quarantined"], r["file"]
+        assert r["quarantined"] == sum(r[f"quarantined_{t.removeprefix('reading_')}"] for t in iot.QUARANTINE_TYPES)
+        # the stored rows are the counted rows
+        kept = io.read(spark, io.table_path(s, *iot.READINGS)).where(F.col("_file_sha256") == r["_file_sha256"]).count()
+        q = io.read(spark, io.table_path(s, "quarantine", r["source"])).where(F.col("_file_sha256") == r["_file_sha256"])
+        dups = io.read(spark, io.table_path(s, *iot.DUPLICATES)).where(F.col("_file_sha256") == r["_file_sha256"]).count()
+        assert (kept, q.count(), dups) == (r["kept"], r["quarantined"], r["duplicates"])
+        assert q.where(F.col("_rule").isNull() | F.col("_reason").isNull() | F.col("_raw_line").isNull()).count() == 0
+        # the counts per defect type are the generator's, file by file
+        mine = [t for t in truth if t["file"] == r["file"]]
+        n = lambda d: sum(1 for t in mine if t["defect_type"] == d)  # noqa: E731
+        assert r["duplicates"] == n("reading_duplicate")
+        assert r["late"] == n("reading_late")
+        assert r["out_of_order"] == n("reading_out_of_order")
+        assert r["converted"] == n("reading_unit_mismatch")
+        assert r["quarantined_malformed"] == n("reading_malformed")
+        assert r["quarantined_future_timestamp"] == n("reading_future_timestamp")
+        assert r["quarantined_unknown_device"] == n("reading_unknown_device")
+        assert r["quarantined_impossible_value"] == n("reading_impossible_value")
+    # every defect type of the design occurred in these files
+    assert {t["defect_type"] for t in truth} == {
+        "reading_duplicate", "reading_late", "reading_out_of_order", "reading_future_timestamp",
+        "reading_unknown_device", "reading_unit_mismatch", "reading_impossible_value", "reading_malformed"}
+    # the landing zone holds each file under its sha256, listed once in the manifest
+    man = io.read(spark, io.table_path(s, "landing", "_manifest")).where(F.col("source").isin(*iot.READING_SOURCES))
+    assert man.count() == 4 and man.select("sha256").distinct().count() == 4
+    for m in man.collect():
+        assert Path(m["landing_path"]).is_file() and m["rows_read"] == m["rows_raw"] + m["rows_quarantined"] + \
+            next(c["duplicates"] for c in counts if c["_file_sha256"] == m["sha256"])
+
+
+def test_late_readings_land_in_their_own_day_and_rebuild_it(spark, iot_lake):
+    from jobs import iot
+    from lake import io
+
+    s = iot_lake["settings"]
+    r = io.read(spark, io.table_path(s, *iot.READINGS))
+    late = r.where(F.col("late"))
+    assert late.where(F.col("day") >= F.col("delivery_day")).count() == 0
+    late_d2 = late.where(F.col("delivery_day") == D2)
+    assert late_d2.count() > 0 and {x["day"] for x in late_d2.select("day").distinct().collect()} == {D1}
+    # every other kept row is of its delivery day (or the 5 minutes of tolerance after it)
+    end = F.to_timestamp(F.date_add("delivery_day", 1)) + F.expr("INTERVAL 5 MINUTES")
+    assert r.where(~F.col("late") & ((F.col("day") < F.col("delivery_day")) | (F.col("ts") > end))).count() == 0
+    assert iot_lake["runs"][D2]["reading_days"] == [D1.isoformat(), D2.isoformat()]
+    # D1's health counts the readings delivered late on D2
+    health = io.read(spark, io.table_path(s, "topic", "device_health")).where(F.col("day") == D1)
+    per_device = {x["city_code"]: x["count"] for x in r.where(F.col("day") == D1).groupBy("city_code").count().collect()}
+    got = {x["city_code"]: x["readings"] for x in health.where(F.col("readings") > 0).collect()}
+    assert got == per_device
+
+
+def test_rerunning_a_day_changes_no_table(spark, iot_lake):
+    from jobs import iot
+    from lake import io
+
+    s = iot_lake["settings"]
+    again = iot.run_day(s, D2)
+    assert again["readings"]["skipped"] and again["ledger"]["status"] == "unchanged"
+    assert all(t["status"] == "unchanged" for t in again["topics"])
+    now = {t: io.version(spark, io.table_path(s, *t)) for t in TABLES}
+    assert now == iot_lake["versions"]
+
+
+@pytest.fixture(scope="module")
+def iot_eval(spark, iot_lake):
+    from jobs import iot
+
+    return iot.evaluate(spark, iot_lake["settings"], iot_lake["inbox"])
+
+
+def test_health_flags_the_generators_silent_and_flat_devices(iot_eval):
+    result = iot_eval
+    for condition in ("silent", "flatline"):
+        v = result["health"][condition]
+        assert v["truth"] > 0, condition
+        assert v["precision"] == 1.0 and v["recall"] == 1.0, (condition, v)
+
+
+def test_precision_and_recall_per_defect_type(iot_eval):
+    result = iot_eval
+    rows = {**{f"readings/{k}": v for k, v in result["readings"].items()},
+            **{f"ledger/{k}": v for k, v in result["ledger"].items()}}
+    assert len(result["readings"]) == 8 and len(result["ledger"]) == 5
+    low = {k: (v["precision"], v["recall"]) for k, v in rows.items() if v["precision"] < 0.99 or v["recall"] < 0.99}
+    assert not low
+    assert all(v["truth"] > 0 for v in result["readings"].values())
+    assert result["locations"]["accuracy"] == 1.0 and result["passed"]
+
+
+def test_topic_gates_pass_and_a_broken_candidate_fails(spark, iot_lake):
+    from jobs import iot
+    from lake import contracts, io
+    from quality import gates
+
+    s = iot_lake["settings"]
+    val = io.read(spark, io.table_path(s, *gates.VALIDATIONS))
+    for table in iot.TOPICS:
+        t = io.read(spark, io.table_path(s, *table.split(".")))
+        days = {r["day"] for r in t.select("day").distinct().collect()}
+        assert {D1, D2} <= days or table == "topic.flood_points", (table, days)
+        assert val.where((F.col("table") == table)).count() > 0
+        assert val.where((F.col("table") == table) & ~F.col("success")).count() == 0, table
+    hourly = io.read(spark, io.table_path(s, "topic", "air_quality_hourly")).where(F.col("day") == D2)
+    assert hourly.where(F.col("pm25").isNull() | (F.col("devices") < 1)).count() == 0
+    ex = io.read(spark, io.table_path(s, "topic", "air_quality_exceedance")).where(F.col("day") == D2)
+    assert ex.where((F.col("pollutant") == "pm25") & F.col("exceeded")).count() > 0  # the generator's episodes
+    # a broken candidate: an online rate above 1
+    tc = contracts.load(s.contracts_dir).table("topic.device_online_rate")
+    path = io.table_path(s, "topic", "device_online_rate")
+    v = io.version(spark, path)
+    broken = io.read(spark, path).where(F.col("day") == D2).withColumn("rate", F.lit(1.5))
+    with pytest.raises(gates.GateFailed, match=r"expect_column_values_to_be_between\(rate\)"):
+        gates.publish_partition(spark, s, tc, broken, "day", [D2], {"as_of": D2.isoformat()})
+    assert io.version(spark, path) == v
+    staged = io.read(spark, s.path("_staging", "topic", "device_online_rate"))  # kept for inspection
+    assert staged.where(F.col("rate") == 1.5).count() > 0
+
+
+def test_missing_files_and_bad_days_are_clear_errors(iot_settings):
+    from jobs import iot
+    from lake.files import InputError
+
+    with pytest.raises(InputError, match=r"no reading files for delivery day 2026-01-01 in .*iot_readings_json"):
+        iot.ingest_readings(iot_settings, "2026-01-01")
+    with pytest.raises(InputError, match="day '2026-13-01' is not a date"):
+        iot.ingest_readings(iot_settings, "2026-13-01")
