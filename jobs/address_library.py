@@ -169,15 +169,16 @@ def parse_distinct(pairs: DataFrame) -> DataFrame:
 def resolve(records: DataFrame) -> DataFrame:
     """Records with their parse: ``door_key`` and the components it was built from, ``code``,
     ``exact``, ``p_reason``. The authority's plates take their key from their component columns
-    (``alt_text``) when those can be read. Pure."""
+    (``alt_text``) when those can be read. Pure; ``records`` is read three times (persist it)."""
     records = records.withColumn("_hint", F.coalesce(F.col("town_hint"), F.lit("")))
-    pairs = records.select(F.col("address_text").alias("_text"), "_hint").unionByName(
-        records.where(F.col("alt_text").isNotNull()).select(F.col("alt_text").alias("_text"), "_hint"))
-    parsed = parse_distinct(pairs)
-    own = parsed.withColumnRenamed("_text", "address_text")
-    alt = parsed.select(F.col("_text").alias("alt_text"), "_hint",
-                        *[F.col(c).alias("a" + c) for c in parsed.columns if c.startswith("p_")])
-    df = records.join(own, ["address_text", "_hint"], "left").join(alt, ["alt_text", "_hint"], "left")
+    own = parse_distinct(records.select(F.col("address_text").alias("_text"), "_hint")) \
+        .withColumnRenamed("_text", "address_text")
+    # only the plates have component text (a few percent of the records): parsed on their own and
+    # broadcast, so that the other records are neither shuffled nor skewed on a NULL join key
+    alt = parse_distinct(records.where(F.col("alt_text").isNotNull()).select(F.col("alt_text").alias("_text"), "_hint"))
+    alt = alt.select(F.col("_text").alias("alt_text"), "_hint", *[F.col(c).alias("a" + c) for c in alt.columns
+                                                                   if c.startswith("p_")])
+    df = records.join(own, ["address_text", "_hint"], "left").join(F.broadcast(alt), ["alt_text", "_hint"], "left")
     use_alt = F.col("ap_door_key").isNotNull()
 
     def pick(name: str) -> F.Column:
@@ -402,6 +403,28 @@ def _boundaries(spark: SparkSession, settings: Settings):
     return boundaries_from_rows(io.read(spark, path).select("code", "name", "kind", "geometry").collect())
 
 
+def _summary(spark: SparkSession, settings: Settings, rid: str) -> tuple[dict, dict]:
+    rates = {r["source"]: {"records": r["records"], "matched": r["matched"], "match_rate": r["match_rate"]}
+             for r in io.read(spark, io.table_path(settings, *MATCH)).where(F.col("run_id") == rid).collect()}
+    fpath = io.table_path(settings, *findings.FINDINGS)
+    per_defect = {r["defect_type"]: r["count"] for r in io.read(spark, fpath)
+                  .where(F.col("run_id") == rid).groupBy("defect_type").count().collect()} \
+        if io.is_table(spark, fpath) else {}
+    return rates, per_defect
+
+
+def _done(spark: SparkSession, settings: Settings, rid: str) -> dict | None:
+    """The numbers of run ``rid`` when it has finished (its match rates are written after the table
+    passed its gate), else None. Nothing is left to do then."""
+    mpath = io.table_path(settings, *MATCH)
+    if not io.is_table(spark, mpath) or io.read(spark, mpath).where(F.col("run_id") == rid).limit(1).count() == 0:
+        return None
+    rates, per_defect = _summary(spark, settings, rid)
+    rows = int(str(io.last_metadata(spark, io.table_path(settings, *TABLE.split("."))).get("fingerprint", "0")).split(":")[0])
+    return {"table": TABLE, "run_id": rid, "status": "unchanged", "rows": rows, "door_keys": rows,
+            "match": rates, "findings": sum(per_defect.values()), "findings_by_type": per_defect}
+
+
 def build(settings: Settings, as_of: str, spark: SparkSession | None = None) -> dict:
     """Build ``base.standard_address``, ``quality/address_links``, ``quality/address_match`` and the
     findings (``address_unmatched``; for the address sources' own rows also ``duplicate_record`` and,
@@ -416,11 +439,16 @@ def build(settings: Settings, as_of: str, spark: SparkSession | None = None) -> 
         raise contracts_mod.ContractError(
             f"{TABLE}: no raw data yet from {AUTHORITY}, the authority for standard addresses; ingest it first")
     rid = run_id(spark, settings)
+    done = _done(spark, settings, rid)
+    if done is not None:
+        done["seconds"] = round(time.time() - t0, 2)
+        log.info("%s: run %s already done for these inputs; nothing to do", TABLE, rid)
+        return done
     parts = [raw_records(io.read(spark, io.table_path(settings, "raw", s)), contracts.source(s)) for s in raw_present]
     for t in base_present:
         btc = contracts.table(t)
         parts.append(base_records(io.read(spark, io.table_path(settings, *t.split("."))), t, btc.key[0]))
-    records = reduce(DataFrame.unionByName, parts)
+    records = reduce(DataFrame.unionByName, parts).persist(StorageLevel.MEMORY_AND_DISK)
     stats: dict = {"table": TABLE, "run_id": rid, "sources": raw_present + base_present}
 
     boundaries = _boundaries(spark, settings)
@@ -430,6 +458,7 @@ def build(settings: Settings, as_of: str, spark: SparkSession | None = None) -> 
         keys = resolved.where((F.col("source") == AUTHORITY) & F.col("door_key").isNotNull()) \
             .select("door_key").distinct().persist(StorageLevel.MEMORY_AND_DISK)
         n_keys = keys.count()
+        records.unpersist()  # resolved holds everything from here on
         points = record_points(resolved, boundaries).persist(StorageLevel.MEMORY_AND_DISK)
         n_points = points.count()
         stats["parse_seconds"] = round(time.time() - t1, 2)
@@ -443,9 +472,7 @@ def build(settings: Settings, as_of: str, spark: SparkSession | None = None) -> 
             if boundaries is not None:
                 found.append(outside_findings(points, contracts, rid))
             findings.write(settings, reduce(DataFrame.unionByName, found), run_id=rid)
-            io.replace_where(match_rates(links).select(F.lit(rid).alias("run_id"), "*"),
-                             io.table_path(settings, *MATCH), f"run_id = '{rid}'")
-            # written last: its rows mark the run as done
+            # its rows mark the links and findings of the run as written
             io.replace_where(links.select(F.lit(rid).alias("run_id"), *links.columns), links_path, f"run_id = '{rid}'")
             links.unpersist()
             stats["links_seconds"] = round(time.time() - t1, 2)
@@ -458,10 +485,10 @@ def build(settings: Settings, as_of: str, spark: SparkSession | None = None) -> 
         t1 = time.time()
         res = gates.publish(spark, settings, tc, lib, {"as_of": as_of, "inputs": rid})
         stats["publish_seconds"] = round(time.time() - t1, 2)
-        rates = {r["source"]: {"records": r["records"], "matched": r["matched"], "match_rate": r["match_rate"]}
-                 for r in io.read(spark, io.table_path(settings, *MATCH)).where(F.col("run_id") == rid).collect()}
-        per_defect = {r["defect_type"]: r["count"] for r in io.read(spark, io.table_path(settings, *findings.FINDINGS))
-                      .where(F.col("run_id") == rid).groupBy("defect_type").count().collect()}
+        # written last (after the gate passed): its rows mark the whole run as done
+        io.replace_where(match_rates(stored).select(F.lit(rid).alias("run_id"), "*"),
+                         io.table_path(settings, *MATCH), f"run_id = '{rid}'")
+        rates, per_defect = _summary(spark, settings, rid)
     finally:
         spark.catalog.clearCache()
     stats.update({"status": res.status, "rows": res.rows, "door_keys": n_keys, "points": n_points, "match": rates,

@@ -187,9 +187,41 @@ def _num(s: str | None) -> str | None:
     return None if s is None or s == "" else str(int(s))
 
 
+_FAST_BODY = re.compile(r"(?P<road>.*?\D)(?P<number>\d+)号(?![楼路街巷道])(?:(?P<building>\d+)号楼)?"
+                        r"(?:(?P<unit>\d+)单元)?(?:(?P<room>\d+)室)?")
+_DIGIT_HAO = re.compile(r"\d号")
+_STANDARD_PREFIX = CITY + DISTRICT
+
+
+def _parse_fast(s: str) -> Address | None:
+    """The common case, a text already in the standard form, in one match; None when the text is
+    anything else (then ``_parse_slow`` reads it, with the same result for every text read here)."""
+    if not s.startswith(_STANDARD_PREFIX) or _NEEDS_TRANS.search(s) or _HAS_CN.search(s) or _NEEDS_REWRITE.search(s):
+        return None
+    tm = _TOWN_RE.match(s, 6)
+    if tm is None or TOWN_ALIASES[tm.group(0)] != (tm.group(0), False):
+        return None
+    m = _FAST_BODY.fullmatch(s, tm.end())
+    # a road containing "<digit>号" could be split earlier by the general reader: leave it to that one
+    if m is None or _DIGIT_HAO.search(m.group("road")):
+        return None
+    b, u, r = m.group("building"), m.group("unit"), m.group("room")
+    return Address(DISTRICT, tm.group(0), m.group("road"), str(int(m.group("number"))),
+                   b and str(int(b)), u and str(int(u)), r and str(int(r)), None)
+
+
 def parse(text: str | None, town: str | None = None) -> Address:
     """Read an address. ``town`` is a hint (a source's own town column) used only when the text
     names no town. Never raises; an address that cannot be read has ``reason`` set."""
+    if isinstance(text, str):
+        fast = _parse_fast(text)
+        if fast is not None:
+            return fast
+    return _parse_slow(text, town)
+
+
+def _parse_slow(text: str | None, town: str | None = None) -> Address:
+    """``parse`` for every form (cleaning, prefixes, aliases, hints)."""
     s = clean(text)
     if not s:
         return Address(reason="empty")
@@ -303,18 +335,15 @@ def parse_many(texts: Iterable[str | None], towns: Iterable[str | None] | None =
     """Column lists (``PARSED_FIELDS``) for many addresses; ``exact`` is True when the text already
     is the standard text."""
     out: dict[str, list] = {f: [] for f in PARSED_FIELDS}
+    cols = [out[f] for f in PARSED_FIELDS]
     towns = towns if towns is not None else _nones()
     for text, hint in zip(texts, towns):
         a = parse(text, hint)
-        c = canonical(a)
-        key = door_key(a)
-        for f in ("town", "road", "number", "building", "unit", "room", "rest", "reason"):
-            out[f].append(getattr(a, f))
-        out["canonical"].append(c)
-        out["door_text"].append(door_text(a))
-        out["door_key"].append(key)
-        out["address_code"].append(address_code(key) if key else None)
-        out["exact"].append(c is not None and text == c)
+        c, key = canonical(a), door_key(a)
+        row = (a.town, a.road, a.number, a.building, a.unit, a.room, a.rest, a.reason, c, door_text(a), key,
+               address_code(key) if key else None, c is not None and text == c)
+        for col, v in zip(cols, row):
+            col.append(v)
     return out
 
 

@@ -187,6 +187,27 @@ def test_codes_are_stable():
     assert A.canonical_key("not a key") is None
 
 
+def test_the_fast_reader_agrees_with_the_general_one():
+    """``parse`` reads standard texts in one match; on every text it reads that way the general
+    reader gives the same result."""
+    from lake.generate_spatial import VARIANT_STYLES, AddressBook, render_address
+
+    book = AddressBook(5, 0.01)
+    rng = random.Random(2)
+    texts = ["北京市大兴区黄村镇兴华大街12号X5号", "北京市大兴区林校路街道办事处林校北路7号", "北京市大兴区黄村镇1号路5号",
+             "北京市大兴区黄村镇兴华大街12号3号楼附近", "北京市大兴区黄村镇兴华大街012号", "北京市大兴区黄村镇兴华大街12号2单元"]
+    for i in range(len(book)):
+        e = book.entry(i)
+        unit, room = (rng.randint(1, 6), rng.randint(101, 2804)) if e.building else (None, None)
+        texts += [render_address(e.town, e.road, e.number, e.building, unit, room, st)
+                  for st in ((), (rng.choice(VARIANT_STYLES),))]
+    fast = 0
+    for t in texts:
+        assert A.parse(t) == A._parse_slow(t), t
+        fast += A._parse_fast(t) is not None
+    assert fast > len(texts) // 3
+
+
 def test_parse_many_matches_parse():
     texts = ["北京市大兴区黄村镇兴华大街12号", "黄村地区兴华大街12号3-2-501", None, "兴华大街1号"]
     hints = [None, None, None, "旧宫镇"]
@@ -195,6 +216,11 @@ def test_parse_many_matches_parse():
     assert out["exact"] == [True, False, False, False]
     assert out["reason"] == [None, None, "empty", None]
     assert out["address_code"][0] == A.address_code("黄村镇|兴华大街|12|")
+    for i, t in enumerate(texts):  # the batch form is the single form, field by field
+        a = A.parse(t, hints[i])
+        assert [out[f][i] for f in ("town", "road", "number", "building", "unit", "room", "rest", "reason")] == [
+            a.town, a.road, a.number, a.building, a.unit, a.room, a.rest, a.reason]
+        assert (out["canonical"][i], out["door_text"][i], out["door_key"][i]) == (A.canonical(a), A.door_text(a), A.door_key(a))
 
 
 # ----------------------------------------------------------------------------- the job (Spark)
