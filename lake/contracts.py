@@ -250,7 +250,25 @@ def parse_table(path: Path) -> TableContract:
     for k in tc.key:
         if k not in tc.column_names:
             raise ContractError(f"{path}: key column '{k}' is not among the columns")
+    _check_open_geojson(path, tc)
     return tc
+
+
+def _check_open_geojson(path: Path, tc: TableContract) -> None:
+    """``open_dataset.geojson`` is ``{points: [lon, lat]}`` (two columns of the table) or
+    ``{polygons_from: <zone>.<table>, key: <column>}``."""
+    spec = tc.open_dataset.get("geojson")
+    if spec is None:
+        return
+    if isinstance(spec, dict) and set(spec) == {"points"} and isinstance(spec["points"], list) and len(spec["points"]) == 2:
+        missing = [c for c in spec["points"] if c not in tc.column_names]
+    elif isinstance(spec, dict) and set(spec) <= {"polygons_from", "key"} and "polygons_from" in spec:
+        missing = [c for c in [spec.get("key", "town_code")] if c not in tc.column_names]
+    else:
+        raise ContractError(f"{path}: open_dataset.geojson must be {{points: [lon, lat]}} or "
+                            f"{{polygons_from: base.admin_boundary, key: town_code}}, got {spec!r}")
+    if missing:
+        raise ContractError(f"{path}: open_dataset.geojson names column(s) {missing}, which are not among the columns")
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,10 @@ def _bad_key(d):
     d["key"] = ["town", "age", "gender"]
 
 
+def _geojson_without_columns(d):
+    d["open_dataset"]["geojson"] = {"points": ["longitude", "lat"]}
+
+
 BROKEN = [
     ("sources/psb_household.yaml", _unknown_check, "cn_passport"),
     ("tables/base_population.yaml", _unknown_authority, "unknown source 'hr_people'"),
@@ -269,6 +273,7 @@ BROKEN = [
     ("sources/psb_household.yaml", _wrong_source_name, "must equal the file name"),
     ("sources/psb_household.yaml", _bad_type, "unknown type 'datetime'"),
     ("tables/topic_population_by_town_age_band.yaml", _bad_key, "key column 'age'"),
+    ("tables/topic_flood_points.yaml", _geojson_without_columns, "open_dataset.geojson names column(s) ['longitude']"),
 ]
 
 

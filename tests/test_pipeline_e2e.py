@@ -166,6 +166,33 @@ def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
                 assert meta[k], k
 
 
+def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
+    """Every open dataset whose contract names a geometry (boundaries, flood points, coverage and air
+    quality per town) has a data.geojson with one feature per data.json record, around the district."""
+    import shapely.geometry
+
+    from lake.geo import EXTENT as ex
+
+    s = tiny_lake["settings"]
+    spatial = [tc for tc in contracts_mod.load(str(s.contracts_dir)).tables.values()
+               if tc.open_type != "none" and tc.open_dataset.get("geojson")]
+    assert {tc.table for tc in spatial} >= {"base.admin_boundary", "topic.flood_points",
+                                            "topic.sensor_coverage_by_town", "topic.air_quality_exceedance"}
+    for tc in spatial:
+        folder = Path(s.root, "open", tc.open_dataset["id"])
+        doc = json.loads((folder / "data.geojson").read_text(encoding="utf-8"))
+        records = json.loads((folder / "data.json").read_text(encoding="utf-8"))
+        assert doc["type"] == "FeatureCollection" and len(doc["features"]) == len(records), tc.table
+        assert any(d["format"] == "GeoJSON" for d in json.loads((folder / "metadata.json").read_text())["distributions"])
+        for f in doc["features"]:
+            shape = shapely.geometry.shape(f["geometry"])
+            assert shape.is_valid and not shape.is_empty, (tc.table, f["properties"])
+            x0, y0, x1, y1 = shape.bounds
+            # WGS-84 lon/lat near the district (a flood point outside it is a finding but still reported)
+            assert ex[0] - 0.5 < x0 <= x1 < ex[2] + 0.5 and ex[1] - 0.5 < y0 <= y1 < ex[3] + 0.5, (tc.table, shape.bounds)
+            assert set(f["properties"]) == set(tc.column_names)
+
+
 def test_run_report_records_rows_and_seconds_per_stage(tiny_lake):
     report = json.loads(Path(tiny_lake["settings"].root, "_reports", "latest.json").read_text(encoding="utf-8"))
     assert set(report["stages"]) == {"ingest", "timeliness", "build_base", "spatial", "addresses", "poi", "iot",
