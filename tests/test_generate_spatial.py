@@ -537,13 +537,14 @@ def test_geocoded_entities_are_registered(full) -> None:
 
 # --------------------------------------------------------------------------- ingest
 
-def test_ingest_reconciles(spatial, settings, spark) -> None:
+def test_ingest_reconciles(spatial, settings, spark, tmp_path) -> None:
     """Each point source ingests through jobs.ingest: rows read = raw + quarantine, and no
     generated row is quarantined (the spatial defects are found later, not at ingest)."""
     from jobs import ingest
 
+    s = settings.with_root(str(tmp_path / "lake"))  # its own lake: the session's is the end-to-end one
     for source in POINT_SOURCES:
-        result = ingest.ingest_file(settings, source, source_path(spatial["out"], source), spark=spark)
+        result = ingest.ingest_file(s, source, source_path(spatial["out"], source), spark=spark)
         assert result.rows_read == len(spatial["rows"][source]), source
         assert result.rows_read == result.rows_raw + result.rows_quarantined
         assert result.rows_quarantined == 0, source
