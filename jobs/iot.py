@@ -44,6 +44,7 @@ from lake import contracts as contracts_mod
 from lake import io, rules
 from lake.files import InputError
 from lake.log import log
+from lake.sensing import CONTINUOUS_METRICS, FLATLINE_MINUTES
 from lake.settings import Settings
 from lake.spark import get_spark
 from quality import findings, gates
@@ -91,10 +92,9 @@ CONVERSIONS = {
 # spellings of the same unit (not a conversion): normalised before the lookup
 UNIT_SPELLINGS = {"μg/m³": "µg/m³", "ug/m3": "µg/m³", "µg/m3": "µg/m³", "μg/m3": "µg/m³", "mg/m3": "mg/m³",
                   "℃": "°C", "℉": "°F", "dB(A)": "dB", "dBA": "dB", "pH": "1", "°": "deg", "mg/l": "mg/L"}
-# metrics measured on a continuous scale (every metric of the nine types: none is a state or a
-# counter): an analogue sensor's reading always moves a little, one value for 3 hours is a stuck sensor
-CONTINUOUS = tuple(METRICS)
-FLATLINE_MINUTES = 180
+# Flat-lining is checked only on CONTINUOUS_METRICS (lake/sensing.py, shared with the generator): a dry
+# flood point, a closed manhole cover, a lamp post or a gas detector in clean air legitimately reads
+# one value for hours.
 SILENT_HOURS = 6
 FUTURE_TOLERANCE_MINUTES = 5
 # GB 3095-2012 grade II concentration limits: pollutant -> {averaging period: limit} (CO mg/m³, others µg/m³)
@@ -882,7 +882,7 @@ def flatlines(readings: DataFrame, hourly: DataFrame) -> DataFrame:
     A run lasts from its first to its last reading. A run of 3 hours contains at least one whole
     clock hour with one value, so only the (device, metric) pairs with such an hour are read again and
     examined row by row."""
-    candidates = (hourly.where(F.col("metric").isin(*CONTINUOUS) & (F.col("n") >= 2) & (F.col("vmin") == F.col("vmax")))
+    candidates = (hourly.where(F.col("metric").isin(*CONTINUOUS_METRICS) & (F.col("n") >= 2) & (F.col("vmin") == F.col("vmax")))
                   .select("day", "city_code", "metric").distinct())
     r = readings.join(F.broadcast(candidates), ["day", "city_code", "metric"], "left_semi")
     w = Window.partitionBy("day", "city_code", "metric").orderBy("ts")

@@ -50,7 +50,12 @@ Device health (``truth/device_health.csv``: ``day, city_code, condition, start, 
 the reporting devices are ``silent`` each day (no reading from ``start`` — midnight, or a time no
 later than 18:00 — to the end of the day, ``end`` = next midnight) and 0.5 % ``flatline`` (every
 metric constant from the report at ``start`` to the report at ``end``, at least 3 hours apart; only
-devices of ``FLATLINE_TYPES``). Readings of other devices never repeat one value for 3 hours.
+devices of ``FLATLINE_TYPES``, the types all of whose metrics are ``lake.sensing.CONTINUOUS_METRICS``).
+No other reading of a continuous metric repeats one value for 3 hours. The other metrics legitimately
+do, and about half of their devices are *steady* (``_STEADY_SHARE``) so that the job is seen not to
+flag them: a dry flood point reads 0.0 cm until rain lifts the water over half a centimetre, a closed
+manhole cover its resting tilt, a lamp post its rated (dimmed after 23:00) power all night and its
+standby power all day, a gas detector in clean air 0.00 %LEL.
 
 Reading defects (``READING_DEFECT_RATES``, exactly one per defect row; truth ``truth/readings.csv``:
 ``source, file, row, defect_type``, ``file`` the file name, ``row`` the line number: header = line 1
@@ -98,6 +103,7 @@ import shapely
 from lake import geo
 from lake.generate import DAXING_TOWNS, DEFAULT_EXTRACT_DATE
 from lake.identifiers import cn_id_check_char
+from lake.sensing import CONTINUOUS_METRICS, FLATLINE_MINUTES
 
 __all__ = [
     "BASE_DEVICES",
@@ -227,10 +233,11 @@ _DEFECT_NAMES = ("", "reading_duplicate", "reading_late", "reading_out_of_order"
                  "reading_unknown_device", "reading_unit_mismatch", "reading_impossible_value",
                  "reading_malformed")
 _SILENT_SHARE, _FLATLINE_SHARE, _WHOLE_DAY_SILENT = 0.01, 0.005, 0.4
-# Stuck sensors are injected only where a constant value is unambiguous: a dry flood point, a closed
-# manhole cover, a lamp post at rated power or a gas sensor at zero may legitimately read the same
-# value for hours (jobs/iot.py checks only these types' metrics for flat lines).
-FLATLINE_TYPES = ("01", "02", "03", "07", "09")
+# Stuck sensors are injected only where a constant value is unambiguous: the types all of whose metrics
+# vary continuously (lake.sensing, the same definition jobs/iot.py checks); a dry flood point, a closed
+# manhole cover, a lamp post at rated power or a gas sensor at zero legitimately read one value for hours.
+FLATLINE_TYPES = tuple(t for t, d in DEVICE_TYPES.items() if set(d.metrics) <= set(CONTINUOUS_METRICS))
+_STEADY_SHARE = 0.5  # of the devices of the other types: they read one value for hours (see the docstring)
 _LATE_WINDOW = 20 * 3600  # late readings come from the last four hours of the previous day
 _JITTER = 10  # seconds
 _ROWS_PER_BLOCK = 600_000
@@ -500,6 +507,8 @@ def _device_params(types: list[str], tidx: np.ndarray, rng: np.random.Generator)
     u1, u2, u3, g1 = rng.random(m), rng.random(m), rng.random(m), rng.standard_normal(m)
     for i, t in enumerate(types):
         s = tidx == i
+        if t not in FLATLINE_TYPES:  # p3 = 1: a steady device (u3 is otherwise unused by these types)
+            p3[s] = (u3[s] < _STEADY_SHARE).astype(float)
         if t == "01":  # device factor
             p1[s] = 1 + 0.05 * g1[s]
         elif t == "02":  # dB offset
@@ -601,20 +610,22 @@ def _values(type_code: str, dev: np.ndarray, t: np.ndarray, ledger: _Ledger, env
         wave = np.sin(2 * np.pi * (h - 9) / 24)
         out = [7.5 + p1 + 0.12 * wave + noise(0.03), 8 + p2 + 1.2 * wave + noise(0.15),
                np.exp(p3) * (1 + noise(0.08))]
-    elif type_code == "04":
+    elif type_code == "04":  # steady: an ultrasonic gauge over a dry road reads 0 until there is water
         thr = ledger.threshold[dev][None, :]
-        out = [p1 + noise(0.4) + p2 * thr * env.rain[town, slot]]
-    elif type_code == "05":
-        out = [p1 + noise(0.08)]
-    elif type_code == "06":
+        wet = p2 * thr * env.rain[town, slot]
+        out = [np.where(p3 > 0, np.where(wet > 0.5, wet + noise(0.4), 0.0), p1 + noise(0.4) + wet)]
+    elif type_code == "05":  # steady: a closed cover at its resting angle
+        out = [np.where(p3 > 0, p1, p1 + noise(0.08))]
+    elif type_code == "06":  # steady: a constant-current LED driver
         night = (h < 6.75) | (h >= 17.0)
         dim = np.where((h >= 23) | (h < 5), 0.6, 1.0)
-        out = [np.where(night, p1 * dim * (1 + noise(0.015)), p2 + noise(0.8))]
+        jitter = np.where(p3 > 0, 0.0, 1.0)
+        out = [np.where(night, p1 * dim * (1 + jitter * noise(0.015)), p2 + jitter * noise(0.8))]
     elif type_code == "07":
         demand = np.exp(-((h - 8) / 1.0) ** 2) + np.exp(-((h - 19.5) / 1.5) ** 2)
         out = [p1 - 0.03 * demand + noise(0.004)]
-    elif type_code == "08":
-        out = [p1 + noise(0.12)]
+    elif type_code == "08":  # steady: clean air, below the detector's resolution
+        out = [np.where(p3 > 0, 0.0, p1 + noise(0.12))]
     else:
         out = [p1 + 2.5 * np.cos(2 * np.pi * (h - 4) / 24) + noise(0.3)]
     values = np.stack(out, axis=-1)
@@ -770,7 +781,7 @@ def _grid(block: _Block, day: datetime.date, ledger: _Ledger, env: _Env, health:
     nrep = (_DAY - 1 - ledger.phase[dev]) // step + 1
     for col in np.flatnonzero(health.flat[dev]):
         g = dev[col]
-        span = -(-(3 * 3600 + 4 * _JITTER) // step) + 1  # reports covering at least 3 hours
+        span = -(-(FLATLINE_MINUTES * 60 + 4 * _JITTER) // step) + 1  # reports covering at least 3 hours
         span += int(health.flat_extra[g] * (5 * 3600 // step))
         span = min(span, int(nrep[col]))
         k0 = int(health.flat_start[g] * (nrep[col] - span + 1))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from lake import contracts, geo
+from lake.sensing import CONTINUOUS_METRICS, FLATLINE_MINUTES, STEADY_METRICS
 from lake.generate_iot import (
     BASE_DEVICES,
     CSV_TYPES,
@@ -170,6 +171,17 @@ def test_contracts_load_and_match_the_generator():
     for source, types in ((RJSON, JSON_TYPES), (RCSV, CSV_TYPES)):
         raw = yaml.safe_load((REPO / "contracts" / "sources" / f"{source}.yaml").read_text(encoding="utf-8"))
         assert sorted(t for d in raw["departments"].values() for t in d["device_types"]) == sorted(types)
+
+
+def test_flatline_metrics_are_defined_once_for_the_generator_and_the_job():
+    """lake.sensing splits every metric of the generator and of the job into continuous (checked for
+    flat lines) and steady (never checked); FLATLINE_TYPES are the types with only continuous metrics."""
+    from jobs import iot
+
+    assert not set(CONTINUOUS_METRICS) & set(STEADY_METRICS)
+    assert set(CONTINUOUS_METRICS) | set(STEADY_METRICS) == set(METRICS) == set(iot.METRICS)
+    assert set(FLATLINE_TYPES) == {"01", "02", "03", "07", "09"}
+    assert iot.FLATLINE_MINUTES == FLATLINE_MINUTES
 
 
 # --------------------------------------------------------------------------- determinism, manifest
@@ -482,6 +494,7 @@ def test_silent_and_flatline_devices_match_the_truth(lake_dir, ledger, readings)
     for day in DAYS:
         start = datetime.datetime.combine(day, datetime.time(), TZ)
         silent, flat = set(), set()
+        steady = defaultdict(set)  # metric -> devices with one value for 3 hours (legitimate)
         for code in expected:
             rows = sorted(data.get((day, code), []))
             if not rows or rows[-1][0] < start + datetime.timedelta(hours=18):
@@ -490,13 +503,19 @@ def test_silent_and_flatline_devices_match_the_truth(lake_dir, ledger, readings)
             by_metric = defaultdict(list)
             for ts, metric, value in rows:
                 by_metric[metric].append((ts, value))
-            for series in by_metric.values():
+            for metric, series in by_metric.items():
                 run_start = 0
                 for i in range(1, len(series) + 1):
                     if i == len(series) or series[i][1] != series[run_start][1]:
-                        if series[i - 1][0] - series[run_start][0] >= datetime.timedelta(hours=3):
-                            flat.add(code)
+                        if series[i - 1][0] - series[run_start][0] >= datetime.timedelta(minutes=FLATLINE_MINUTES):
+                            if metric in CONTINUOUS_METRICS:
+                                flat.add(code)
+                            else:
+                                steady[metric].add(code)
                         run_start = i
+        # every steady metric has devices that read one value for hours on every day, and they are no
+        # flat-lining devices of the truth
+        assert all(len(steady[m]) >= 3 for m in STEADY_METRICS), (day, {m: len(v) for m, v in steady.items()})
         t_silent = {c for (d, c), t in health.items() if d == day and t["condition"] == "silent"}
         t_flat = {c for (d, c), t in health.items() if d == day and t["condition"] == "flatline"}
         assert silent == t_silent and flat == t_flat, (day, silent ^ t_silent, flat ^ t_flat)
@@ -504,6 +523,7 @@ def test_silent_and_flatline_devices_match_the_truth(lake_dir, ledger, readings)
         assert 0.004 * n < len(t_silent) < 0.02 * n + 3
         assert 0 < len(t_flat) < 0.012 * n + 3
         assert all(c[6:8] in FLATLINE_TYPES for c in t_flat)
+        assert not set().union(*steady.values()) & t_flat
         for c in t_silent:  # nothing at or after the cut-off; readings before it
             cut = datetime.datetime.fromisoformat(health[(day, c)]["start"])
             assert all(ts < cut for ts, _, _ in data.get((day, c), []))

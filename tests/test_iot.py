@@ -431,6 +431,34 @@ def test_health_flags_the_generators_silent_and_flat_devices(iot_eval):
         assert v["precision"] == 1.0 and v["recall"] == 1.0, (condition, v)
 
 
+def test_steady_metrics_are_not_flat_lines_but_stuck_continuous_sensors_are(spark, iot_lake):
+    """A dry flood point at 0 cm, a closed manhole cover, a lamp post at rated power and a gas detector
+    in clean air read one value for hours, legitimately. Found here from the stored readings (plain
+    pandas: runs of one value lasting 3 hours), such devices exist on both days and none of them is
+    flagged; every flagged device measures only continuous metrics (and is the generator's stuck
+    sensor: test_health_flags_the_generators_silent_and_flat_devices)."""
+    from jobs import iot
+    from lake import io
+    from lake.generate_iot import FLATLINE_TYPES
+    from lake.sensing import FLATLINE_MINUTES, STEADY_METRICS
+
+    s = iot_lake["settings"]
+    keys = ["day", "city_code", "metric"]
+    pdf = (io.read(spark, io.table_path(s, *iot.READINGS))
+           .where(F.col("day").isin(D1, D2) & F.col("metric").isin(*STEADY_METRICS))
+           .select(*keys, "ts", "value").toPandas().sort_values([*keys, "ts"], kind="stable"))
+    changed = pdf["value"].ne(pdf.groupby(keys)["value"].shift())
+    pdf["run"] = changed.groupby([pdf[k] for k in keys]).cumsum()
+    spans = pdf.groupby([*keys, "run"])["ts"].agg(lambda t: (t.max() - t.min()).total_seconds() / 60)
+    steady = {(d, c, m) for (d, c, m, _), minutes in spans.items() if minutes >= FLATLINE_MINUTES}
+    by_metric = {m: {(d, c) for d, c, mm in steady if mm == m} for m in STEADY_METRICS}
+    assert all(len(v) >= 5 for v in by_metric.values()), {m: len(v) for m, v in by_metric.items()}
+    health = io.read(spark, io.table_path(s, "topic", "device_health")).where(F.col("day").isin(D1, D2))
+    flagged = {(r["day"], r["city_code"]) for r in health.where(F.col("flatline")).collect()}
+    assert flagged and not flagged & {(d, c) for d, c, _ in steady}
+    assert all(c[6:8] in FLATLINE_TYPES for _, c in flagged)
+
+
 def test_precision_and_recall_per_defect_type(iot_eval):
     result = iot_eval
     rows = {**{f"readings/{k}": v for k, v in result["readings"].items()},
