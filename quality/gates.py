@@ -71,6 +71,10 @@ def _gx_expectation(spec: dict):
 
     t = spec["type"]
     kw = {"mostly": spec["mostly"]} if "mostly" in spec else {}
+    if "when" in spec:  # only rows where a column has a value: {column: c, equals: v} (GX row condition)
+        from great_expectations.expectations.row_conditions import Column as GxColumn
+
+        kw["row_condition"] = GxColumn(spec["when"]["column"]) == spec["when"]["equals"]
     if t == "columns_match":
         return gxe.ExpectTableColumnsToMatchSet(column_set=spec["columns"], exact_match=True)
     if t == "not_null":

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import random
 import re
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -497,6 +498,219 @@ def test_topic_gates_pass_and_a_broken_candidate_fails(spark, iot_lake):
     assert io.version(spark, path) == v
     staged = io.read(spark, s.path("_staging", "topic", "device_online_rate"))  # kept for inspection
     assert staged.where(F.col("rate") == 1.5).count() > 0
+
+
+# ----------------------------------------------------------------------------- topics, recomputed independently
+
+# GB 3095-2012 grade II (table 1), written down here from the standard rather than taken from jobs/iot.py:
+# pollutant -> [(averaging period, limit)]; CO in mg/m³, the others in µg/m³
+GB3095_GRADE_II = {"pm25": [("24h", 75)], "pm10": [("24h", 150)], "so2": [("1h", 500), ("24h", 150)],
+                   "no2": [("1h", 200), ("24h", 80)], "co": [("1h", 10), ("24h", 4)], "o3": [("1h", 200), ("8h", 160)]}
+
+
+def reference_exceedances(hourly: dict) -> dict:
+    """Plain-Python GB 3095-2012 evaluation. ``hourly``: {(day, town_code, town, pollutant): {hour of day:
+    mean}} -> {(day, town_code, pollutant, period): (value, limit, hours_over, hours, valid, exceeded)}.
+    Data validity (table 4): a 24-hour mean needs 20 hourly values, an 8-hour mean 6 of its 8 hours;
+    the daily maximum 8-hour mean is taken over the windows 00-08 ... 16-24 of the day."""
+    out = {}
+    for (day, town_code, _, p), by_hour in hourly.items():
+        values = list(by_hour.values())
+        for period, limit in GB3095_GRADE_II[p]:
+            over = None
+            if period == "1h":
+                value, valid, over = max(values), True, sum(v > limit for v in values)
+            elif period == "24h":
+                valid = len(values) >= 20
+                value = sum(values) / len(values) if valid else None
+            else:
+                windows = [[by_hour[h] for h in range(start, start + 8) if h in by_hour] for start in range(17)]
+                means = [sum(w) / len(w) for w in windows if len(w) >= 6]
+                valid = bool(means)
+                value = max(means) if valid else None
+            value = None if value is None else round(value, 3)
+            out[(day, town_code, p, period)] = (value, float(limit), over, len(values), valid,
+                                                None if value is None else value > limit)
+    return out
+
+
+def _assert_rows_equal(got: dict, want: dict, tol: float = 1.01e-3) -> None:
+    assert set(got) == set(want), (sorted(set(got) ^ set(want), key=str)[:5])
+    bad = []
+    for k, w in want.items():
+        g = got[k]
+        same = all((a is None and b is None) or (a is not None and b is not None and (
+            abs(a - b) <= tol if isinstance(a, float) and not isinstance(a, bool) else a == b)) for a, b in zip(g, w))
+        if not same:
+            bad.append((k, g, w))
+    assert not bad, bad[:5]
+
+
+def test_exceedance_rules_on_hand_written_hours(spark):
+    """The averaging periods and GB 3095-2012's data-validity rules on hourly means written by hand."""
+    from jobs import iot
+
+    day = D2
+    rows = []
+
+    def hours(town, values: dict) -> None:
+        for h, v in values.items():
+            rows.append((day, h, town, f"town {town}", *v, 1))
+
+    p = iot.POLLUTANTS  # pm25, pm10, no2, so2, o3, co
+    assert p == ("pm25", "pm10", "no2", "so2", "o3", "co")
+    # A: 24 hours; PM2.5 80 (over 75); O3 150, and 200 from 10:00 to 17:00 (8 h mean 200 > 160, 1 h 200 not > 200)
+    hours("110115001", {h: (80.0, 100.0, 30.0, 5.0, 200.0 if 10 <= h <= 17 else 150.0, 1.0) for h in range(24)})
+    # B: 19 hours (24 h means not valid); O3 every other hour (no 8-hour window with 6 hours)
+    hours("110115002", {h: (100.0, 100.0, 30.0, 5.0, 170.0 if h % 2 == 0 else None, 1.0) for h in range(19)})
+    # C: exactly 20 hours (valid); O3 in 6 hours 00-05 only (one valid window, 00-08)
+    hours("110115003", {h: (70.0, 100.0, 30.0, 5.0, 161.0 if h < 6 else None, 5.0) for h in range(20)})
+    # D: O3 only at 18:00-23:00: six hours, all inside the last window (16-24)
+    hours("110115004", {h: (None, None, None, None, 300.0, None) for h in range(18, 24)})
+    aq = spark.createDataFrame(rows, "day date, h int, town_code string, town string, pm25 double, "
+                                     "pm10 double, no2 double, so2 double, o3 double, co double, devices long")
+    # the hour as a wall-clock time of the session's time zone (Asia/Shanghai), as hourly_stats makes it
+    aq = aq.withColumn("hour", F.make_timestamp_ntz(F.year("day"), F.month("day"), F.dayofmonth("day"), "h",
+                                                    F.lit(0), F.lit(0)).cast("timestamp")).drop("h")
+    got = {(r["town_code"], r["pollutant"], r["period"]): r for r in iot.exceedance_rows(aq).collect()}
+    a = lambda t, pol, per: got[(f"11011500{t}", pol, per)]  # noqa: E731
+    assert (a(1, "pm25", "24h")["value"], a(1, "pm25", "24h")["valid"], a(1, "pm25", "24h")["exceeded"]) == (80.0, True, True)
+    assert (a(1, "o3", "8h")["value"], a(1, "o3", "8h")["exceeded"], a(1, "o3", "8h")["limit_value"]) == (200.0, True, 160.0)
+    assert (a(1, "o3", "1h")["value"], a(1, "o3", "1h")["exceeded"], a(1, "o3", "1h")["hours_over"]) == (200.0, False, 0)
+    b = a(2, "pm25", "24h")
+    assert (b["hours"], b["valid"], b["value"], b["exceeded"]) == (19, False, None, None)
+    assert a(2, "pm25", "24h")["limit_value"] == 75.0 and a(2, "so2", "1h")["valid"] is True
+    o3b = a(2, "o3", "8h")
+    assert (o3b["hours"], o3b["valid"], o3b["value"], o3b["exceeded"]) == (10, False, None, None)
+    assert a(2, "o3", "1h")["exceeded"] is False and a(2, "o3", "1h")["value"] == 170.0  # judged: 1 h values
+    c = a(3, "pm25", "24h")
+    assert (c["hours"], c["valid"], c["value"], c["exceeded"]) == (20, True, 70.0, False)
+    assert (a(3, "co", "24h")["exceeded"], a(3, "co", "1h")["exceeded"]) == (True, False)  # 5 mg/m³: over 4, not 10
+    assert (a(3, "o3", "8h")["valid"], a(3, "o3", "8h")["value"], a(3, "o3", "8h")["exceeded"]) == (True, 161.0, True)
+    assert (a(4, "o3", "8h")["valid"], a(4, "o3", "8h")["value"]) == (True, 300.0)
+    assert ("110115004", "pm25", "24h") not in got  # no PM2.5 hour at all: no row
+    # the reference agrees with the job on these hours too
+    by_hour = defaultdict(dict)
+    for d, hr, town_code, town, *values, _ in rows:
+        for name, v in zip(p, values):
+            if v is not None:
+                by_hour[(d, town_code, town, name)][hr] = v
+    mine = {(r["day"], r["town_code"], r["pollutant"], r["period"]): (r["value"], r["limit_value"], r["hours_over"], r["hours"],
+                                                                    r["valid"], r["exceeded"]) for r in got.values()}
+    _assert_rows_equal(mine, reference_exceedances(by_hour))
+
+
+def _pandas(spark, s, *table, where=None):
+    from lake import io
+
+    df = io.read(spark, io.table_path(s, *table))
+    return (df.where(where) if where is not None else df).toPandas()
+
+
+def test_air_quality_topics_equal_an_independent_computation(spark, iot_lake):
+    """topic.air_quality_hourly recomputed from the stored readings (town of the station, mean of all
+    readings of the hour) and topic.air_quality_exceedance from those hourly means, in plain Python,
+    row by row on every reading day of the lake (the days before the first delivery carry only late
+    readings: too few hours, rows that are not valid)."""
+    from jobs import iot
+
+    s = iot_lake["settings"]
+    devices = _pandas(spark, s, "base", "iot_device")
+    town_of = {r.city_code: (r.town_code, r.town) for r in devices.itertuples() if r.town_code is not None}
+    readings = _pandas(spark, s, *iot.READINGS, where=F.col("metric").isin(*GB3095_GRADE_II))
+    sums = defaultdict(lambda: [0.0, 0, set()])
+    for r in readings.itertuples():
+        if r.city_code in town_of:
+            hour = r.ts.to_pydatetime().replace(minute=0, second=0, microsecond=0)
+            cell = sums[(r.day, hour, *town_of[r.city_code], r.metric)]
+            cell[0] += r.value
+            cell[1] += 1
+            cell[2].add(r.city_code)
+    hourly = defaultdict(dict)  # (day, hour, town_code, town) -> {pollutant: mean}
+    stations = defaultdict(set)
+    for (day, hour, town_code, town, metric), (total, n, codes) in sums.items():
+        hourly[(day, hour, town_code, town)][metric] = round(total / n, 3)
+        stations[(day, hour, town_code, town)] |= codes
+    stored = _pandas(spark, s, "topic", "air_quality_hourly")
+    got = {(r.day, r.hour.to_pydatetime(), r.town_code, r.town): ({p: getattr(r, p) for p in GB3095_GRADE_II
+                                                                     if getattr(r, p) == getattr(r, p)}, r.devices)
+           for r in stored.itertuples()}
+    assert set(got) == set(hourly)
+    for k, means in hourly.items():
+        assert got[k][1] == len(stations[k]) and set(got[k][0]) == set(means), k
+        assert all(abs(got[k][0][p] - v) <= 1.01e-3 for p, v in means.items()), (k, got[k][0], means)
+
+    by_hour = defaultdict(dict)
+    for (day, hour, town_code, town), means in hourly.items():
+        for p, v in means.items():
+            by_hour[(day, town_code, town, p)][hour.hour] = v
+    want = reference_exceedances(by_hour)
+    ex = _pandas(spark, s, "topic", "air_quality_exceedance").astype(object)
+    ex = ex.where(ex.notna(), None)
+    mine = {(r.day, r.town_code, r.pollutant, r.period): (r.value, r.limit_value, r.hours_over, r.hours, r.valid,
+                                                          r.exceeded) for r in ex.itertuples()}
+    _assert_rows_equal(mine, want)
+    # both outcomes occur: exceedances on the generator's episode days and rows that are not valid
+    assert any(v[5] for v in want.values()) and any(not v[4] for v in want.values())
+    assert any(k[3] == "8h" and v[4] for k, v in want.items())
+
+
+def test_flood_points_and_coverage_equal_an_independent_computation(spark, iot_lake):
+    """topic.flood_points and topic.sensor_coverage_by_town recomputed in plain Python from the stored
+    readings, the ledger and the boundaries, row by row."""
+    from jobs import iot
+
+    s = iot_lake["settings"]
+    devices = {r.city_code: r for r in _pandas(spark, s, "base", "iot_device").itertuples()}
+    readings = _pandas(spark, s, *iot.READINGS).sort_values(["ts", "_file_sha256", "_row"], kind="stable")
+    # flood points: a day over the ledger's alarm threshold
+    over = defaultdict(lambda: {"max": None, "first": None, "n": 0})
+    for r in readings[readings.metric == "water_level"].itertuples():
+        d = devices[r.city_code]
+        cell = over[(r.day, r.city_code)]
+        cell["max"] = r.value if cell["max"] is None else max(cell["max"], r.value)
+        if r.value > d.alarm_threshold:
+            cell["n"] += 1
+            cell["first"] = cell["first"] or r.ts.to_pydatetime()
+    want = {}
+    for (day, code), c in over.items():
+        if c["n"]:
+            d = devices[code]
+            hyphens = "-".join((code[:6], code[6:8], code[8:10], code[10:17], code[17]))
+            want[(day, hyphens)] = (d.device_name, d.town_code, d.town, d.lon, d.lat, d.alarm_threshold, c["max"], c["first"],
+                                    c["n"] * 5)
+    fp = _pandas(spark, s, "topic", "flood_points").astype(object)
+    fp = fp.where(fp.notna(), None)
+    got = {(r.day, r.point_code): (r.device_name, r.town_code, r.town, r.lon, r.lat, r.alarm_threshold, r.max_level,
+                                   r.first_over.to_pydatetime(), r.minutes_over) for r in fp.itertuples()}
+    assert want and got == want
+
+    # coverage: devices in service that day (在用, installed by then) in a town; online = a reading in
+    # the last 6 hours of the day; per km² of the town's area
+    last = readings.groupby(["day", "city_code"])["ts"].max()
+    days = sorted(set(readings["day"]))
+    area = {r.code: (r.name, r.area_km2) for r in _pandas(spark, s, "base", "admin_boundary").itertuples()}
+    cells = defaultdict(lambda: [0, 0])
+    for day in days:
+        evening = dt.datetime.combine(day, dt.time(18))
+        for code, d in devices.items():
+            installed = d.install_date is None or d.install_date <= day
+            if d.status != "在用" or not installed or d.town_code is None:
+                continue
+            cell = cells[(day, d.town_code, d.device_type)]
+            cell[0] += 1
+            seen = last.get((day, code))
+            cell[1] += int(seen is not None and seen.to_pydatetime() >= evening)
+    want = {(day, t, typ): (area[t][0], n, on, round(n / area[t][1], 4), round(on / area[t][1], 4))
+            for (day, t, typ), (n, on) in cells.items()}
+    cov = _pandas(spark, s, "topic", "sensor_coverage_by_town")
+    got = {(r.day, r.town_code, r.device_type): (r.town, r.devices, r.online, r.devices_per_km2, r.online_per_km2)
+           for r in cov.itertuples()}
+    assert set(got) == set(want)
+    bad = [(k, got[k], w) for k, w in want.items()
+           if got[k][:3] != w[:3] or abs(got[k][3] - w[3]) > 1.01e-4 or abs(got[k][4] - w[4]) > 1.01e-4]
+    assert not bad, bad[:5]
+    assert any(w[2] < w[1] for w in want.values())  # silent devices lower the online count somewhere
 
 
 def test_missing_files_and_bad_days_are_clear_errors(iot_settings):
