@@ -9,10 +9,13 @@ IoT topic tables.
   hashed, split into lines with numpy (no per-line Python) and staged as Parquet (``_row``, ``line``);
   Spark parses the lines with native expressions (``from_json`` / ``split``, casts), checks them and
   classifies every row as kept (``base/iot_reading``, partitioned by the reading day), a duplicate
-  (counted, listed in ``quality/iot_reading_duplicates``) or quarantined (``quarantine/<source>`` with
-  file, row, rule and reason). Per-file counts go to ``quality/iot_reading_counts`` and reconcile:
-  rows read = kept + duplicates + quarantined. Every write replaces exactly the delivery day's rows;
-  a re-run with the same files, ledger and rules writes nothing.
+  (counted, listed in ``quality/iot_reading_duplicates``: a second copy within the delivery, or a
+  reading already stored from an earlier delivery day, found against the affected day partitions
+  only) or quarantined (``quarantine/<source>`` with file, row, rule and reason). Per-file counts go
+  to ``quality/iot_reading_counts`` and reconcile: rows read = kept + duplicates + quarantined. Every
+  write replaces exactly the delivery day's rows; a re-run with the same files, ledger and rules
+  writes nothing. The earliest delivery's copy of a reading is kept whatever the processing order: a
+  delivery ingested after later ones re-processes those it affects, in delivery-day order.
 - ``device_health`` and ``build_topics``: ``topic.device_health``, ``topic.device_online_rate``,
   ``topic.air_quality_hourly``, ``topic.air_quality_exceedance``, ``topic.flood_points`` and
   ``topic.sensor_coverage_by_town`` for the affected reading days, each through the partition gate
@@ -147,7 +150,7 @@ CHUNK_BYTES = 64 << 20
 
 COUNTS_SCHEMA = (
     "delivery_day date, source string, file string, _file_sha256 string, rows_read long, kept long, "
-    "duplicates long, late long, out_of_order long, converted long, quarantined long, "
+    "duplicates long, duplicates_earlier long, late long, out_of_order long, converted long, quarantined long, "
     + ", ".join(f"quarantined_{t.removeprefix('reading_')} long" for t in QUARANTINE_TYPES)
     + ", reading_days string, inputs string"
 )
@@ -667,13 +670,23 @@ def _reading_inputs(files: list[Delivered], devices_fp: str) -> str:
                                      ).encode()).hexdigest()[:16]
 
 
-def ingest_readings(settings: Settings, day, spark: SparkSession | None = None) -> dict:
+def ingest_readings(settings: Settings, day, spark: SparkSession | None = None, *, force: bool = False,
+                    files: list[Delivered] | None = None) -> dict:
     """Ingest the reading files of delivery day ``day``; returns per-file counts, the reading days
-    touched and seconds. Idempotent: with the same files, ledger and rules nothing is written."""
+    touched (``reading_days``: every day whose stored readings this call may have changed, so the
+    caller rebuilds their health and topics) and seconds. Idempotent: with the same files, ledger and
+    rules nothing is written (``force`` re-processes anyway; ``files`` replaces the inbox's files:
+    both for re-processing a later delivery, see ``_reprocess_later``).
+
+    A reading (device, ts, metric) already stored from an *earlier* delivery day is a duplicate
+    (``reading_duplicate``, ``earlier_delivery`` in quality/iot_reading_duplicates), exactly like a
+    second copy within the delivery: the earliest delivery's copy is the one kept (see
+    ``earlier_copies``). When this delivery is ingested after later ones (out of order, or re-processed),
+    the later deliveries whose outcome it changes are re-processed after it, in delivery-day order."""
     t0 = time.time()
     day = _day(day)
     spark = spark or get_spark(settings)
-    files = delivery_files(settings, day)
+    files = files or delivery_files(settings, day)
     if not files:
         raise InputError(f"no reading files for delivery day {day} in "
                          + " or ".join(str(Path(settings.inbox) / s) for s in READING_SOURCES)
@@ -685,9 +698,11 @@ def ingest_readings(settings: Settings, day, spark: SparkSession | None = None) 
     devices_fp = io.last_metadata(spark, io.table_path(settings, "base", "iot_device")).get("fingerprint", "")
     inputs = _reading_inputs(files, devices_fp)
     stored = _counts_row(spark, settings, day)
-    if stored and all(r["inputs"] == inputs for r in stored) and {r["_file_sha256"] for r in stored} == {f.sha256 for f in files}:
+    if (not force and stored and all(r["inputs"] == inputs for r in stored)
+            and {r["_file_sha256"] for r in stored} == {f.sha256 for f in files}):
         log.info("readings %s: already ingested with the same files, ledger and rules; nothing written", day)
         return _result(day, [r.asDict() for r in stored], time.time() - t0, skipped=True)
+    previous_days = {d for r in stored for d in (r["reading_days"] or "").split(",") if d}
 
     manifest = _manifest_rows(spark, settings, [f.sha256 for f in files])
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -706,29 +721,41 @@ def ingest_readings(settings: Settings, day, spark: SparkSession | None = None) 
         p = parse_lines(spark.read.parquet(f.staging), READING_SOURCES[f.source], f.header).withColumn("_fi", F.lit(i))
         parsed = p if parsed is None else parsed.unionByName(p)
     classified = classify(parsed, devices, day, settings.shuffle_partitions, len(files)).persist(StorageLevel.MEMORY_AND_DISK)
+    cross = None
     try:
         t1 = time.time()
         per_file = _count(classified, files)
         check_seconds = time.time() - t1
         log.info("readings %s: staged %d files in %.1fs, parsed and checked %d rows in %.1fs", day, len(files),
                  stage_seconds, sum(f.rows for f in files), check_seconds)
+        t1 = time.time()
+        candidate_days = {}
+        for c in per_file.values():
+            for d, n in c["_days"].items():
+                candidate_days[d] = candidate_days.get(d, 0) + n
+        cross = _stored_earlier(spark, settings, classified, day, candidate_days)
+        marked, cross_days = _mark_earlier(classified, cross, per_file, files)
+        earlier_seconds = time.time() - t1
         for f in files:
             c = per_file[f.sha256]
             if c["rows_read"] != c["kept"] + c["duplicates"] + c["quarantined"]:
                 raise RuntimeError(f"{f.path.name}: reconciliation failed: read {c['rows_read']}, kept {c['kept']} + "
                                    f"duplicates {c['duplicates']} + quarantined {c['quarantined']}")
         t1 = time.time()
-        _write_readings(spark, settings, classified, files, day, ingested)
+        _write_readings(spark, settings, marked, files, day, ingested)
         write_seconds = time.time() - t1
-        log.info("readings %s: written in %.1fs", day, write_seconds)
+        log.info("readings %s: %d readings already stored from earlier deliveries (%.1fs); written in %.1fs", day,
+                 sum(c["duplicates_earlier"] for c in per_file.values()), earlier_seconds, write_seconds)
     finally:
         classified.unpersist()
+        if cross is not None:
+            cross.unpersist()
     for c in copies:
         c.result()
     pool.shutdown()
-    _append_manifest(spark, settings, files, per_file, landed, ingested)
+    _record_manifest(spark, settings, files, per_file, landed, ingested)
     rows = []
-    reading_days = sorted({d for c in per_file.values() for d in c.pop("_days")})
+    reading_days = sorted({d.isoformat() for c in per_file.values() for d, n in c.pop("_days").items() if n > 0})
     for f in files:
         c = per_file[f.sha256]
         rows.append({"delivery_day": day, "source": f.source, "file": f.path.name, "_file_sha256": f.sha256, **c,
@@ -737,9 +764,141 @@ def ingest_readings(settings: Settings, day, spark: SparkSession | None = None) 
                      f"delivery_day = DATE'{day}'")
     for f in files:
         _remove(f.staging)
+    touched = set(reading_days) | {d.isoformat() for d in cross_days} | previous_days
+    redone = _reprocess_later(spark, settings, day, touched)
     out = _result(day, rows, time.time() - t0, skipped=False)
+    out["reading_days"] = sorted(touched.union(*[r["reading_days"] for r in redone]))
+    out["redone"] = [r["delivery_day"] for r in redone]
     out["step_seconds"] = {"stage": round(stage_seconds, 2), "check": round(check_seconds, 2),
-                           "write": round(write_seconds, 2)}
+                           "earlier": round(earlier_seconds, 2), "write": round(write_seconds, 2)}
+    return out
+
+
+# ------------------------------------------------------------------ readings: duplicates across deliveries
+
+BROADCAST_ROWS = 2_000_000  # a join side at most this long is broadcast (~100 MB of keys)
+READING_KEY = ["day", "city_code", "ts", "metric"]
+
+
+def earlier_copies(candidates: DataFrame, stored: DataFrame, broadcast: str | None = None) -> DataFrame:
+    """The rows of ``candidates`` (classified rows to be kept) whose reading (city code, ts, metric) is
+    in ``stored`` (rows of base.iot_reading from earlier deliveries): ``_fi, _row, day, late,
+    out_of_order, converted``, one row each. Pure.
+
+    The earliest delivery's copy is kept because it is the one the platform sent first and the one the
+    topics of that day were built from: a re-send must never change what an earlier day published, and
+    the outcome must not depend on the order the deliveries were processed in. ``broadcast`` names the
+    side small enough to be broadcast ("candidates", "stored" or None): on a normal day the candidates
+    of the day before are only its late and re-sent readings, a small side against that day's whole
+    partition, so the partition is read once and never shuffled."""
+    c = candidates.select(*READING_KEY, "_fi", "_row", "late", "out_of_order",
+                          F.col("converted_from").isNotNull().alias("converted"))
+    s = stored.select(*READING_KEY)
+    if broadcast == "candidates":
+        c = F.broadcast(c)
+    elif broadcast == "stored":
+        s = F.broadcast(s)
+    return s.join(c, READING_KEY).dropDuplicates(["_fi", "_row"])
+
+
+def _stored_earlier(spark: SparkSession, settings: Settings, classified: DataFrame, day: dt.date,
+                    candidate_days: dict) -> DataFrame | None:
+    """``earlier_copies`` of this delivery's kept candidates against base.iot_reading, reading only the
+    partitions of the candidates' reading days and, in them, the rows of earlier deliveries; held in
+    memory (it is small); None when no earlier delivery stored anything in those days."""
+    path = io.table_path(settings, *READINGS)
+    if not candidate_days or not io.is_table(spark, path):
+        return None
+    stored = io.read(spark, path).where(F.col("day").isin(sorted(candidate_days)) & (F.col("delivery_day") < F.lit(day)))
+    n_stored = {r["day"]: r["count"] for r in stored.groupBy("day").count().collect()}
+    parts = []
+    for d, n in sorted(n_stored.items()):
+        side = "candidates" if candidate_days[d] <= BROADCAST_ROWS else "stored" if n <= BROADCAST_ROWS else None
+        cand = classified.where(~F.col("_q") & ~F.col("_dup") & (F.col("day") == F.lit(d)))
+        parts.append(earlier_copies(cand, stored.where(F.col("day") == F.lit(d)), side))
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _mark_earlier(classified: DataFrame, cross: DataFrame | None, per_file: dict,
+                  files: list[Delivered]) -> tuple[DataFrame, set]:
+    """``classified`` with ``_earlier`` (already stored from an earlier delivery) and those rows made
+    duplicates; ``per_file`` counts moved from kept (and its late / out-of-order / converted flags) to
+    duplicates; the reading days of those rows."""
+    if cross is None:
+        return classified.withColumn("_earlier", F.lit(False)), set()
+    adj = cross.groupBy("_fi", "day").agg(
+        F.count("*").alias("n"), F.sum(F.col("late").cast("long")).alias("late"),
+        F.sum(F.col("out_of_order").cast("long")).alias("ooo"), F.sum(F.col("converted").cast("long")).alias("conv")).collect()
+    if not adj:
+        return classified.withColumn("_earlier", F.lit(False)), set()
+    for r in adj:
+        c = per_file[files[r["_fi"]].sha256]
+        c["kept"] -= r["n"]
+        c["duplicates"] += r["n"]
+        c["duplicates_earlier"] += r["n"]
+        c["late"] -= r["late"]
+        c["out_of_order"] -= r["ooo"]
+        c["converted"] -= r["conv"]
+        c["_days"][r["day"]] -= r["n"]
+    flag = cross.select("_fi", "_row", F.lit(True).alias("_earlier"))
+    if sum(r["n"] for r in adj) <= BROADCAST_ROWS:
+        flag = F.broadcast(flag)
+    marked = (classified.join(flag, ["_fi", "_row"], "left")
+              .withColumn("_earlier", F.coalesce(F.col("_earlier"), F.lit(False)))
+              .withColumn("_dup", F.col("_dup") | F.col("_earlier")))
+    return marked, {r["day"] for r in adj}
+
+
+def _landed_files(spark: SparkSession, settings: Settings, day: dt.date) -> list[Delivered]:
+    """The files delivery day ``day`` was ingested from, in the order ``delivery_files`` lists them: their
+    landed copies (exactly the bytes ingested), else the inbox's."""
+    rows = sorted(_counts_row(spark, settings, day), key=lambda r: (list(READING_SOURCES).index(r["source"]), r["file"]))
+    out = []
+    for r in rows:
+        landed = Path(settings.path("landing", r["source"], r["_file_sha256"], r["file"]))
+        inbox = Path(settings.inbox) / r["source"] / r["file"]
+        path = landed if landed.is_file() else inbox
+        if not path.is_file():
+            raise InputError(f"delivery day {day} must be re-processed, but {r['file']} is neither in landing/ nor in "
+                             f"{inbox.parent}")
+        out.append(Delivered(r["source"], path))
+    return out
+
+
+def _reprocess_later(spark: SparkSession, settings: Settings, day: dt.date, days: set) -> list[dict]:
+    """Re-process, in delivery-day order, the deliveries after ``day`` whose outcome ``day``'s readings
+    (just written, in the reading days ``days``) change: one that keeps a reading ``day`` now keeps too
+    (it arrived before ``day`` did, so it was no duplicate then), or one that counted a duplicate of an
+    earlier delivery's reading no longer stored. Nothing is done on a normal day: no later delivery
+    exists. Each re-processing may re-process deliveries after it in turn."""
+    cpath, rpath = io.table_path(settings, *COUNTS), io.table_path(settings, *READINGS)
+    if not days or not io.is_table(spark, cpath) or not io.is_table(spark, rpath):
+        return []
+    later = sorted({r["delivery_day"] for r in io.read(spark, cpath).where(F.col("delivery_day") > F.lit(day))
+                   .select("delivery_day", "reading_days").collect()
+                    if set((r["reading_days"] or "").split(",")) & days})
+    if not later:
+        return []
+    reading_days = sorted(_day(d) for d in days)
+    readings = io.read(spark, rpath).where(F.col("day").isin(reading_days)).select("delivery_day", *READING_KEY)
+    mine = readings.where(F.col("delivery_day") == F.lit(day)).drop("delivery_day")
+    theirs = readings.where(F.col("delivery_day").isin(later))
+    redo = {r[0] for r in theirs.join(mine, READING_KEY, "left_semi").select("delivery_day").distinct().collect()}
+    dpath = io.table_path(settings, *DUPLICATES)
+    if io.is_table(spark, dpath):
+        dups = (io.read(spark, dpath).where(F.col("delivery_day").isin(later) & F.col("earlier_delivery"))
+                .withColumn("day", F.to_date("ts")).where(F.col("day").isin(reading_days)))
+        redo |= {r[0] for r in dups.join(readings.drop("delivery_day"), READING_KEY, "left_anti")
+                 .select("delivery_day").distinct().collect()}
+    out = []
+    for d in sorted(redo):
+        log.info("readings %s: delivery day %s is re-processed after it (its readings depend on this day's)", day, d)
+        out.append(ingest_readings(settings, d, spark, force=True, files=_landed_files(spark, settings, d)))
     return out
 
 
@@ -755,7 +914,7 @@ def _result(day: dt.date, rows: list[dict], seconds: float, skipped: bool) -> di
 
 def _count(classified: DataFrame, files: list[Delivered]) -> dict:
     """Per file: rows read, kept, duplicates, late, out of order, converted, quarantined (and by
-    defect type) and the reading days of the kept rows, from one aggregation."""
+    defect type) and the kept rows per reading day (``_days``), from one aggregation."""
     defect = _map({k: v[0] for k, v in READING_RULES.items()})[F.col("_rule")]
     agg = (classified.groupBy("_fi", "_q", "_dup", F.when(F.col("_q"), defect).alias("defect"),
                               F.when(~F.col("_q") & ~F.col("_dup"), F.col("day")).alias("kday"))
@@ -764,8 +923,8 @@ def _count(classified: DataFrame, files: list[Delivered]) -> dict:
                 F.sum(F.col("converted_from").isNotNull().cast("long")).alias("conv")).collect())
     out = {}
     for i, f in enumerate(files):
-        c = {"rows_read": f.rows, "kept": 0, "duplicates": 0, "late": 0, "out_of_order": 0, "converted": 0,
-             "quarantined": 0, **{f"quarantined_{t.removeprefix('reading_')}": 0 for t in QUARANTINE_TYPES}, "_days": set()}
+        c = {"rows_read": f.rows, "kept": 0, "duplicates": 0, "duplicates_earlier": 0, "late": 0, "out_of_order": 0, "converted": 0,
+             "quarantined": 0, **{f"quarantined_{t.removeprefix('reading_')}": 0 for t in QUARANTINE_TYPES}, "_days": {}}
         for r in agg:
             if r["_fi"] != i:
                 continue
@@ -779,7 +938,7 @@ def _count(classified: DataFrame, files: list[Delivered]) -> dict:
                 c["late"] += r["late"] or 0
                 c["out_of_order"] += r["ooo"] or 0
                 c["converted"] += r["conv"] or 0
-                c["_days"].add(r["kday"].isoformat())
+                c["_days"][r["kday"]] = c["_days"].get(r["kday"], 0) + r["n"]
         out[f.sha256] = c
     return out
 
@@ -812,7 +971,7 @@ def _write_readings(spark: SparkSession, settings: Settings, classified: DataFra
         kept.write.format("delta").mode("overwrite").partitionBy("day").save(path)
     dups = classified.where(F.col("_dup")).select(
         F.lit(day).alias("delivery_day"), fc["_source"].alias("_source"), fc["_file_sha256"].alias("_file_sha256"),
-        F.col("_row").cast("long").alias("_row"), "city_code", "ts", "metric")
+        F.col("_row").cast("long").alias("_row"), "city_code", "ts", "metric", F.col("_earlier").alias("earlier_delivery"))
     io.replace_where(dups, io.table_path(settings, *DUPLICATES), cond)
     for source in sorted({f.source for f in files}):
         idx = [i for i, f in enumerate(files) if f.source == source]
@@ -827,24 +986,34 @@ def _write_readings(spark: SparkSession, settings: Settings, classified: DataFra
         io.replace_where(q, io.table_path(settings, "quarantine", source), cond)
 
 
-def _append_manifest(spark: SparkSession, settings: Settings, files: list[Delivered], per_file: dict, landed: dict,
+MANIFEST_SCHEMA = ("source string, file_name string, landing_path string, sha256 string, bytes long, "
+                   "declared_encoding string, detected_encoding string, rows_read long, rows_raw long, "
+                   "rows_quarantined long, findings long, batch_id string, ingested_at timestamp")
+
+
+def _record_manifest(spark: SparkSession, settings: Settings, files: list[Delivered], per_file: dict, landed: dict,
                      ingested: dict) -> None:
-    """One ``landing/_manifest`` row per file not yet listed (jobs/ingest.py's convention; rows_raw are
-    the kept rows, the duplicates are counted in quality/iot_reading_counts)."""
+    """One ``landing/_manifest`` row per file (jobs/ingest.py's convention; rows_raw are the kept rows,
+    the duplicates are counted in quality/iot_reading_counts): appended for a new file; replaced for a
+    file re-processed with other counts (a changed ledger, or an earlier delivery ingested after it),
+    so that the manifest keeps reconciling with the stored rows."""
     have = _manifest_rows(spark, settings, [f.sha256 for f in files])
-    new = [{
+    rows = [{
         "source": f.source, "file_name": f.path.name, "landing_path": landed[f.sha256], "sha256": f.sha256,
         "bytes": f.bytes, "declared_encoding": "utf-8", "detected_encoding": "utf-8",
         "rows_read": per_file[f.sha256]["rows_read"], "rows_raw": per_file[f.sha256]["kept"],
         "rows_quarantined": per_file[f.sha256]["quarantined"], "findings": 0,
         "batch_id": f"{f.source}-{f.sha256[:16]}", "ingested_at": ingested[f.sha256],
-    } for f in files if f.sha256 not in have]
+    } for f in files]
+    path = io.table_path(settings, *MANIFEST)
+    new = [r for r in rows if r["sha256"] not in have]
+    changed = [r for r in rows if r["sha256"] in have
+               and (have[r["sha256"]]["rows_raw"], have[r["sha256"]]["rows_quarantined"]) != (r["rows_raw"], r["rows_quarantined"])]
     if new:
-        io.append(spark.createDataFrame(new, schema="source string, file_name string, landing_path string, sha256 string, "
-                                                    "bytes long, declared_encoding string, detected_encoding string, "
-                                                    "rows_read long, rows_raw long, rows_quarantined long, findings long, "
-                                                    "batch_id string, ingested_at timestamp"),
-                  io.table_path(settings, *MANIFEST))
+        io.append(spark.createDataFrame(new, schema=MANIFEST_SCHEMA), path)
+    if changed:
+        io.replace_where(spark.createDataFrame(changed, schema=MANIFEST_SCHEMA), path,
+                         f"sha256 IN ({_sql_list(r['sha256'] for r in changed)})")
 
 
 def _remove(uri: str) -> None:
@@ -1119,7 +1288,8 @@ def run_day(settings: Settings, day, spark: SparkSession | None = None) -> dict:
     readings = ingest_readings(settings, day, spark)
     stages["readings"] = {"seconds": round(time.time() - t, 2), "rows": readings["rows_read"],
                           "kept": readings["kept"], "duplicates": readings["duplicates"],
-                          "quarantined": readings["quarantined"], "skipped": readings["skipped"]}
+                          "quarantined": readings["quarantined"], "skipped": readings["skipped"],
+                          "redone": readings.get("redone", [])}
     days = readings["reading_days"] or [day.isoformat()]
     t = time.time()
     data = day_data(spark, settings, days)

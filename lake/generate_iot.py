@@ -63,7 +63,11 @@ in CSV, first line = 1 in JSON lines). Only rows of normal devices (registered, 
 flat-lining that day) carry them:
 
 * ``reading_duplicate``: an exact copy of an earlier row (same device, ts, metric, value, unit),
-  after it and before that device's next row; the copy is the defect row.
+  after it and before that device's next row; the copy is the defect row. On every day after the
+  first generated one, also readings *re-sent* from the day before (``_RESENT_RATE``): exact copies of
+  clean rows of the previous day's file from its last two hours (a platform re-sending its buffer after
+  a reconnect); they open each block together with the late readings, and the copy in the later file
+  is the defect row.
 * ``reading_late``: a reading of the day before the delivery day (taken out of the previous day's
   file when that day was generated too, so it is delivered exactly once); late rows open each block.
 * ``reading_out_of_order``: a row moved after the device's next report (its ts is earlier than the
@@ -239,6 +243,8 @@ _SILENT_SHARE, _FLATLINE_SHARE, _WHOLE_DAY_SILENT = 0.01, 0.005, 0.4
 FLATLINE_TYPES = tuple(t for t, d in DEVICE_TYPES.items() if set(d.metrics) <= set(CONTINUOUS_METRICS))
 _STEADY_SHARE = 0.5  # of the devices of the other types: they read one value for hours (see the docstring)
 _LATE_WINDOW = 20 * 3600  # late readings come from the last four hours of the previous day
+_RESENT_RATE = 0.001  # readings of the previous day's file sent again (among the rows of normal devices)
+_RESENT_WINDOW = 22 * 3600  # ... from its last two hours
 _JITTER = 10  # seconds
 _ROWS_PER_BLOCK = 600_000
 _DAY = 86400
@@ -751,6 +757,10 @@ class _Rows:
     def concat(parts: Sequence["_Rows"]) -> "_Rows":
         return _Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("dev", "t", "metric", "value")))
 
+    @staticmethod
+    def empty() -> "_Rows":
+        return _Rows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+
 
 @dataclass
 class _Grid:
@@ -809,11 +819,14 @@ class _BlockOut:
     lines: pa.Array  # one string per row, newline included
     defects: np.ndarray  # defect code per row
     withheld: _Rows  # readings kept back for the next day's file (t relative to that day)
+    resent: _Rows  # readings of this file sent again in the next day's file (t relative to that day)
 
 
 def _block_day(block: _Block, day: datetime.date, ledger: _Ledger, env: _Env, health: _Health,
-               late: _Rows, withhold: bool, tables: _Tables, seed: int, health_truth: list) -> _BlockOut:
-    """One block's rows of one day's file, defects injected, formatted."""
+               late: _Rows, resent: _Rows, withhold: bool, tables: _Tables, seed: int,
+               health_truth: list) -> _BlockOut:
+    """One block's rows of one day's file, defects injected, formatted. ``late`` and ``resent`` are the
+    previous day's readings withheld from its file and re-sent from it (t relative to ``day``)."""
     rng = _rng(seed, 2, day.toordinal(), *block.key)
     g = _grid(block, day, ledger, env, health, rng, truth=health_truth)
     r = g.rows
@@ -854,12 +867,18 @@ def _block_day(block: _Block, day: datetime.date, ledger: _Ledger, env: _Env, he
     clean = normal & (code == _NONE) & ~protected
     dup = clean & (rng.random(n) < _R["reading_duplicate"])
     held = np.zeros(n, dtype=bool)
+    again = np.zeros(n, dtype=bool)
     if withhold:
         cand = clean & ~dup & (r.t >= _LATE_WINDOW)
         p = min(1.0, _R["reading_late"] * normal.sum() / max(1, cand.sum()))
         held = cand & (rng.random(n) < p)
+        cand = clean & ~dup & ~held & (r.t >= _RESENT_WINDOW)
+        p = min(1.0, _RESENT_RATE * normal.sum() / max(1, cand.sum()))
+        again = cand & (rng.random(n) < p)
     withheld = r.take(np.flatnonzero(held))
     withheld.t = withheld.t - _DAY
+    sent_again = r.take(np.flatnonzero(again))
+    sent_again.t = sent_again.t - _DAY
 
     # -- order of the file: rows stay in place; copies and moved rows are inserted by key
     future = np.flatnonzero(code == _FUTURE)
@@ -878,21 +897,24 @@ def _block_day(block: _Block, day: datetime.date, ledger: _Ledger, env: _Env, he
     ooo_key = g.pos[g.k[ooo_i] + 1, g.j[ooo_i], nm - 1] + 0.25
     future = future[np.lexsort((future, t_all[future]))]
     future_key = n + np.arange(future.size, dtype=np.float64)
-    nl = late.t.size
-    late_order = np.lexsort((late.dev, late.t))
+    # the previous day's readings open the block in time order: late ones and re-sent copies
+    opening = _Rows.concat([late, resent])
+    opening_kind = np.concatenate([np.full(late.t.size, _LATE), np.full(resent.t.size, _DUP)]).astype(np.int8)
+    nl = opening.t.size
+    late_order = np.lexsort((opening.dev, opening.t))
     late_src = n + late_order
     late_key = -float(nl) + np.arange(nl, dtype=np.float64)
     keys = np.concatenate([dup_key, ooo_key, future_key, late_key])
     src = np.concatenate([dup_i, ooo_i, future, late_src])
     kinds = np.concatenate([np.full(dup_i.size, _DUP), np.full(ooo_i.size, _OOO), np.full(future.size, _FUTURE),
-                            np.full(nl, _LATE)]).astype(np.int8)
+                            opening_kind[late_order]]).astype(np.int8)
     o = np.argsort(keys, kind="stable")
     at = np.searchsorted(base, keys[o])
     order = np.insert(base, at, src[o])
     defects = np.insert(code[base], at, kinds[o])
 
     # -- columns of the output rows
-    rows = _Rows.concat([_Rows(r.dev, t_all, r.metric, r.value), late]).take(order)
+    rows = _Rows.concat([_Rows(r.dev, t_all, r.metric, r.value), opening]).take(order)
     ts = tables.for_day(day).take(pa.array(rows.t + _DAY))
     vtext = tables.values.take(pa.array(tables.value_index(rows.metric, rows.value)))
     unit_ids = np.array([tables.unit_id[METRICS[name].unit] for name in _METRIC_NAMES])[rows.metric]
@@ -948,7 +970,7 @@ def _block_day(block: _Block, day: datetime.date, ledger: _Ledger, env: _Env, he
         mask = np.zeros(order.size, dtype=bool)
         mask[bad] = True
         lines = pc.replace_with_mask(lines, pa.array(mask), pa.array([b + "\n" for b in broken], pa.string()))
-    return _BlockOut(lines=lines, defects=defects, withheld=withheld)
+    return _BlockOut(lines=lines, defects=defects, withheld=withheld, resent=sent_again)
 
 
 def _previous_day_tail(block: _Block, day: datetime.date, ledger: _Ledger, seed: int, env: _Env,
@@ -1053,7 +1075,7 @@ def generate_iot(scale: float, seed: int, out: Path, days: Sequence[datetime.dat
 
     tables = _Tables()
     blocks = _blocks(ledger)
-    carry: dict[tuple[int, int], _Rows] = {}
+    carry: dict[tuple[int, int], tuple[_Rows, _Rows]] = {}
     readings_truth: list[tuple[str, str, np.ndarray, np.ndarray]] = []
     health_truth: list[tuple] = []
     generated = set(days)
@@ -1073,10 +1095,13 @@ def generate_iot(scale: float, seed: int, out: Path, days: Sequence[datetime.dat
             for block in blocks:
                 if block.type_code not in type_codes:
                     continue
-                late = carry.pop(block.key) if before is None else _previous_day_tail(block, day, ledger, seed, *before)
-                res = _block_day(block, day, ledger, env, health, late, withhold, tables, seed, health_truth)
+                if before is None:  # the day before was generated: its withheld and re-sent readings
+                    late, resent = carry.pop(block.key)
+                else:
+                    late, resent = _previous_day_tail(block, day, ledger, seed, *before), _Rows.empty()
+                res = _block_day(block, day, ledger, env, health, late, resent, withhold, tables, seed, health_truth)
                 if withhold:
-                    carry[block.key] = res.withheld
+                    carry[block.key] = (res.withheld, res.resent)
                 hit = np.flatnonzero(res.defects != _NONE)
                 readings_truth.append((source, f.path.name, hit + f.rows + 1 + header, res.defects[hit]))
                 f.write_lines(res.lines)

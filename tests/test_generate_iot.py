@@ -359,13 +359,40 @@ def test_readings_encoding_format_and_rows_per_day(lake_dir, ledger, readings):
     assert "µg/m³".encode("utf-8") in data and b"\xef\xbb\xbf" not in data[:3]
 
 
+def earlier_keys(readings, ledger, day: datetime.date) -> set:
+    """(device, ts, metric) of the rows that the files of the days before ``day`` have stored: well
+    formed, a known device, not after the end of their delivery day + 5 minutes, a possible value in
+    the canonical or a known other unit (a quarantined row stores nothing, so a later row with its key
+    is no duplicate)."""
+    known = set(ledger_index(ledger))
+    out = set()
+    for (_, d), rows in readings.items():
+        if d >= day:
+            continue
+        limit = datetime.datetime.combine(d + datetime.timedelta(days=1), datetime.time(), TZ) + datetime.timedelta(minutes=5)
+        for _, _, p in rows:
+            if p is None or p["device"] not in known or ts_of(p) > limit:
+                continue
+            v, m = number(p["value"]), METRICS[p["metric"]]
+            if v is not None and p["unit"] != m.unit and (p["metric"], p["unit"]) in UNIT_CONVERSIONS:
+                scale, offset = UNIT_CONVERSIONS[(p["metric"], p["unit"])]
+                v = (v - offset) / scale
+            elif p["unit"] != m.unit:
+                v = None
+            if v is not None and m.lo <= v <= m.hi:
+                out.add((p["device"], p["ts"], p["metric"]))
+    return out
+
+
 def detect(readings, ledger, source: str, day: datetime.date) -> dict[str, set[int]]:
-    """The design's reading defects, detected independently, as line numbers per defect type."""
+    """The design's reading defects, detected independently, as line numbers per defect type. A reading
+    already delivered in an earlier day's file is a duplicate (re-sent), not a late reading."""
     known = set(ledger_index(ledger))
     start = datetime.datetime.combine(day, datetime.time(), TZ)
     end = start + datetime.timedelta(days=1)
     found = defaultdict(set)
     seen = set()
+    before = earlier_keys(readings, ledger, day)
     last_ts = {}
     for line, _, p in readings[(source, day)]:
         if p is None:
@@ -373,7 +400,8 @@ def detect(readings, ledger, source: str, day: datetime.date) -> dict[str, set[i
             continue
         ts = ts_of(p)
         key = (p["device"], p["ts"], p["metric"])
-        if key in seen:
+        resent = key in before
+        if key in seen or resent:
             found["reading_duplicate"].add(line)
         seen.add(key)
         if p["device"] in last_ts and ts < last_ts[p["device"]]:
@@ -381,7 +409,7 @@ def detect(readings, ledger, source: str, day: datetime.date) -> dict[str, set[i
         last_ts[p["device"]] = ts
         if ts >= end + datetime.timedelta(minutes=5):
             found["reading_future_timestamp"].add(line)
-        if ts < start:
+        if ts < start and not resent:
             found["reading_late"].add(line)
         if p["device"] not in known:
             found["reading_unknown_device"].add(line)
@@ -422,6 +450,8 @@ def test_defect_rows_show_their_defect(lake_dir, readings):
     rows = {(source, f"{source}_{day:%Y%m%d}.{'jsonl' if source == RJSON else 'csv'}"): readings[(source, day)]
             for day in DAYS for source in (RJSON, RCSV)}
     by_name = {name: (source, r) for (source, name), r in rows.items()}
+    previous_file = {f"{source}_{day:%Y%m%d}.{ext}": f"{source}_{day - datetime.timedelta(days=1):%Y%m%d}.{ext}"
+                     for day in DAYS for source, ext in ((RJSON, "jsonl"), (RCSV, "csv"))}
     first_line = {}  # (file, raw line) -> the first line number it appears on
     for name, (_, file_rows) in by_name.items():
         for line, raw, _ in file_rows:
@@ -438,8 +468,8 @@ def test_defect_rows_show_their_defect(lake_dir, readings):
                 assert len(raw.split(",")) != 5
             continue
         assert p is not None
-        if defect == "reading_duplicate":  # the identical earlier row exists
-            assert first_line[(t["file"], raw)] < line
+        if defect == "reading_duplicate":  # the identical earlier row exists, in this file or the day before's
+            assert first_line.get((t["file"], raw), line) < line or (previous_file[t["file"]], raw) in first_line
         elif defect == "reading_unit_mismatch":
             m = METRICS[p["metric"]]
             scale, offset = UNIT_CONVERSIONS[(p["metric"], p["unit"])]
@@ -449,16 +479,25 @@ def test_defect_rows_show_their_defect(lake_dir, readings):
             assert p["value"] in ("9999", "NaN", "ERR") or float(p["value"]) < 0
 
 
-def test_late_readings_are_delivered_exactly_once(lake_dir, readings):
+def test_late_readings_are_delivered_exactly_once_and_resent_ones_twice(lake_dir, readings):
+    """A late reading of the second day's files is not in the first day's files; a re-sent one (a
+    duplicate in the truth with a timestamp of the day before) is, as the identical line."""
     out, _ = lake_dir
-    late = [p for line, _, p in readings[(RJSON, DAYS[1])] + readings[(RCSV, DAYS[1])]
-            if p is not None and ts_of(p).date() == DAYS[0]]
-    assert late
+    truth = {(t["file"], int(t["row"])): t["defect_type"] for t in read_truth(out, "readings.csv")}
+    second = [(f"{src}_{DAYS[1]:%Y%m%d}.{'jsonl' if src == RJSON else 'csv'}", src, line, raw, p)
+              for src in (RJSON, RCSV) for line, raw, p in readings[(src, DAYS[1])]]
+    previous = [(name, src, line, raw, p) for name, src, line, raw, p in second
+                if p is not None and ts_of(p).date() == DAYS[0]]
+    late = [x for x in previous if truth.get((x[0], x[2])) == "reading_late"]
+    resent = [x for x in previous if truth.get((x[0], x[2])) == "reading_duplicate"]
+    assert late and resent and len(late) + len(resent) == len(previous)
     first_day = {(p["device"], p["ts"], p["metric"]) for src in (RJSON, RCSV)
                  for _, _, p in readings[(src, DAYS[0])] if p is not None}
-    assert not {(p["device"], p["ts"], p["metric"]) for p in late} & first_day
-    # late readings come from the evening before
-    assert all(ts_of(p).hour >= 20 for p in late)
+    first_lines = {(src, raw) for src in (RJSON, RCSV) for _, raw, _ in readings[(src, DAYS[0])]}
+    assert not {(p["device"], p["ts"], p["metric"]) for *_, p in late} & first_day
+    assert all((src, raw) in first_lines for _, src, _, raw, _ in resent)
+    # late readings come from the evening before, re-sent ones from its last two hours
+    assert all(ts_of(p).hour >= 20 for *_, p in late) and all(ts_of(p).hour >= 22 for *_, p in resent)
 
 
 # --------------------------------------------------------------------------- device health
