@@ -1142,38 +1142,36 @@ def exceedance_rows(aq_hourly: DataFrame) -> DataFrame:
 
     ``hours`` is the hours of the day with a mean. A row that is not valid is not judged: its value and
     ``exceeded`` are null (the standard does not allow a statement from too few hours), so a gap in the
-    data never reads as clean air. The hourly table is small (towns x hours), so the windows are made by
-    exploding each hour into the windows that contain it rather than by a range window, which would
-    miss windows starting at an hour without data."""
-    keys = ["day", "town_code", "town"]
-    parts = []
-    for p, limits in GB3095_II.items():
-        hourly = aq_hourly.where(F.col(p).isNotNull()).select(*keys, "hour", F.col(p).alias("v"))
-        for period, limit in limits.items():
-            if period == "8h":
-                h = F.hour("hour")
-                windows = (hourly.withColumn("_start", F.explode(F.sequence(
-                    F.greatest(h - (WINDOW_HOURS - 1), F.lit(0)), F.least(h, F.lit(24 - WINDOW_HOURS)))))
-                    .groupBy(*keys, "_start").agg(F.avg("v").alias("_mean"), F.count("*").alias("_n")))
-                stats = (windows.groupBy(*keys).agg(F.max(F.when(F.col("_n") >= MIN_HOURS["8h"], F.col("_mean"))).alias("value"))
-                         .join(hourly.groupBy(*keys).agg(F.count("*").alias("hours")), keys)
-                         .withColumn("hours_over", F.lit(None).cast("long")))
-                valid = F.col("value").isNotNull()
-            else:
-                one_hour = period == "1h"
-                stats = hourly.groupBy(*keys).agg(
-                    (F.max("v") if one_hour else F.avg("v")).alias("value"), F.count("*").alias("hours"),
-                    (F.sum((F.col("v") > limit).cast("long")) if one_hour else F.lit(None).cast("long")).alias("hours_over"))
-                valid = F.lit(True) if one_hour else F.col("hours") >= MIN_HOURS[period]
-            value = F.when(valid, F.round("value", 3))
-            parts.append(stats.select(
-                *keys, F.lit(p).alias("pollutant"), F.lit(period).alias("period"), value.alias("value"),
-                F.lit(limit).alias("limit_value"), F.lit(METRICS[p][0]).alias("unit"), "hours_over", "hours",
-                valid.alias("valid"), (value > limit).alias("exceeded")))
-    out = parts[0]
-    for p in parts[1:]:
-        out = out.unionByName(p)
-    return out
+    data never reads as clean air. The hourly means are unpivoted once, so that every pollutant and
+    period comes out of one daily aggregation and one window aggregation, not one per limit. The
+    windows are made by exploding each hour into the windows that contain it rather than by a range
+    window, which would miss windows starting at an hour without data."""
+    keys = ["day", "town_code", "town", "pollutant"]
+    long = (aq_hourly.select("day", "town_code", "town", "hour", F.explode(F.array(*[
+        F.struct(F.lit(p).alias("pollutant"), F.col(p).cast("double").alias("v")) for p in GB3095_II])).alias("_p"))
+        .select("day", "town_code", "town", "hour", "_p.pollutant", "_p.v").where(F.col("v").isNotNull()))
+    limit_1h = _map({p: lim["1h"] for p, lim in GB3095_II.items() if "1h" in lim})[F.col("pollutant")]
+    daily = long.groupBy(*keys).agg(
+        F.max("v").alias("_max"), F.avg("v").alias("_avg"), F.count("*").alias("hours"),
+        F.sum((F.col("v") > limit_1h).cast("long")).alias("_over"))
+    h = F.hour("hour")
+    windows = (long.where(F.col("pollutant").isin(*[p for p, lim in GB3095_II.items() if "8h" in lim]))
+               .withColumn("_start", F.explode(F.sequence(F.greatest(h - (WINDOW_HOURS - 1), F.lit(0)),
+                                                          F.least(h, F.lit(24 - WINDOW_HOURS)))))
+               .groupBy(*keys, "_start").agg(F.avg("v").alias("_mean"), F.count("*").alias("_n"))
+               .groupBy(*keys).agg(F.max(F.when(F.col("_n") >= MIN_HOURS["8h"], F.col("_mean"))).alias("_max8")))
+    periods = aq_hourly.sparkSession.createDataFrame(
+        [(p, period, limit, METRICS[p][0]) for p, lim in GB3095_II.items() for period, limit in lim.items()],
+        "pollutant string, period string, limit_value double, unit string")
+    period = F.col("period")
+    valid = (F.when(period == "1h", F.lit(True)).when(period == "24h", F.col("hours") >= MIN_HOURS["24h"])
+             .otherwise(F.col("_max8").isNotNull()))
+    raw = F.when(period == "1h", F.col("_max")).when(period == "24h", F.col("_avg")).otherwise(F.col("_max8"))
+    value = F.when(valid, F.round(raw, 3))
+    return (daily.join(windows, keys, "left").join(F.broadcast(periods), "pollutant")
+            .select("day", "town_code", "town", "pollutant", "period", value.alias("value"), "limit_value", "unit",
+                    F.when(period == "1h", F.col("_over")).alias("hours_over"), "hours", valid.alias("valid"),
+                    (value > F.col("limit_value")).alias("exceeded")))
 
 
 def point_code(city_code: Column) -> Column:
