@@ -755,7 +755,10 @@ def ingest_readings(settings: Settings, day, spark: SparkSession | None = None, 
     pool.shutdown()
     _record_manifest(spark, settings, files, per_file, landed, ingested)
     rows = []
-    reading_days = sorted({d.isoformat() for c in per_file.values() for d, n in c.pop("_days").items() if n > 0})
+    # the days of the kept readings and of those already stored by an earlier delivery: where a later
+    # change of that delivery can change this one (_reprocess_later)
+    reading_days = sorted({d.isoformat() for c in per_file.values() for d, n in c.pop("_days").items() if n > 0}
+                          | {d.isoformat() for d in cross_days})
     for f in files:
         c = per_file[f.sha256]
         rows.append({"delivery_day": day, "source": f.source, "file": f.path.name, "_file_sha256": f.sha256, **c,
@@ -764,7 +767,7 @@ def ingest_readings(settings: Settings, day, spark: SparkSession | None = None, 
                      f"delivery_day = DATE'{day}'")
     for f in files:
         _remove(f.staging)
-    touched = set(reading_days) | {d.isoformat() for d in cross_days} | previous_days
+    touched = set(reading_days) | previous_days
     redone = _reprocess_later(spark, settings, day, touched)
     out = _result(day, rows, time.time() - t0, skipped=False)
     out["reading_days"] = sorted(touched.union(*[r["reading_days"] for r in redone]))

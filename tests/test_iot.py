@@ -496,6 +496,8 @@ def test_out_of_order_delivery_keeps_the_earlier_copy_and_reconciles(spark, iot_
     assert r2["redone"] == [] and sum(f["duplicates_earlier"] for f in r2["files"]) == 0
     r1 = iot.ingest_readings(s2, D1, spark)
     assert r1["redone"] == [D2.isoformat()]
+    resent_d2 = io.read(spark, io.table_path(s2, *iot.DUPLICATES)).where(F.col("earlier_delivery")).collect()
+    assert resent_d2 and {r["delivery_day"] for r in resent_d2} == {D2}
     assert set(r1["reading_days"]) >= {D1.isoformat(), D2.isoformat()}
 
     def rows(settings, *table, drop=()):
@@ -516,6 +518,35 @@ def test_out_of_order_delivery_keeps_the_earlier_copy_and_reconciles(spark, iot_
     versions = {t: io.version(spark, io.table_path(s2, *t)) for t in (iot.READINGS, iot.DUPLICATES, iot.COUNTS, iot.MANIFEST)}
     assert iot.ingest_readings(s2, D2, spark)["skipped"] and iot.ingest_readings(s2, D1, spark)["skipped"]
     assert {t: io.version(spark, io.table_path(s2, *t)) for t in versions} == versions
+
+    # a corrected day-1 file without one of the readings day 2 re-sent: day 2's copy now repeats nothing
+    # stored, so day 2 is re-processed and keeps it (as a late reading): nothing is lost
+    dup = (io.read(spark, io.table_path(s2, *iot.DUPLICATES))
+           .where(F.col("earlier_delivery") & (F.col("_source") == "iot_readings_json")).orderBy("_row").first())
+    original = (io.read(spark, io.table_path(s2, *iot.READINGS))
+                .where((F.col("delivery_day") == D1) & (F.col("city_code") == dup["city_code"])
+                       & (F.col("ts") == dup["ts"]) & (F.col("metric") == dup["metric"])).first())
+    inbox = tmp_path / "corrected"
+    for source in iot.READING_SOURCES:
+        src = next(Path(s.inbox, source).glob(f"*_{D1:%Y%m%d}.*"))
+        (inbox / source).mkdir(parents=True)
+        lines = src.read_bytes().split(b"\n")
+        if source == "iot_readings_json":
+            del lines[original["_row"] - 1]  # JSON lines: the first line is row 1
+        (inbox / source / src.name).write_bytes(b"\n".join(lines))
+    s3 = dataclasses.replace(s2, inbox=str(inbox))
+    r = iot.ingest_readings(s3, D1, spark)
+    assert r["redone"] == [D2.isoformat()]
+    kept = io.read(spark, io.table_path(s2, *iot.READINGS)).where(
+        (F.col("_file_sha256") == dup["_file_sha256"]) & (F.col("_row") == dup["_row"])).collect()
+    assert len(kept) == 1 and kept[0]["late"] and kept[0]["delivery_day"] == D2
+    counts = io.read(spark, io.table_path(s2, *iot.COUNTS)).collect()
+    assert sum(c["duplicates_earlier"] for c in counts) == len(resent_d2) - 1
+    for c in counts:
+        stored_rows = io.read(spark, io.table_path(s2, *iot.READINGS)).where(F.col("_file_sha256") == c["_file_sha256"]).count()
+        assert stored_rows == c["kept"] and c["rows_read"] == c["kept"] + c["duplicates"] + c["quarantined"], c["file"]
+    readings = io.read(spark, io.table_path(s2, *iot.READINGS))
+    assert readings.groupBy("city_code", "ts", "metric").count().where(F.col("count") > 1).count() == 0
 
 
 @pytest.fixture(scope="module")
