@@ -25,7 +25,6 @@ from lake.contracts import ContractError
 from lake.settings import Settings
 from test_check import bad_checksum, id_column, source_contract, valid_row, write_csv
 
-TODAY = dt.date.today().isoformat()
 FAR_FUTURE = "2099-01-01"
 runner = CliRunner()
 
@@ -61,9 +60,12 @@ def small_lake(settings, spark, tmp_path_factory):
         ingest.ingest_file(s, "psb_household", write_csv(tmp / "psb_new.csv", psb, new), spark),
         ingest.ingest_file(s, "samr_enterprises", write_csv(tmp / "samr.csv", samr, ent), spark),
     ]
-    tl = timeliness.run(s, TODAY, spark)
-    rep = reports.run(s, TODAY, spark)
-    return {"settings": s, "ingest": results, "timeliness": tl, "report": rep, "tmp": tmp}
+    # "today" is the day the newest psb file was landed, not the clock at import: a run that crosses
+    # midnight between collecting this module and landing the files must still see an age of 0 days
+    today = str(timeliness.last_deliveries(spark, s)["psb_household"]["ingested_at"])[:10]
+    tl = timeliness.run(s, today, spark)
+    rep = reports.run(s, today, spark)
+    return {"settings": s, "ingest": results, "timeliness": tl, "report": rep, "tmp": tmp, "today": today}
 
 
 def current_findings_direct(root: str, as_of: str) -> list[dict]:
@@ -114,7 +116,7 @@ def test_every_department_gets_a_report(small_lake):
 def test_counts_equal_a_direct_count_of_findings(small_lake):
     s = small_lake["settings"]
     rid = small_lake["report"]["run_id"]
-    direct = current_findings_direct(s.root, TODAY)
+    direct = current_findings_direct(s.root, small_lake["today"])
     quality = [q for q in rows_of(s.root, "quality/department_quality") if q["run_id"] == rid]
     c = contracts_mod.load(s.contracts_dir)
     for dept in {sc.department for sc in c.sources.values()}:
@@ -133,7 +135,7 @@ def test_counts_equal_a_direct_count_of_findings(small_lake):
 def test_problems_csv_is_the_departments_findings_in_utf8_with_bom(small_lake):
     s = small_lake["settings"]
     rid = small_lake["report"]["run_id"]
-    direct = current_findings_direct(s.root, TODAY)
+    direct = current_findings_direct(s.root, small_lake["today"])
     c = contracts_mod.load(s.contracts_dir)
     for code in {sc.department_code for sc in c.sources.values()}:
         dept = next(sc.department for sc in c.sources.values() if sc.department_code == code)
@@ -183,8 +185,8 @@ def test_rerunning_the_report_changes_nothing(small_lake, spark):
     tables = ["quality/findings", "quality/department_quality", "quality/department_scores"]
     before = {t: version_of(s.root, t) for t in tables}
     files = {p: p.read_bytes() for p in Path(s.root, "reports").rglob("*") if p.is_file()}
-    assert timeliness.run(s, TODAY, spark)["findings_written"] is False
-    again = reports.run(s, TODAY, spark)
+    assert timeliness.run(s, small_lake["today"], spark)["findings_written"] is False
+    again = reports.run(s, small_lake["today"], spark)
     assert again["run_id"] == small_lake["report"]["run_id"]
     assert again["tables_written"] == {"department_quality": False, "department_scores": False}
     assert again["files_written"] == 0
@@ -270,7 +272,7 @@ def test_stale_sources_block_the_gate_when_the_policy_says_so(small_lake, spark)
         assert isinstance(e.value, StaleSources)
         msg = str(e.value)
         assert table in msg and "psb_household" in msg and "not published" in msg
-        assert f"last delivery {TODAY}" in msg
+        assert f"last delivery {small_lake['today']}" in msg
     assert not Path(s.root, "base", "population").exists()
     # the default policy only reports: the gate does not look at timeliness
     gates.timeliness_gate(spark, s, c.table("base.population"), FAR_FUTURE)
