@@ -29,7 +29,6 @@ from quality import findings
 
 MANIFEST = ("landing", "_manifest")
 META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at"]
-WS = r"^[\s\u3000]+|[\s\u3000]+$"
 
 
 @dataclass
@@ -56,21 +55,25 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
     whitespace or U+3000, anywhere) and get full-width ASCII converted to half-width, each reported
     as a warning whose value is the value as received; identifiers are then upper-cased. Every other
     column is only trimmed, without a finding.
+
+    Every check is a plain expression (no lambdas: ``rules.issue_array``), so the whole projection
+    is compiled by whole-stage code generation.
     """
     wellformed = F.col("_field_count") == len(sc.columns)
     normalised = [col for col in sc.columns if col.checks or col.normalize]
     # findings on the values as received, before they are replaced below
     norm_checks = [i for col in normalised for i in rules.normalize_issues(F.col(col.name), col.name)]
-    df = parsed.withColumn("_norm_issues", F.array(*norm_checks) if norm_checks else F.array().cast(f"array<{rules.ISSUE_TYPE}>"))
+    df = parsed.withColumn("_norm_issues", rules.issue_array(norm_checks))
     cleaned = {}
     for col in sc.columns:
         c = F.col(col.name)
         if col in normalised:
             cleaned[col.name] = rules.normalized(c, identifier=bool(rules.IDENTIFIER_CHECKS & set(col.checks)))
         else:
-            v = F.regexp_replace(c, WS, "")
-            cleaned[col.name] = F.when(v == "", None).otherwise(v)
+            cleaned[col.name] = rules.trimmed(c)
     df = df.withColumns(cleaned)  # one projection (and one analysis) instead of one per column
+    id_cols = [col.name for col in sc.columns if "cn_id" in col.checks]
+    df = rules.with_region_flags(df, id_cols)
     checks = [
         F.when(F.col("_field_count") != len(sc.columns), F.struct(
             F.lit("parse.field_count").alias("rule"), F.lit("_row").alias("field"),
@@ -82,6 +85,7 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
                     "parse.encoding", "_row", "contains undecodable characters (U+FFFD)", F.col("_raw_line")),
     ]
     typed = {}
+    id_issues: dict[str, list[Column]] = {}
     for col in sc.columns:
         c = F.col(col.name)
         if col.required:
@@ -101,28 +105,31 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
             checks.append(rules.issue(c.isNotNull() & ~c.isin(list(col.allowed)), "allowed_values", col.name,
                                       f"must be one of {'/'.join(col.allowed)}", c))
         for chk in col.checks:
-            checks.extend({"cn_id": rules.cn_id_issues, "cn_uscc": rules.cn_uscc_issues,
-                           "cn_phone": rules.cn_phone_issues, "city_code": rules.city_code_issues}[chk](col.name))
-    df = df.withColumn("_issues", F.filter(F.concat(F.col("_norm_issues"), F.array(*checks)),
-                                           lambda x: x.isNotNull())).drop("_norm_issues")
-    cross = _cross_checks(sc, typed)
-    if cross:  # a second step: they look at the ID checks' outcome instead of recomputing it
-        df = df.withColumn("_issues", F.concat("_issues", F.filter(F.array(*cross), lambda x: x.isNotNull())))
+            if chk == "cn_id":
+                found = id_issues[col.name] = rules.cn_id_issues(col.name, F.col(rules.region_flag_column(col.name)))
+            else:
+                found = {"cn_uscc": rules.cn_uscc_issues, "cn_phone": rules.cn_phone_issues,
+                         "city_code": rules.city_code_issues}[chk](col.name)
+            checks.extend(found)
+    cross = _cross_checks(sc, typed, id_issues)
+    issues = F.concat(F.col("_norm_issues"), rules.issue_array(checks + cross))
     if typed:
         df = df.withColumns({f"_typed_{name}": expr for name, expr in typed.items()})
+    df = df.withColumn("_issues", issues).drop("_norm_issues", *[rules.region_flag_column(c) for c in id_cols])
     # computed once here, so that splitting the (cached) rows reads a flag, not the issue structs
-    return df.withColumn("_is_error", F.exists("_issues", lambda x: x["severity"] == rules.ERROR))
+    return df.withColumn("_is_error", rules.has_severity(F.col("_issues"), rules.ERROR))
 
 
-def _cross_checks(sc: SourceContract, typed: dict) -> list:
+def _cross_checks(sc: SourceContract, typed: dict, id_issues: dict[str, list[Column]]) -> list:
     """The row's own ID number against its ``birth_date`` and ``gender`` columns, only when the ID
-    passes all its own checks and the other value is itself valid."""
-    id_cols = [c.name for c in sc.columns if "cn_id" in c.checks]
-    if not id_cols:
+    passes all its own checks (``id_issues``: the ID column's check expressions) and the other value
+    is itself valid."""
+    if not id_issues:
         return []
-    id_col = sc.entity_key if sc.entity_key in id_cols else id_cols[0]
-    id_ok = F.col(id_col).isNotNull() & ~F.exists(
-        "_issues", lambda x: (x["field"] == id_col) & x["rule"].startswith("cn_id."))
+    id_col = sc.entity_key if sc.entity_key in id_issues else next(iter(id_issues))
+    id_ok = F.col(id_col).isNotNull()
+    for i in id_issues[id_col]:
+        id_ok = id_ok & i.isNull()
     ident = F.col(id_col)
     out = []
     if "birth_date" in sc.column_names:

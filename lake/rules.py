@@ -80,6 +80,24 @@ RULES = {
 ISSUE_TYPE = "struct<rule:string,field:string,defect_type:string,severity:string,message:string,value:string>"
 
 
+def issue_array(issues: list[Column]) -> Column:
+    """The non-null issues of ``issues`` (each an issue struct or null) as an array, in order.
+
+    Built from ``concat`` of zero- or one-element arrays instead of ``filter(array(...), x -> ...)``:
+    a projection holding a lambda (``filter``, ``exists``, ``transform``) is not compiled by Spark's
+    whole-stage code generation, so every check under it would be evaluated row by row in the
+    interpreter (several times slower on the ingest's identifier checks)."""
+    if not issues:
+        return F.array().cast(f"array<{ISSUE_TYPE}>")
+    empty = F.array().cast(f"array<{ISSUE_TYPE}>")
+    return F.concat(*[F.when(i.isNotNull(), F.array(i)).otherwise(empty) for i in issues])
+
+
+def has_severity(issues: Column, severity: str) -> Column:
+    """``issues`` (an issue array) holds an issue of ``severity`` (codegen-friendly, no lambda)."""
+    return F.array_contains(issues.getField("severity"), severity)
+
+
 def issue(cond: Column, rule: str, field: str, message: str | Column, value: Column | None = None) -> Column:
     """An issue struct when ``cond`` is true, else null."""
     defect, severity = RULES[rule]
@@ -147,15 +165,55 @@ def region_known(sql_expr: str) -> Column:
     return F.expr(f"({sql_expr}) IN ({_region_codes_sql()})")
 
 
+REGION_FLAG = "_region_known__{}"
+
+
+def region_flag_column(col: str) -> str:
+    return REGION_FLAG.format(col)
+
+
+def with_region_flags(df, cols: list[str]):
+    """``df`` with a boolean ``_region_known__<col>`` per column in ``cols``: its first six characters
+    (upper-cased) are a known region code. A left join with the ~6,900 codes, broadcast.
+
+    Why not the ``IN`` list of ``region_known``: a plan holding 6,900 literals is walked by every
+    analyser and optimiser rule and canonicalised for every cache lookup; on the ingest that cost
+    several seconds of planning per file and per write, more than checking a million rows."""
+    spark = df.sparkSession
+    codes = spark.createDataFrame([(c,) for c in sorted(region_codes())], "_region_code string")
+    for col in cols:
+        flag = region_flag_column(col)
+        lookup = F.broadcast(codes.select(F.col("_region_code").alias(f"_rc__{col}"), F.lit(True).alias(flag)))
+        df = (df.join(lookup, F.substring(F.upper(F.col(col)), 1, 6) == F.col(f"_rc__{col}"), "left")
+              .drop(f"_rc__{col}"))
+    return df
+
+
 def _sql_name(col: str) -> str:
     return "`" + col.replace("`", "``") + "`"
 
 
 # ----------------------------------------------------------------------------- GB 11643 ID numbers
 
+def _int(s: Column, first: int, length: int) -> Column:
+    """The number the (digit) characters ``first``..``first+length-1`` of ``s`` spell: one substring
+    and one cast instead of one substring per digit. ``try_cast``: null, never an ANSI error, where
+    they are not digits (callers use it only where the format is already known to be digits)."""
+    return F.substring(s, first, length).try_cast("bigint")
+
+
+def _digit_of(n: Column, k: int) -> Column:
+    """Digit ``k`` (0 = units) of the non-negative integer ``n``."""
+    return (F.call_function("div", n, F.lit(10 ** k)) if k else n) % 10
+
+
 def cn_id_check_char(s: Column) -> Column:
-    """Expected GB 11643 check character for an 18-character ID (ISO 7064 MOD 11-2)."""
-    total = reduce(lambda a, b: a + b, [_digit(s, i + 1) * w for i, w in enumerate(ID_WEIGHTS)])
+    """Expected GB 11643 check character for an 18-character ID (ISO 7064 MOD 11-2), from the first
+    17 characters read as two integers (digits 1-9 and 10-17). Only meaningful where they are digits."""
+    a, b = _int(s, 1, 9), _int(s, 10, 8)
+    terms = [_digit_of(a, 8 - i) * w for i, w in enumerate(ID_WEIGHTS[:9])]
+    terms += [_digit_of(b, 7 - i) * w for i, w in enumerate(ID_WEIGHTS[9:])]
+    total = reduce(lambda x, y: x + y, terms)
     return F.substring(F.lit(ID_CHECK), (total % 11 + 1).cast("int"), 1)
 
 
@@ -163,24 +221,26 @@ def cn_id_birth_date(s: Column) -> Column:
     return F.try_to_date(F.substring(s, 7, 8), "yyyyMMdd")
 
 
-def _number(s: Column, first: int, length: int) -> Column:
-    return reduce(lambda a, b: a * 10 + b, [_digit(s, first + i) for i in range(length)])
-
-
 def cn_id_birth_ok(s: Column) -> Column:
     """The 8 digits at 7-14 are a real date with year >= 1880, in plain arithmetic (the same verdict
     as ``cn_id_birth_date(s).isNotNull()`` on 17-digit values, several times faster). Only meaningful
     where the format is already checked."""
-    y, m, d = _number(s, 7, 4), _number(s, 11, 2), _number(s, 13, 2)
+    n = _int(s, 7, 8)
+    y, m, d = F.call_function("div", n, F.lit(10000)), F.call_function("div", n, F.lit(100)) % 100, n % 100
     leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
     days = (F.when(m == 2, F.when(leap, 29).otherwise(28))
             .when(m.isin(4, 6, 9, 11), 30).otherwise(31))
     return (y >= 1880) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= days)
 
 
-def cn_id_issues(col: str) -> list[Column]:
-    """At most one issue per value: format, birth date, check character (errors), region (warning)."""
+def cn_id_issues(col: str, region_known_flag: Column | None = None) -> list[Column]:
+    """At most one issue per value: format, birth date, check character (errors), region (warning).
+
+    ``region_known_flag``: whether the first six characters are a known region code, already looked
+    up (``with_region_flags``, a broadcast join: what the ingest uses); without it the lookup is the
+    ``IN`` list of ``region_known``."""
     s = F.upper(F.col(col))
+    known = region_known_flag if region_known_flag is not None else region_known(f"substr(upper({_sql_name(col)}), 1, 6)")
     return [
         F.when(s.isNull(), F.lit(None))
         .when(~s.rlike(r"^[0-9]{17}[0-9X]\z"),
@@ -189,7 +249,7 @@ def cn_id_issues(col: str) -> list[Column]:
               issue(F.lit(True), "cn_id.birth_date", col, "the birth date inside the ID number is not a real date", s))
         .when(F.substring(s, 18, 1) != cn_id_check_char(s),
               issue(F.lit(True), "cn_id.checksum", col, F.concat(F.lit("check character should be "), cn_id_check_char(s)), s))
-        .when(~region_known(f"substr(upper({_sql_name(col)}), 1, 6)"),
+        .when(~F.coalesce(known, F.lit(False)),
               issue(F.lit(True), "cn_id.region", col,
                     F.concat(F.lit("region code "), F.substring(s, 1, 6), F.lit(" is not a known administrative division code")), s))
     ]
@@ -279,10 +339,18 @@ def cn_phone_issues(col: str) -> list[Column]:
 
 # ----------------------------------------------------------------------------- normalisation
 
+# a character that normalisation changes: ASCII whitespace (Java \\s), U+3000 or full-width ASCII
+SUSPECT_REGEX = "[\\s\u3000\uff01-\uff5e]"
+WS_REGEX = "[\\s\u3000]"
+FULLWIDTH_REGEX = "[\uff01-\uff5e]"
+
+
 def normalized(c: Column, identifier: bool = False) -> Column:
     """Full-width ASCII -> half-width, every ASCII whitespace / U+3000 removed (one ``translate``
-    pass: characters without a replacement are deleted), empty -> null; identifiers upper-cased."""
-    v = F.translate(c, FULLWIDTH + WS_CHARS, HALFWIDTH)
+    pass: characters without a replacement are deleted), empty -> null; identifiers upper-cased.
+    ``translate`` looks every character up in a map, so it runs only on values that hold such a
+    character (one regular-expression scan decides)."""
+    v = F.when(c.rlike(SUSPECT_REGEX), F.translate(c, FULLWIDTH + WS_CHARS, HALFWIDTH)).otherwise(c)
     if identifier:
         v = F.upper(v)
     return F.when(v != "", v)
@@ -291,12 +359,20 @@ def normalized(c: Column, identifier: bool = False) -> Column:
 def normalize_issues(raw: Column, col: str) -> list[Column]:
     """Findings for ``normalized``: the value is the raw value. A value that is only whitespace is
     not reported here: it becomes null, which is the ``required`` / ``missing`` rules' business."""
-    no_ws = F.translate(raw, WS_CHARS, "")
+    suspect = raw.rlike(SUSPECT_REGEX)
     return [
-        issue((no_ws != raw) & (no_ws != ""), "normalize.whitespace", col, "stray spaces removed", raw),
-        issue(F.translate(raw, FULLWIDTH, "") != raw, "normalize.fullwidth", col,
+        issue(suspect & raw.rlike(WS_REGEX) & (F.translate(raw, WS_CHARS, "") != ""), "normalize.whitespace", col,
+              "stray spaces removed", raw),
+        issue(suspect & raw.rlike(FULLWIDTH_REGEX), "normalize.fullwidth", col,
               "full-width characters converted to half-width", raw),
     ]
+
+
+def trimmed(c: Column) -> Column:
+    """Leading and trailing ASCII whitespace / U+3000 removed (``btrim``: no regular expression),
+    empty -> null."""
+    v = F.btrim(c, F.lit(WS_CHARS))
+    return F.when(v != "", v)
 
 
 # ----------------------------------------------------------------------------- derived from an ID
