@@ -246,9 +246,7 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
         lineage += [F.lit(c.name), F.coalesce(*origins).cast(LINEAGE_TYPE) if origins else F.lit(None).cast(LINEAGE_TYPE)]
         if c.cross_check and len(chain) > 1:
             origin = F.coalesce(*[F.when(v.isNotNull(), F.lit(s)) for v, s in zip(values, chain)])
-            copies = F.map_from_entries(F.filter(
-                F.array(*[F.struct(F.lit(s).alias("key"), F.col(f"{c.name}__{s}").cast("string").alias("value")) for s in chain]),
-                lambda x: x["value"].isNotNull()))
+            copies = _values_map([(s, F.col(f"{c.name}__{s}")) for s in chain])
             differs = {}
             for s in chain:
                 other = F.col(f"{c.name}__{s}")
@@ -271,19 +269,30 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
     golden = joined.select(*out, F.map_from_arrays(F.array(*lineage[0::2]), F.array(*lineage[1::2])).alias("_lineage"))
     spark = joined.sparkSession
     if row_findings:
-        found.append(joined.select(F.explode(F.filter(F.array(*row_findings), lambda x: x.isNotNull())).alias("f"))
-                     .select("f.*"))
+        found.append(_non_null_rows(joined, row_findings))
     all_found = reduce(DataFrame.unionByName, found)
     all_conflicts = (
-        joined.select(F.explode(F.filter(F.array(*row_conflicts), lambda x: x.isNotNull())).alias("c")).select("c.*")
-        if row_conflicts else spark.createDataFrame([], CONFLICT_COLUMNS))
+        _non_null_rows(joined, row_conflicts) if row_conflicts else spark.createDataFrame([], CONFLICT_COLUMNS))
     return golden, all_found, all_conflicts
 
 
+# No lambda higher-order functions (filter/transform) below: a projection holding one is not compiled
+# by whole-stage code generation, and these run once per golden record over every cross-checked column.
+
+def _non_null_rows(df: DataFrame, structs: list[Column]) -> DataFrame:
+    """One row per non-null struct of ``structs`` per row of ``df``, its fields as columns."""
+    return df.select(F.explode(F.array(*structs)).alias("_s")).where(F.col("_s").isNotNull()).select("_s.*")
+
+
+VALUES_ENTRY = "struct<key:string,value:string>"
+
+
 def _values_map(pairs: list[tuple[str, Column]]) -> Column:
-    return F.map_from_entries(F.filter(
-        F.array(*[F.struct(F.lit(k).alias("key"), v.cast("string").alias("value")) for k, v in pairs]),
-        lambda x: x["value"].isNotNull()))
+    """source -> value (as a string) for the sources in ``pairs`` that have a value, in order."""
+    empty = F.array().cast(f"array<{VALUES_ENTRY}>")
+    entries = [F.when(v.isNotNull(), F.array(F.struct(F.lit(k).alias("key"), v.cast("string").alias("value"))))
+               .otherwise(empty) for k, v in pairs]
+    return F.map_from_entries(F.concat(*entries))
 
 
 def _rule_death_not_propagated(tc, contracts, has):

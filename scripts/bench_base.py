@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from peak_memory import PeakMemory  # scripts/peak_memory.py (the script's folder is on sys.path)
+from yardstick import yardstick_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,9 +39,11 @@ def main() -> None:
 
     out = Path(args.out)
     data = out / f"data-{args.scale}-{args.seed}"
+    results: dict = {"scale": args.scale, "seed": args.seed, "stages": {},
+                     "yardstick_seconds": yardstick_seconds()}  # this machine's speed today, before Spark starts
+    print(f"yardstick {results['yardstick_seconds']:.3f} s (scripts/yardstick.py: lower is a faster machine)", flush=True)
     mem = PeakMemory()
     mem.start()
-    results: dict = {"scale": args.scale, "seed": args.seed, "stages": {}}
 
     if not (data / "manifest.json").exists():
         t0 = time.time()
