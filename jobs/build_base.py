@@ -289,10 +289,8 @@ VALUES_ENTRY = "struct<key:string,value:string>"
 
 def _values_map(pairs: list[tuple[str, Column]]) -> Column:
     """source -> value (as a string) for the sources in ``pairs`` that have a value, in order."""
-    empty = F.array().cast(f"array<{VALUES_ENTRY}>")
-    entries = [F.when(v.isNotNull(), F.array(F.struct(F.lit(k).alias("key"), v.cast("string").alias("value"))))
-               .otherwise(empty) for k, v in pairs]
-    return F.map_from_entries(F.concat(*entries))
+    entries = [F.when(v.isNotNull(), F.struct(F.lit(k).alias("key"), v.cast("string").alias("value"))) for k, v in pairs]
+    return F.map_from_entries(rules.non_null_array(entries, VALUES_ENTRY))
 
 
 def _rule_death_not_propagated(tc, contracts, has):

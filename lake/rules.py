@@ -80,17 +80,22 @@ RULES = {
 ISSUE_TYPE = "struct<rule:string,field:string,defect_type:string,severity:string,message:string,value:string>"
 
 
-def issue_array(issues: list[Column]) -> Column:
-    """The non-null issues of ``issues`` (each an issue struct or null) as an array, in order.
+def non_null_array(items: list[Column], element_type: str) -> Column:
+    """The non-null values of ``items`` as an ``array<element_type>``, in order.
 
     Built from ``concat`` of zero- or one-element arrays instead of ``filter(array(...), x -> ...)``:
     a projection holding a lambda (``filter``, ``exists``, ``transform``) is not compiled by Spark's
-    whole-stage code generation, so every check under it would be evaluated row by row in the
+    whole-stage code generation, so every expression under it would be evaluated row by row in the
     interpreter (several times slower on the ingest's identifier checks)."""
-    if not issues:
-        return F.array().cast(f"array<{ISSUE_TYPE}>")
-    empty = F.array().cast(f"array<{ISSUE_TYPE}>")
-    return F.concat(*[F.when(i.isNotNull(), F.array(i)).otherwise(empty) for i in issues])
+    empty = F.array().cast(f"array<{element_type}>")
+    if not items:
+        return empty
+    return F.concat(*[F.when(i.isNotNull(), F.array(i)).otherwise(empty) for i in items])
+
+
+def issue_array(issues: list[Column]) -> Column:
+    """The non-null issues of ``issues`` (each an issue struct or null) as an array, in order."""
+    return non_null_array(issues, ISSUE_TYPE)
 
 
 def has_severity(issues: Column, severity: str) -> Column:
