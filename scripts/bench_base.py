@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from peak_memory import PeakMemory  # scripts/peak_memory.py (the script's folder is on sys.path)
-from yardstick import yardstick_seconds
+import yardstick  # scripts/yardstick.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,8 +40,7 @@ def main() -> None:
     out = Path(args.out)
     data = out / f"data-{args.scale}-{args.seed}"
     results: dict = {"scale": args.scale, "seed": args.seed, "stages": {},
-                     "yardstick_seconds": yardstick_seconds()}  # this machine's speed today, before Spark starts
-    print(f"yardstick {results['yardstick_seconds']:.3f} s (scripts/yardstick.py: lower is a faster machine)", flush=True)
+                     "yardstick_seconds": yardstick.announce()}  # this machine's speed today, before Spark starts
     mem = PeakMemory()
     mem.start()
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from peak_memory import PeakMemory  # scripts/peak_memory.py (the script's folder is on sys.path)
-from yardstick import yardstick_seconds
+import yardstick  # scripts/yardstick.py
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -89,8 +89,7 @@ def main() -> None:
     cache = Path(args.cache or REPO / ".cache" / "bench_iot" / f"{args.scale:g}-{args.seed}")
     out = Path(args.out)
 
-    yardstick = yardstick_seconds()  # this machine's speed today, before Spark starts
-    print(f"yardstick {yardstick:.3f} s (scripts/yardstick.py: lower is a faster machine)", flush=True)
+    machine_speed = yardstick.announce()  # this machine's speed today, before Spark starts
     mem = PeakMemory()
     mem.start()
     manifest = generate(cache, args.scale, args.seed, day)
@@ -182,7 +181,7 @@ def main() -> None:
     failures = missed_targets(total, peak_gb, evaluation, args.max_seconds, args.max_memory_gb, args.min_score)
     report = {"scale": args.scale, "seed": args.seed, "day": day.isoformat(), "reading_rows": reading_rows,
               "devices": ledger["rows"], "shuffle_partitions": partitions, "driver_memory": args.driver_memory,
-              "yardstick_seconds": yardstick, "stages": stages, "total_seconds": round(total, 2), "peak_memory_gb": round(peak_gb, 2),
+              "yardstick_seconds": machine_speed, "stages": stages, "total_seconds": round(total, 2), "peak_memory_gb": round(peak_gb, 2),
               "stage_peak_memory_gb": {k: round(v / 2**30, 2) for k, v in mem.stage_peaks.items()},
               "extrapolated_seconds_at_scale_1": extrapolated, "readings": readings, "ledger": ledger,
               "ledger_files": ledger_in, "evaluation": evaluation,
