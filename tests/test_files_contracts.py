@@ -146,6 +146,76 @@ def test_header_only_file_gives_empty_parquet(tmp_path):
     assert (res.rows, rows) == (0, [])
 
 
+# ----------------------------------------------------------------------------- the native fast path
+
+PLAIN_CASES = {
+    "crlf, blank lines, short and long rows": b"record_id,name,town\r\nHJ1,a,b\r\n\r\nHJ2,c\r\nHJ3,d,e,f\r\n\r\n",
+    "no final newline, empty fields, spaces": "record_id,name,town\nHJ1,,\n  HJ2 , 李 四 ,旧宫镇".encode("utf-8"),
+    "columns in another order": "town,record_id,name\n黄村镇,HJ1,张三\n,HJ2,\n".encode("utf-8"),
+    "only malformed rows": b"record_id,name,town\nHJ1\nHJ2,a\n,,,\n",
+    "GBK": "record_id,name,town\nHJ1,张三,黄村镇\nHJ2,欧阳娜娜\n".encode("gbk"),
+    "header only": b"record_id,name,town\n",
+}
+
+
+def _both_paths(tmp_path, monkeypatch, data: bytes, columns=COLS, key="record_id", declared="utf-8"):
+    """(result, rows) of the native fast path and of Python's csv module for the same bytes."""
+    import lake.files as files_mod
+
+    fast = _parse(tmp_path, data, declared, columns, key, name="fast.csv")
+    with monkeypatch.context() as m:
+        m.setattr(files_mod, "_plain", lambda text: False)
+        general = _parse(tmp_path, data, declared, columns, key, name="general.csv")
+    return fast, general
+
+
+@pytest.mark.parametrize("case", sorted(PLAIN_CASES))
+def test_fast_path_gives_exactly_what_the_csv_module_gives(tmp_path, monkeypatch, case):
+    from lake.files import _plain
+
+    data = PLAIN_CASES[case]
+    assert _plain(data.decode("gbk" if case == "GBK" else "utf-8"))  # the case really takes the fast path
+    (f_res, f_rows), (g_res, g_rows) = _both_paths(tmp_path, monkeypatch, data,
+                                                   declared="gb18030" if case == "GBK" else "utf-8")
+    assert f_rows == g_rows
+    assert (f_res.rows, f_res.malformed, f_res.header) == (g_res.rows, g_res.malformed, g_res.header)
+
+
+def test_fast_path_one_column_file_skips_blank_lines(tmp_path, monkeypatch):
+    (f_res, f_rows), (_, g_rows) = _both_paths(tmp_path, monkeypatch, b"record_id\nA1\n\nA2\n\n", columns=["record_id"])
+    assert [(r["_row"], r["record_id"]) for r in f_rows] == [(2, "A1"), (4, "A2")]
+    assert f_rows == g_rows and f_res.rows == 2
+
+
+@pytest.mark.parametrize("text", ['a,b\n"q",c\n', "a,b\nx\ry,c\n", "a,b\n\x00,c\n", "a,b\n\ufffd,c\n"])
+def test_texts_the_fast_path_cannot_take(text):
+    from lake.files import _plain
+
+    assert not _plain(text)
+
+
+def test_fast_path_agrees_on_generated_department_files(tmp_path, monkeypatch):
+    """Every CSV the generator writes (with its injected short, long and blank-padded rows), both ways."""
+    from lake.generate import generate
+
+    data = tmp_path / "data"
+    generate(0.002, 5, data, iot_days=0)
+    contracts = contracts_mod.load(CONTRACTS_DIR)
+    checked = malformed = 0
+    for sc in contracts.sources.values():
+        folder = data / sc.source
+        if sc.format != "csv" or not folder.is_dir():
+            continue
+        for f in sorted(folder.iterdir()):
+            (f_res, f_rows), (g_res, g_rows) = _both_paths(tmp_path, monkeypatch, f.read_bytes(), sc.column_names,
+                                                           sc.record_key, sc.encoding)
+            assert f_rows == g_rows, f.name
+            assert (f_res.rows, f_res.malformed) == (g_res.rows, g_res.malformed), f.name
+            checked += f_res.rows
+            malformed += f_res.malformed
+    assert checked > 5_000 and malformed > 0  # the injected field-count defects went through both paths
+
+
 # ----------------------------------------------------------------------------- contracts
 
 def test_real_contracts_load():
