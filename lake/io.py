@@ -108,8 +108,11 @@ def fingerprint(df: DataFrame) -> str:
     """Order-independent content hash: row count and the sum of per-row 64-bit hashes."""
     cols = sorted(df.columns)
     types = dict(df.dtypes)
-    # maps cannot be hashed directly; their JSON form is deterministic for maps built in a fixed order
-    exprs = [F.to_json(F.col(c)) if types[c].startswith("map") else F.col(c) for c in cols]
+    # maps cannot be hashed directly; their entries (an array of key/value structs) can, and are
+    # deterministic for maps built in a fixed order. Three times cheaper than their JSON form (8 s of
+    # base.population's publication); a map holding maps still goes through JSON.
+    exprs = [(F.map_entries(F.col(c)) if types[c].count("map<") == 1 else F.to_json(F.col(c)))
+             if types[c].startswith("map") else F.col(c) for c in cols]
     # xxhash64 skips nulls, so (a, null) and (null, a) would collide: hash which columns are null too
     nulls = F.array(*[F.col(c).isNull() for c in cols])
     row = df.select(F.xxhash64(nulls, *exprs).alias("h")).agg(

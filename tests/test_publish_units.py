@@ -165,6 +165,21 @@ def test_fingerprint_hashes_map_columns(spark):
     assert io.fingerprint(a) != io.fingerprint(b)
 
 
+def test_fingerprint_hashes_lineage_shaped_and_nested_maps(spark):
+    lineage = "k string, m map<string,struct<source:string,row:bigint>>"
+    rows = [("x", {"name": ("psb", 2), "town": ("mca", 7)})]
+    fp = io.fingerprint(spark.createDataFrame(rows, lineage))
+    assert fp == io.fingerprint(spark.createDataFrame(rows, lineage))
+    for changed in ({"name": ("psb", 3), "town": ("mca", 7)},    # a row number
+                    {"name": ("psb", 2), "addr": ("mca", 7)},    # a key
+                    {"name": ("psb", 2), "town": (None, 7)},     # a value turned null
+                    {"name": ("psb", 2)}):                       # an entry dropped
+        assert io.fingerprint(spark.createDataFrame([("x", changed)], lineage)) != fp, changed
+    nested = "k string, m map<string,map<string,string>>"
+    n = io.fingerprint(spark.createDataFrame([("x", {"a": {"b": "1"}})], nested))
+    assert n != io.fingerprint(spark.createDataFrame([("x", {"a": {"b": "2"}})], nested))
+
+
 def test_fingerprint_detects_a_value_moving_to_a_null_column(spark):
     schema = "address string, town string"
     before = spark.createDataFrame([("兴华大街1号", None), (None, "黄村镇")], schema)
