@@ -234,7 +234,7 @@ def parse_csv(path: Path, columns: list[str], declared_encoding: str, out_parque
                        + [("_row", pa.int64()), ("_field_count", pa.int32()), ("_raw_line", pa.string())])
     key_pos = header.index(record_key)
     if plain:
-        return _parse_plain_csv(text, columns, idx, n_expected, key_pos, out_parquet, filesystem, declared_encoding,
+        return _parse_plain_csv(text, schema, idx, n_expected, key_pos, out_parquet, filesystem, declared_encoding,
                                 encoding, header)
 
     rows = malformed = 0
@@ -310,7 +310,7 @@ def _plain(text: str) -> bool:
             and text.count("\r") == text.count("\r\n"))
 
 
-def _parse_plain_csv(text: str, columns: list[str], idx: list[int], n_expected: int, key_pos: int, out_parquet: str,
+def _parse_plain_csv(text: str, schema: pa.Schema, idx: list[int], n_expected: int, key_pos: int, out_parquet: str,
                      filesystem, declared_encoding: str, encoding: str, header: list[str]) -> ParseResult:
     """``parse_csv`` for a ``_plain`` text, row for row the same result: the field count of each line is
     its commas plus one, so the lines with the header's field count are handed to pyarrow in one piece
@@ -326,8 +326,6 @@ def _parse_plain_csv(text: str, columns: list[str], idx: list[int], n_expected: 
     # a line is handed to pyarrow when it has the header's field count and is not empty (not a record)
     odd_at = [i for i, line in enumerate(lines) if i and (line.count(",") != commas or not line)]
     odd_lines = [i for i in odd_at if lines[i]]
-    schema = pa.schema([(c, pa.string()) for c in columns]
-                       + [("_row", pa.int64()), ("_field_count", pa.int32()), ("_raw_line", pa.string())])
     writer = pq.ParquetWriter(out_parquet, schema, filesystem=filesystem, compression="snappy")
     rows = 0
     try:
@@ -354,7 +352,7 @@ def _parse_plain_csv(text: str, columns: list[str], idx: list[int], n_expected: 
             writer.write_table(good, row_group_size=CHUNK_ROWS)
             rows += good.num_rows
         if odd_lines or rows == 0:
-            cols: list[list] = [[] for _ in range(len(columns) + 3)]
+            cols: list[list] = [[] for _ in schema]
             for i in odd_lines:
                 rec = lines[i].split(",")
                 for j, k in enumerate(idx):
