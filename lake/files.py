@@ -44,16 +44,11 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def detect_encoding(data: bytes, declared: str, name: str) -> str:
-    """The encoding to decode with. A BOM wins; valid UTF-8 with non-ASCII text is UTF-8 whatever was
-    declared (GBK text is practically never valid UTF-8); otherwise the GB family is read as GB18030,
-    its superset, so that rare name characters survive."""
-    return decode(data, declared, name)[1]
-
-
 def decode(data: bytes, declared: str, name: str) -> tuple[str, str]:
-    """``data`` decoded as ``detect_encoding`` says, and that encoding; each candidate is tried once
-    (the successful attempt is the text: a 240 MB file is not decoded twice)."""
+    """``data`` as text, and the encoding it was decoded with. A BOM wins; valid UTF-8 with non-ASCII
+    text is UTF-8 whatever was declared (GBK text is practically never valid UTF-8); otherwise the GB
+    family is read as GB18030, its superset, so that rare name characters survive. Each candidate is
+    decoded once, and the successful attempt is the text (a 240 MB file is not decoded twice)."""
     declared = (declared or "auto").lower()
     if data.startswith(codecs.BOM_UTF8):
         return data.decode("utf-8-sig"), "utf-8-sig"

@@ -196,6 +196,7 @@ def test_texts_the_fast_path_cannot_take(text):
 
 def test_fast_path_agrees_on_generated_department_files(tmp_path, monkeypatch):
     """Every CSV the generator writes (with its injected short, long and blank-padded rows), both ways."""
+    from lake.files import _plain, read_text
     from lake.generate import generate
 
     data = tmp_path / "data"
@@ -207,6 +208,7 @@ def test_fast_path_agrees_on_generated_department_files(tmp_path, monkeypatch):
         if sc.format != "csv" or not folder.is_dir():
             continue
         for f in sorted(folder.iterdir()):
+            assert _plain(read_text(f, sc.encoding)[0]), f.name  # the file really takes the fast path
             (f_res, f_rows), (g_res, g_rows) = _both_paths(tmp_path, monkeypatch, f.read_bytes(), sc.column_names,
                                                            sc.record_key, sc.encoding)
             assert f_rows == g_rows, f.name
