@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -28,6 +29,10 @@ from lake.spark import get_spark
 from quality import findings
 
 MANIFEST = ("landing", "_manifest")
+# Files of different sources are landed by concurrent threads (``run_many``); the tables they all
+# write (findings, manifest) take one commit at a time, so that two replaceWhere commits on one
+# unpartitioned table never race (Delta would fail the second with ConcurrentAppendException).
+_shared_writes = threading.RLock()
 META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at"]
 
 
@@ -254,7 +259,8 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
         cond = f"_file_sha256 = '{sha}'"
         io.replace_where(raw, io.table_path(settings, "raw", source), cond)
         io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)
-        findings.write(settings, found, run_id=batch_id)
+        with _shared_writes:
+            findings.write(settings, found, run_id=batch_id)
     finally:
         checked.unpersist()
     if n_raw + n_q != parsed.rows:
@@ -269,7 +275,8 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
     }], schema="source string, file_name string, landing_path string, sha256 string, bytes long, "
                "declared_encoding string, detected_encoding string, rows_read long, rows_raw long, "
                "rows_quarantined long, findings long, batch_id string, ingested_at timestamp")
-    io.append(record, io.table_path(settings, *MANIFEST))
+    with _shared_writes:
+        io.append(record, io.table_path(settings, *MANIFEST))
     _remove(staging)
     result.seconds = round(time.time() - t0, 2)
     log.info("%s: read %d, landed %d, quarantined %d, findings %d (%.1fs)",
@@ -301,28 +308,73 @@ def run(settings: Settings, source: str, files: list[str] | None = None) -> list
     return run_many(settings, [(source, p) for p in paths])
 
 
-def run_many(settings: Settings, items: list[tuple[str, Path]]) -> list[dict]:
-    """Ingest ``(source, file)`` pairs in order. While Spark checks and writes one file, the next one
-    is decoded and parsed in a background thread (pure Python, mostly waiting on nothing else), so the
-    two cores are both busy."""
+def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | None = None) -> list[dict]:
+    """Ingest ``(source, file)`` pairs; results come back in the order given.
+
+    Files of different sources are landed concurrently by ``workers`` threads (default
+    ``settings.ingest_workers``) sharing the one Spark session: while one file is parsed (pure Python
+    and pyarrow) or waits on its Delta commits (driver-side, one core idle), another keeps the cores
+    busy. A source's own files are always landed one after the other, in the order given, so its raw
+    and quarantine tables have a single writer and its batches keep their order; the tables all sources
+    share (findings, manifest) are written one at a time (``_shared_writes``). Sources start biggest
+    first (by bytes) so that the small ones fill in around the big one.
+
+    When a file fails, files not yet started are not started; the ones running finish, and the
+    failure of the earliest file (in the order given) is raised."""
     from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, workers or settings.ingest_workers)
+    lanes: dict[str, list[int]] = {}
+    for i, (source, _) in enumerate(items):
+        lanes.setdefault(source, []).append(i)
+
+    def size(i: int) -> int:
+        p = Path(items[i][1])
+        return p.stat().st_size if p.is_file() else 0
+
+    order = sorted(lanes, key=lambda s: -sum(size(i) for i in lanes[s])) if workers > 1 else list(lanes)
+    results: dict[int, dict] = {}
+    errors: dict[int, BaseException] = {}
+    stop = threading.Event()
 
     contracts = contracts_mod.load(settings.contracts_dir)
 
     def ahead(source: str, path: Path) -> Parsed | None:
         if not Path(path).is_file():
             return None
-        sc = contracts.source(source)
         try:
-            return parse(settings, sc, Path(path))
+            return parse(settings, contracts.source(source), Path(path))
         except InputError as e:  # reported when the file's turn comes
             return Parsed(Path(path), "", "", "", error=e)
 
-    out = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read-ahead") as pool:
-        future = pool.submit(ahead, *items[0]) if items else None
-        for i, (source, path) in enumerate(items):
-            pre = future.result()
-            future = pool.submit(ahead, *items[i + 1]) if i + 1 < len(items) else None
-            out.append(asdict(ingest_file(settings, source, path, parsed_ahead=pre)))
-    return out
+    def lane(source: str) -> None:
+        """A source's files in order; the next one is parsed in the background meanwhile."""
+        idx = lanes[source]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read-ahead-{source}") as reader:
+            upcoming = reader.submit(ahead, source, items[idx[0]][1])
+            for k, i in enumerate(idx):
+                pre = upcoming.result()
+                upcoming = reader.submit(ahead, source, items[idx[k + 1]][1]) if k + 1 < len(idx) else None
+                if stop.is_set():
+                    break
+                try:
+                    results[i] = asdict(ingest_file(settings, source, items[i][1], parsed_ahead=pre))
+                    pre = None
+                except BaseException as e:  # re-raised below, in the order of the items
+                    errors[i] = e
+                    stop.set()
+                    break
+            for left in (pre, upcoming.result() if upcoming is not None else None):
+                if left is not None and left.staging:
+                    _remove(left.staging)  # parsed, never landed
+
+    if workers == 1 or len(lanes) == 1:
+        for s in order:
+            lane(s)
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(lanes)), thread_name_prefix="ingest") as pool:
+            for f in [pool.submit(lane, s) for s in order]:
+                f.result()
+    if errors:
+        raise errors[min(errors)]
+    return [results[i] for i in range(len(items))]

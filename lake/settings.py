@@ -19,6 +19,7 @@ ENV_VARS = {
     "LAKE_INBOX": "folder where departments drop their files (<inbox>/<source>/*)",
     "LAKE_SHUFFLE_PARTITIONS": "spark.sql.shuffle.partitions",
     "LAKE_DRIVER_MEMORY": "spark.driver.memory",
+    "LAKE_INGEST_WORKERS": "files of different sources landed at once (threads sharing the Spark session)",
 }
 
 
@@ -31,6 +32,7 @@ class Settings:
     inbox: str = ""  # default: <root>/inbox
     shuffle_partitions: int = 8
     driver_memory: str = "6g"
+    ingest_workers: int = 2
     extra_spark_conf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +57,8 @@ class Settings:
             kw["shuffle_partitions"] = int(env["LAKE_SHUFFLE_PARTITIONS"])
         if env.get("LAKE_DRIVER_MEMORY"):
             kw["driver_memory"] = env["LAKE_DRIVER_MEMORY"]
+        if env.get("LAKE_INGEST_WORKERS"):
+            kw["ingest_workers"] = int(env["LAKE_INGEST_WORKERS"])
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if "root" in kw and "inbox" not in kw:
             kw["root"] = _normalise_root(kw["root"])

@@ -104,6 +104,59 @@ def test_counts_reconcile_per_file(tiny_lake):
         assert Path(m["landing_path"]).is_file(), "landing keeps the file as received"
 
 
+def _per_file(root: str, source: str, sha: str, batch: str) -> tuple:
+    """What a file left in the lake: its raw and quarantine rows and its ingest findings."""
+    raw = sorted(r["_row"] for r in table(root, f"raw/{source}").to_pylist() if r["_file_sha256"] == sha)
+    q = (sorted((r["_row"], r["_rule"]) for r in table(root, f"quarantine/{source}").to_pylist()
+                if r["_file_sha256"] == sha) if Path(root, "quarantine", source).is_dir() else [])
+    f = sorted((r["_row"], r["rule"], r["field"]) for r in table(root, "quality/findings").to_pylist()
+               if r["run_id"] == batch and r["stage"] == "ingest")
+    return raw, q, f
+
+
+def test_concurrent_ingest_lands_exactly_what_one_file_at_a_time_lands(tiny_lake, tmp_path):
+    """tiny_lake was ingested with the default workers (files of different sources at once, sharing
+    the findings and manifest tables); a fresh lake fed one file at a time must hold the same rows,
+    quarantine and findings per file. Re-running concurrently adds nothing."""
+    from jobs import ingest
+
+    s = tiny_lake["settings"]
+    assert s.ingest_workers > 1
+    files = tiny_lake["manifest"]["files"]  # the eight department extracts
+    items = [(f["source"], tiny_lake["inbox"] / f["path"]) for f in files]
+    one = replace(s, root=str(tmp_path / "lake"), inbox=s.inbox)
+    res = ingest.run_many(one, items, workers=1)
+    assert [r["file"] for r in res] == [Path(p).name for _, p in items], "results come back in the order given"
+    for r in res:
+        assert _per_file(one.root, r["source"], r["sha256"], r["batch_id"]) == \
+            _per_file(s.root, r["source"], r["sha256"], r["batch_id"]), r["file"]
+    before = versions(one.root)
+    again = ingest.run_many(one, items, workers=3)
+    assert all(r["skipped"] for r in again) and versions(one.root) == before
+
+
+def test_a_failing_file_stops_the_concurrent_ingest_with_its_own_message(tiny_lake, tmp_path):
+    from jobs import ingest
+    from lake.files import InputError
+
+    s = tiny_lake["settings"]
+    bad = tmp_path / "inbox" / "mca_residents" / "broken.csv"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"")
+    good = next(tiny_lake["inbox"] / f["path"] for f in tiny_lake["manifest"]["files"] if f["source"] == "seo_institutions")
+    fresh = replace(s, root=str(tmp_path / "lake"), inbox=str(tmp_path / "inbox"))
+    items = [("seo_institutions", good), ("mca_residents", bad), ("mca_residents", tmp_path / "never.csv")]
+    with pytest.raises(InputError, match="broken.csv: the file is empty"):
+        ingest.run_many(fresh, items, workers=2)
+    # the file after the broken one in its source was not started; the other source's file is whole or absent
+    manifest = table(fresh.root, "landing/_manifest").to_pylist() if Path(fresh.root, "landing/_manifest").is_dir() else []
+    assert {m["source"] for m in manifest} <= {"seo_institutions"}
+    assert not list(Path(fresh.root).glob("_staging/ingest/mca_residents-*")), "nothing parsed is left behind"
+    [r] = ingest.run_many(fresh, items[:1], workers=2)  # skipped if it had finished before the failure
+    [m] = table(fresh.root, "landing/_manifest").to_pylist()
+    assert m["sha256"] == r["sha256"] and m["rows_read"] == m["rows_raw"] + m["rows_quarantined"] > 0
+
+
 @pytest.mark.parametrize("defect,rule,source", [
     ("id_checksum", "cn_id.checksum", "psb_household"),
     ("malformed_row", "parse.field_count", "hrss_insured"),
