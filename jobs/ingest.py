@@ -32,7 +32,7 @@ MANIFEST = ("landing", "_manifest")
 # Files of different sources are landed by concurrent threads (``run_many``); the tables they all
 # write (findings, manifest) take one commit at a time, so that two replaceWhere commits on one
 # unpartitioned table never race (Delta would fail the second with ConcurrentAppendException).
-_shared_writes = threading.RLock()
+_shared_writes = threading.Lock()
 META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at"]
 
 
