@@ -8,7 +8,6 @@ of its batch (``replaceWhere _file_sha256 = ...``) and the manifest row is writt
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
