@@ -17,7 +17,7 @@ copies vary; ``parse`` undoes the variations the departments are known to make:
 - ``3-2-501`` after the door number is building 3, unit 2, room 501 (``3-501``: building 3, room 501;
   ``3号楼2-501``: unit 2, room 501).
 
-Towns are the 22 towns and streets of ``lake.generate.DAXING_TOWNS`` (the boundary registry; codes
+Towns are the 22 towns and streets of ``lake.reference (district.towns)`` (the boundary registry; codes
 ``110115001``… in that order) and are rendered with those names. The **door key**
 ``town|road|number|building`` identifies a standard address (rooms and units are sub-addresses);
 ``address_code`` = ``110115`` + town sequence (3 digits) + the first 8 hex digits of sha1(key),
@@ -35,15 +35,15 @@ from typing import Iterable
 
 import cn2an
 
-from lake.generate import DAXING_TOWNS
+from lake.reference import DISTRICT as _DISTRICT
 
-CITY = "北京市"
-DISTRICT = "大兴区"
-DISTRICT_CODE = "110115"
-TOWNS: tuple[str, ...] = tuple(DAXING_TOWNS)
+CITY = _DISTRICT.city
+DISTRICT = _DISTRICT.short_name
+DISTRICT_CODE = _DISTRICT.code
+TOWNS: tuple[str, ...] = tuple(_DISTRICT.towns)
 TOWN_SEQ: dict[str, int] = {t: i + 1 for i, t in enumerate(TOWNS)}
 
-# why an address could not be resolved (also used by jobs.address_library for 'not_in_library')
+# why an address could not be resolved (also used by jobs.base.standard_address for 'not_in_library')
 REASONS = {
     "empty": "the address is empty",
     "outside_district": "the address is outside 大兴区",

@@ -13,12 +13,6 @@ point-in-polygon assignment.
   ``to_wgs84`` starts from the library's inverse and refines it by fixed-point iteration with the
   library's own forward function (``w <- w - (f(w) - g)``); the offset changes slowly with position,
   so each step gains about three orders of magnitude and two or three steps reach 1e-10 degrees.
-- ``district_outline`` and ``district_boundaries`` are a synthetic but plausible base map of the 22
-  towns and streets (乡镇级) of Daxing, built deterministically: an outline polygon of the district,
-  two small "cores" (Huangcun's six streets, the two streets of the Yizhuang development area) and
-  Voronoi diagrams of fixed seed points. All the lines are noded together and polygonized, so
-  neighbouring units share exactly the same edge vertices: the units tile the outline with no gap and
-  no overlap (``shapely.coverage_is_valid`` holds).
 - ``assign_units`` adds the unit's code and name to a Spark DataFrame of points: the polygons are
   broadcast as WKB and queried with a shapely ``STRtree`` inside ``mapInPandas`` (vectorised, one
   tree per partition). A point on a shared border belongs to the unit with the lowest code; a point
@@ -30,18 +24,19 @@ is equal-area: at district scale the difference from the ellipsoidal area is abo
 from __future__ import annotations
 
 import json
-import math
 import random
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPoint, Point, Polygon, mapping, shape
+from shapely.geometry import mapping, shape
+
+from lake.reference import DISTRICT
 
 CRS = ("WGS84", "CGCS2000", "GCJ02", "BD09")
 IDENTITY_CRS = ("WGS84", "CGCS2000")
 # the district's WGS-84 extent (lon_min, lat_min, lon_max, lat_max)
-EXTENT = (116.13, 39.44, 116.72, 39.85)
-DISTRICT_CODE = "110115"
+EXTENT = tuple(DISTRICT.bbox_wgs84)
+DISTRICT_CODE = DISTRICT.code
 AUTHALIC_RADIUS_KM = 6371.0072
 _MAX_ITER = 10
 _TOL_DEG = 1e-10  # ~0.01 mm
@@ -156,108 +151,8 @@ def area_km2(geometry) -> float:
 
 # ---------------------------------------------------------------- the district and its units
 
-# Outline of the district (lon, lat), counter-clockwise from the north-west; touches the extent at
-# the north (Yizhuang), east (Caiyu), south (Yufa) and west (Yufa, along the Yongding river).
-_OUTLINE = (
-    (116.2903, 39.7748), (116.2857, 39.747), (116.281, 39.7053), (116.2717, 39.659), (116.2578, 39.6126),
-    (116.23, 39.5709), (116.1929, 39.5384), (116.13, 39.505), (116.1976, 39.4967), (116.2532, 39.4828),
-    (116.2996, 39.4689), (116.335, 39.44), (116.3784, 39.4782), (116.4108, 39.5013), (116.4386, 39.4782),
-    (116.4664, 39.5013), (116.4989, 39.5384), (116.5267, 39.5755), (116.5545, 39.6033), (116.5916, 39.6219),
-    (116.638, 39.6311), (116.6797, 39.6451), (116.72, 39.675), (116.6472, 39.7007), (116.6009, 39.7239),
-    (116.5731, 39.747), (116.587, 39.7748), (116.5777, 39.8027), (116.5499, 39.8258), (116.51, 39.85),
-    (116.4664, 39.8212), (116.4294, 39.8073), (116.383, 39.798), (116.3366, 39.7841),
-)
-
-# Seed point of every unit, in the order of lake.generate.DAXING_TOWNS (codes 110115001...022).
-# Towns (镇) tile the district outside the two cores; streets (街道) tile their core.
-_UNITS = (
-    ("青云店镇", (116.490, 39.680)),
-    ("采育镇", (116.640, 39.660)),
-    ("安定镇", (116.500, 39.610)),
-    ("礼贤镇", (116.440, 39.540)),
-    ("榆垡镇", (116.270, 39.515)),
-    ("庞各庄镇", (116.320, 39.600)),
-    ("北臧村镇", (116.280, 39.670)),
-    ("魏善庄镇", (116.405, 39.650)),
-    ("长子营镇", (116.570, 39.700)),
-    ("西红门镇", (116.330, 39.770)),
-    ("旧宫镇", (116.440, 39.795)),
-    ("黄村镇", (116.345, 39.705)),
-    ("瀛海镇", (116.440, 39.745)),
-    ("亦庄镇", (116.545, 39.760)),
-    ("兴丰街道", (116.338, 39.728)),
-    ("林校路街道", (116.318, 39.722)),
-    ("清源街道", (116.352, 39.712)),
-    ("观音寺街道", (116.372, 39.728)),
-    ("天宫院街道", (116.335, 39.700)),
-    ("高米店街道", (116.355, 39.745)),
-    ("荣华街道", (116.500, 39.795)),
-    ("博兴街道", (116.525, 39.782)),
-)
-# the two cores: centre (lon, lat), radius in km, and the streets inside
-_CORES = (
-    ((116.345, 39.725), 3.4, ("兴丰街道", "林校路街道", "清源街道", "观音寺街道", "天宫院街道", "高米店街道")),
-    ((116.512, 39.789), 2.6, ("荣华街道", "博兴街道")),
-)
-
-
-def _ellipse(center: tuple[float, float], radius_km: float, n: int = 72) -> Polygon:
-    lon0, lat0 = center
-    dlat = radius_km / 111.195
-    dlon = radius_km / (111.195 * math.cos(math.radians(lat0)))
-    pts = [(round(lon0 + dlon * math.cos(2 * math.pi * i / n), 6), round(lat0 + dlat * math.sin(2 * math.pi * i / n), 6))
-           for i in range(n)]
-    return Polygon(pts)
-
-
-def district_outline() -> Polygon:
-    """The district's outline (WGS-84 Polygon, ~1,036 km²)."""
-    return shapely.orient_polygons(Polygon(_OUTLINE))
-
-
 def unit_kind(name: str) -> str:
     return "街道" if name.endswith("街道") else "镇"
-
-
-def district_boundaries() -> list[dict]:
-    """The 22 towns and streets: ``[{code, name, kind, geometry}]`` in code order (110115001...022,
-    the order of ``lake.generate.DAXING_TOWNS``), WGS-84 Polygons tiling ``district_outline()``."""
-    outline = district_outline()
-    seeds = {name: pt for name, pt in _UNITS}
-    box = shapely.box(EXTENT[0] - 0.2, EXTENT[1] - 0.2, EXTENT[2] + 0.2, EXTENT[3] + 0.2)
-    cores = [(_ellipse(c, r), names) for c, r, names in _CORES]
-    core_names = {n for _, names in cores for n in names}
-    town_names = [n for n, _ in _UNITS if n not in core_names]
-    lines = [outline.boundary]
-    # Voronoi in a locally isotropic plane (longitude scaled by cos(latitude)), mapped back to degrees
-    k = math.cos(math.radians((EXTENT[1] + EXTENT[3]) / 2))
-    squash = lambda c: np.column_stack([c[:, 0] * k, c[:, 1]])  # noqa: E731
-    stretch = lambda c: np.column_stack([c[:, 0] / k, c[:, 1]])  # noqa: E731
-    for names in [town_names] + [list(n) for _, n in cores]:
-        sites = shapely.transform(MultiPoint([seeds[n] for n in names]), squash)
-        edges = shapely.voronoi_polygons(sites, extend_to=shapely.transform(box, squash), only_edges=True)
-        lines.append(shapely.transform(edges, stretch))
-    lines += [core.boundary for core, _ in cores]
-    # node every line against every other: neighbouring faces share identical vertices
-    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(shapely.unary_union(lines, grid_size=1e-7))))
-    shapely.prepare(outline)
-    pieces: dict[str, list] = {n: [] for n, _ in _UNITS}
-    for face in faces:
-        p = face.point_on_surface()
-        if not outline.contains(p):
-            continue
-        candidates = town_names
-        for core, names in cores:
-            if core.contains(p):
-                candidates = names
-                break
-        nearest = min(candidates, key=lambda n: ((seeds[n][0] - p.x) * k) ** 2 + (seeds[n][1] - p.y) ** 2)
-        pieces[nearest].append(face)
-    out = []
-    for i, (name, _) in enumerate(_UNITS):
-        geom = shapely.orient_polygons(shapely.coverage_union_all(pieces[name]))
-        out.append({"code": f"{DISTRICT_CODE}{i + 1:03d}", "name": name, "kind": unit_kind(name), "geometry": geom})
-    return out
 
 
 def boundaries_geojson(boundaries: list[dict]) -> dict:
@@ -304,7 +199,9 @@ def random_point_in(geometry, rng: random.Random, max_tries: int = 100_000) -> t
 # ---------------------------------------------------------------- point in polygon
 
 def _sorted(boundaries) -> list[dict]:
-    return sorted(boundaries if boundaries is not None else district_boundaries(), key=lambda b: b["code"])
+    if boundaries is None:
+        raise ValueError("no boundaries given: pass the units of base.admin_boundary (jobs.base.admin_boundary.load_boundaries)")
+    return sorted(boundaries, key=lambda b: b["code"])
 
 
 def _lookup(tree, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -324,10 +221,9 @@ def _lookup(tree, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return best
 
 
-def assign_units(df, lon_col: str, lat_col: str, boundaries: list[dict] | None = None,
+def assign_units(df, lon_col: str, lat_col: str, boundaries: list[dict],
                  code_col: str = "town_code", name_col: str = "town"):
-    """``df`` with ``code_col`` and ``name_col`` added: the unit (of ``boundaries``, default
-    ``district_boundaries()``) containing the WGS-84 point (``lon_col``, ``lat_col``). On a shared
+    """``df`` with ``code_col`` and ``name_col`` added: the unit (of ``boundaries``) containing the WGS-84 point (``lon_col``, ``lat_col``). On a shared
     border the lowest code wins; outside every unit (or no coordinates) both are NULL."""
     from pyspark.sql.types import StringType, StructField, StructType
 
@@ -375,3 +271,46 @@ def assign_units_pandas(lon, lat, boundaries: list[dict] | None = None):
         code[hit] = b["code"]
         name[hit] = b["name"]
     return pd.DataFrame({"town_code": code, "town": name})
+
+
+def wgs84_columns(df, geometry: dict, lon_out: str = "lon", lat_out: str = "lat", decimals: int | None = None):
+    """``df`` with ``lon_out``/``lat_out`` (double, WGS-84, full precision) computed from the columns a source
+    contract's ``geometry`` names (``{lon, lat, crs}`` or ``{lon, lat, crs_column}``), in
+    ``mapInPandas`` with ``lake.geo.to_wgs84``. Rows without coordinates get NULL; a row naming an
+    unknown coordinate system fails the job with its file and row. With ``decimals`` the coordinates
+    are rounded (1e-7 degrees is about 1 cm)."""
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    lon_c, lat_c, crs_c, crs = geometry["lon"], geometry["lat"], geometry.get("crs_column"), geometry.get("crs")
+    fields = [f for f in df.schema.fields if f.name not in (lon_out, lat_out)]
+    schema = StructType(fields + [StructField(lon_out, DoubleType()), StructField(lat_out, DoubleType())])
+    names = [f.name for f in schema.fields]
+
+    def convert(batches):
+        import pandas as pd
+
+        for pdf in batches:
+            lon = pd.to_numeric(pdf[lon_c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            lat = pd.to_numeric(pdf[lat_c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            located = np.isfinite(lon) & np.isfinite(lat)
+            if crs_c:
+                systems = pdf[crs_c].to_numpy(dtype=object).copy()
+                systems[~located] = "WGS84"  # nothing to convert
+                for value in set(systems.tolist()):
+                    try:
+                        canonical_crs(value)
+                    except ValueError as e:
+                        i = int(np.flatnonzero(systems == value)[0]) if value is not None else \
+                            int(np.flatnonzero(pd.isna(systems))[0])
+                        where = (f"file {pdf['_file_sha256'].iloc[i][:16]} row {pdf['_row'].iloc[i]}"
+                                 if "_row" in pdf and "_file_sha256" in pdf else f"row {i}")
+                        raise ValueError(f"{where}: {crs_c}: {e} (rule geometry.crs)") from None
+            else:
+                systems = crs
+            x, y = to_wgs84(lon, lat, systems)
+            if decimals is not None:
+                x, y = np.round(x, decimals), np.round(y, decimals)
+            out = pdf.assign(**{lon_out: x, lat_out: y})
+            yield out[names]
+
+    return df.mapInPandas(convert, schema)

@@ -33,6 +33,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import StringType, StructField, StructType  # noqa: E402
 
 from lake import geo  # noqa: E402
+from sample import basemap
 from lake.settings import Settings  # noqa: E402
 from lake.spark import get_spark  # noqa: E402
 
@@ -97,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
 
     spark = get_spark(Settings.from_env(shuffle_partitions=args.partitions, driver_memory="2g"))
-    units = geo.district_boundaries()
+    units = basemap.district_boundaries()
     df = points(spark, args.n, args.seed, args.partitions).cache()
     df.count()
     small = df.limit(2000)

@@ -1,4 +1,4 @@
-"""Tests for the synthetic department extracts (lake.generate) and lake.identifiers."""
+"""Tests for the synthetic department extracts (sample.generate) and sample.identifiers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from stdnum.cn import ric, uscc
 
-from lake.generate import (
+from sample.generate import (
     BASE_ENTITIES,
     BASE_PEOPLE,
     COLUMNS,
@@ -28,7 +28,7 @@ from lake.generate import (
     SOURCES,
     generate,
 )
-from lake.identifiers import (
+from sample.identifiers import (
     USCC_ALPHABET,
     cn_id_check_char,
     is_valid_cn_id,

@@ -1,4 +1,4 @@
-"""Tests for the synthetic IoT sources (lake.generate_iot): the device ledger, the readings and the
+"""Tests for the synthetic IoT sources (sample.generate_iot): the device ledger, the readings and the
 truth files. Every truth row is checked against the file row it names, and independent detectors
 written here from the design (docs/spatial_iot.md) must find exactly the recorded rows."""
 
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from lake import contracts, geo
+from sample import basemap
 from lake.sensing import CONTINUOUS_METRICS, FLATLINE_MINUTES, STEADY_METRICS
-from lake.generate_iot import (
+from sample.generate_iot import (
     BASE_DEVICES,
     CSV_TYPES,
     DEPARTMENTS,
@@ -167,21 +168,26 @@ def test_contracts_load_and_match_the_generator():
     import yaml
     raw = yaml.safe_load((REPO / "contracts" / "sources" / "iot_devices.yaml").read_text(encoding="utf-8"))
     assert raw["geometry"] == {"lon": "lon", "lat": "lat", "crs": "GCJ02"}
-    assert {k: v["department"] for k, v in raw["departments"].items()} == {k: v[0] for k, v in DEPARTMENTS.items()}
-    for source, types in ((RJSON, JSON_TYPES), (RCSV, CSV_TYPES)):
-        raw = yaml.safe_load((REPO / "contracts" / "sources" / f"{source}.yaml").read_text(encoding="utf-8"))
-        assert sorted(t for d in raw["departments"].values() for t in d["device_types"]) == sorted(types)
+    from lake.reference import SENSING
+
+    assert {k: v.department for k, v in SENSING.departments.items()} == {k: v[0] for k, v in DEPARTMENTS.items()}
+    # every device type reports through exactly one of the two platforms
+    assert not set(JSON_TYPES) & set(CSV_TYPES) and set(JSON_TYPES) | set(CSV_TYPES) == set(SENSING.device_types)
 
 
-def test_flatline_metrics_are_defined_once_for_the_generator_and_the_job():
-    """lake.sensing splits every metric of the generator and of the job into continuous (checked for
-    flat lines) and steady (never checked); FLATLINE_TYPES are the types with only continuous metrics."""
-    from jobs import iot
-
+def test_flatline_is_injected_only_where_the_job_checks_it(lake_dir):
+    """The reference data splits the metrics into continuous (checked for flat lines) and steady (a
+    dry flood gauge, a closed manhole cover, a lamp post, a gas detector in clean air: never checked);
+    the generator injects stuck sensors only into the device types all of whose metrics are
+    continuous, so that every injected flat line is one the job can and must find."""
+    out, _ = lake_dir
     assert not set(CONTINUOUS_METRICS) & set(STEADY_METRICS)
-    assert set(CONTINUOUS_METRICS) | set(STEADY_METRICS) == set(METRICS) == set(iot.METRICS)
+    assert set(STEADY_METRICS) == {"water_level", "tilt", "power", "ch4"}
+    assert set(CONTINUOUS_METRICS) | set(STEADY_METRICS) == set(METRICS)
     assert set(FLATLINE_TYPES) == {"01", "02", "03", "07", "09"}
-    assert iot.FLATLINE_MINUTES == FLATLINE_MINUTES
+    stuck = [t for t in read_truth(out, "device_health.csv") if t["condition"] == "flatline"]
+    assert stuck, "the sample has no stuck sensor to find"
+    assert {t["city_code"][6:8] for t in stuck} <= set(FLATLINE_TYPES)
 
 
 # --------------------------------------------------------------------------- determinism, manifest
@@ -295,7 +301,7 @@ def test_ledger_truth_rows_show_their_defect_and_nothing_is_unrecorded(lake_dir,
     lon = np.array([float(at[k]["lon"]) for k in keys])
     lat = np.array([float(at[k]["lat"]) for k in keys])
     wlon, wlat = geo.to_wgs84(lon, lat, "GCJ02")
-    towns = geo.assign_units_pandas(wlon, wlat)["town_code"].tolist()
+    towns = geo.assign_units_pandas(wlon, wlat, basemap.district_boundaries())["town_code"].tolist()
     found["point_outside_district"] = {k for k, t in zip(keys, towns) if t is None}
     for defect in ("duplicate_city_code", "device_registered_twice", "point_outside_district"):
         expected = {(t["file"], int(t["row"])) for t in truth if t["defect_type"] == defect}
@@ -321,7 +327,7 @@ def test_device_points_convert_back_into_their_truth_town(lake_dir, ledger):
     codes = sorted(seen)
     lon, lat = geo.to_wgs84([float(seen[c]["lon"]) for c in codes], [float(seen[c]["lat"]) for c in codes], "GCJ02")
     assert ((lon > 116.0) & (lon < 116.9) & (lat > 39.3) & (lat < 40.0)).all()
-    got = geo.assign_units_pandas(lon, lat)["town_code"].tolist()
+    got = geo.assign_units_pandas(lon, lat, basemap.district_boundaries())["town_code"].tolist()
     assert [g or "" for g in got] == [truth[c] for c in codes]
     by_town = Counter(truth.values())
     assert len([t for t in by_town if t]) == 22 or SCALE < 0.005  # devices in every town

@@ -1,4 +1,4 @@
-"""Tests for the spatial sample data (lake.generate_spatial) and its wiring into lake.generate."""
+"""Tests for the spatial sample data (sample.generate_spatial) and its wiring into sample.generate."""
 from __future__ import annotations
 
 import csv
@@ -17,8 +17,9 @@ import shapely
 import yaml
 
 from lake import geo
-from lake.generate import COLUMNS, DAXING_TOWNS, ENCODINGS, FORMATS, SOURCES, generate
-from lake.generate_spatial import (
+from sample import basemap
+from sample.generate import COLUMNS, DAXING_TOWNS, ENCODINGS, FORMATS, SOURCES, generate
+from sample.generate_spatial import (
     BASE_ADDRESSES,
     BASE_GEOCODED,
     BASE_POIS,
@@ -36,7 +37,7 @@ from lake.generate_spatial import (
     generate_spatial,
     render_address,
 )
-from lake.identifiers import is_valid_uscc, is_valid_uscc_authority
+from sample.identifiers import is_valid_uscc, is_valid_uscc_authority
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts" / "sources"
 SCALE = float(os.environ.get("LAKE_TEST_SPATIAL_SCALE", "0.01"))
@@ -175,9 +176,9 @@ def test_book_entries(book) -> None:
         if e.village:
             assert e.town.endswith("镇") and e.road.endswith("村") and e.building is None
     # every true point lies inside its town, at least ~50 m from the border
-    codes = geo.assign_units_pandas([e.lon for e in entries], [e.lat for e in entries])["town_code"]
+    codes = geo.assign_units_pandas([e.lon for e in entries], [e.lat for e in entries], basemap.district_boundaries())["town_code"]
     assert list(codes) == [TOWN_CODES[e.town] for e in entries]
-    polygons = {b["name"]: b["geometry"] for b in geo.district_boundaries()}
+    polygons = {b["name"]: b["geometry"] for b in basemap.district_boundaries()}
     for e in entries[:: max(1, n // 300)]:
         border = polygons[e.town].exterior
         assert border.distance(shapely.Point(e.lon, e.lat)) > 0.00045, e
@@ -345,7 +346,7 @@ def test_points_convert_back_into_their_true_town(spatial, book) -> None:
     for source in POINT_SOURCES:
         rows = spatial["rows"][source]
         lon, lat = wgs84(rows, source)
-        found = geo.assign_units_pandas(lon, lat)["town_code"].tolist()
+        found = geo.assign_units_pandas(lon, lat, basemap.district_boundaries())["town_code"].tolist()
         for r, code in zip(rows, found):
             key = r[KEYS[source]]
             assert (code or "") == locations[source][key], (source, r, code)
@@ -399,7 +400,7 @@ def test_defects(spatial, book) -> None:
     rows, defects = spatial["rows"], spatial["defects"]
     counts = Counter((t["source"], t["defect_type"]) for t in defects)
     links = grouped(spatial["links"], "address_key")
-    outline = geo.district_outline()
+    outline = basemap.district_outline()
     for source in POINT_SOURCES:
         n = len(rows[source])
         assert counts[(source, "point_outside_district")] < 0.003 * n * 3 + 6
@@ -540,7 +541,7 @@ def test_geocoded_entities_are_registered(full) -> None:
 def test_ingest_reconciles(spatial, settings, spark, tmp_path) -> None:
     """Each point source ingests through jobs.ingest: rows read = raw + quarantine, and no
     generated row is quarantined (the spatial defects are found later, not at ingest)."""
-    from jobs import ingest
+    from jobs.landing import ingest
 
     s = settings.with_root(str(tmp_path / "lake"))  # its own lake: the session's is the end-to-end one
     for source in POINT_SOURCES:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,10 @@ import pytest
 import shapely
 
 from lake import geo
+from sample import basemap
 from lake.contracts import ContractError, parse_source
 from lake.files import InputError, parse_geojson
-from lake.generate import DAXING_TOWNS
+from sample.generate import DAXING_TOWNS
 
 REPO = Path(__file__).resolve().parent.parent
 N_POINTS = 100_000
@@ -106,11 +106,11 @@ def test_crs_per_row_identity_nan_and_unknown():
 
 @pytest.fixture(scope="module")
 def units():
-    return geo.district_boundaries()
+    return basemap.district_boundaries()
 
 
 def test_outline_is_daxing_sized(units):
-    outline = geo.district_outline()
+    outline = basemap.district_outline()
     assert outline.is_valid and outline.geom_type == "Polygon"
     assert outline.bounds == pytest.approx(geo.EXTENT)
     assert geo.area_km2(outline) == pytest.approx(1036, rel=0.05)
@@ -125,7 +125,7 @@ def test_22_units_in_code_order(units):
 
 
 def test_units_tile_the_outline(units):
-    outline = geo.district_outline()
+    outline = basemap.district_outline()
     geoms = [u["geometry"] for u in units]
     areas = [geo.area_km2(g) for g in geoms]
     union = shapely.coverage_union_all(geoms)
@@ -153,7 +153,7 @@ def test_units_are_plausibly_placed(units):
     assert c["荣华街道"].x > 116.45 and c["博兴街道"].x > 116.45  # the Yizhuang development area
     assert c["榆垡镇"].y < 39.56 and c["礼贤镇"].y < 39.58  # the south
     assert c["采育镇"].x > 116.6  # the east
-    assert geo.district_boundaries()[5]["geometry"].equals_exact(by_name["庞各庄镇"]["geometry"], 0)  # deterministic
+    assert basemap.district_boundaries()[5]["geometry"].equals_exact(by_name["庞各庄镇"]["geometry"], 0)  # deterministic
 
 
 def test_geojson_round_trip(units):
@@ -295,7 +295,7 @@ def test_source_contract_geometry(tmp_path):
 
 
 def test_geojson_file_lands_through_ingest(spark, settings, tmp_path, units):
-    from jobs import ingest
+    from jobs.landing import ingest
     from lake import io
 
     s = settings.with_root(str(tmp_path / "lake"))

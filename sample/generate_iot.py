@@ -8,11 +8,11 @@ Device ledger (``iot_devices``, CSV GBK, one file per owner department
 ``iot_devices/iot_devices_<dept>_<YYYYMMDD>.csv``, ``<dept>`` the two-digit department code of the
 city code, ``<YYYYMMDD>`` the extract date): about 130,000 devices at scale 1.0 (at least 200) of
 the nine types of ``DEVICE_TYPES``, each owned by its department, at true WGS-84 points inside the
-22 towns (``lake.geo.district_boundaries``; delivered in GCJ-02 via ``lake.geo.from_wgs84``).
+22 towns (``sample.basemap.district_boundaries``; delivered in GCJ-02 via ``lake.geo.from_wgs84``).
 Status 在用 (93 %), 停用 (4 %) or 维修 (3 %); only 在用 devices report. Rows are sorted by city code.
 
 ``city_code`` = ``110115`` + type (2) + department (2) + serial (7, per type and department) + the
-ISO 7064 MOD 11-2 check character (``lake.identifiers.cn_id_check_char``).
+ISO 7064 MOD 11-2 check character (``sample.identifiers.cn_id_check_char``).
 
 Ledger defects (``LEDGER_DEFECT_RATES``; one per row; truth in ``truth/iot_defects.csv``, columns
 ``source, record_key, field, defect_type, file, row`` with ``record_key`` the city code as written
@@ -105,8 +105,10 @@ import pyarrow.compute as pc
 import shapely
 
 from lake import geo
-from lake.generate import DAXING_TOWNS, DEFAULT_EXTRACT_DATE
-from lake.identifiers import cn_id_check_char
+from sample import basemap
+from lake.reference import DISTRICT as REF_DISTRICT, SENSING
+from sample.common import DAXING_TOWNS, DEFAULT_EXTRACT_DATE
+from sample.identifiers import cn_id_check_char
 from lake.sensing import CONTINUOUS_METRICS, FLATLINE_MINUTES
 
 __all__ = [
@@ -132,7 +134,7 @@ __all__ = [
 
 BASE_DEVICES = 130_000  # devices in the ledger at scale 1.0
 _MIN_DEVICES = 200
-DISTRICT = "110115"
+DISTRICT = REF_DISTRICT.code
 
 DEVICES, READINGS_JSON, READINGS_CSV = "iot_devices", "iot_readings_json", "iot_readings_csv"
 SOURCES = (DEVICES, READINGS_JSON, READINGS_CSV)
@@ -142,13 +144,7 @@ DEVICE_COLUMNS = ("city_code", "device_name", "device_type", "owner_department",
 READING_COLUMNS = ("device", "ts", "metric", "value", "unit")
 
 # two-digit department code of the city code -> (department, 11-digit department code of the contracts)
-DEPARTMENTS = {
-    "13": ("北京市大兴区生态环境局", "11011500013"),
-    "14": ("北京市大兴区水务局", "11011500014"),
-    "15": ("北京市大兴区城市管理委员会", "11011500015"),
-    "16": ("北京市大兴区消防救援支队", "11011500016"),
-    "17": ("北京市大兴区住房和城乡建设委员会", "11011500017"),
-}
+DEPARTMENTS = {code: (d.department, d.department_code) for code, d in SENSING.departments.items()}
 
 
 @dataclass(frozen=True)
@@ -162,17 +158,15 @@ class DeviceType:
     vendor: str  # serial number prefix
 
 
-DEVICE_TYPES: dict[str, DeviceType] = {t.code: t for t in (
-    DeviceType("01", "空气质量微站", "13", ("pm25", "pm10", "no2", "so2", "o3", "co"), 300, 0.030, "SL"),
-    DeviceType("02", "噪声监测点", "13", ("noise",), 600, 0.025, "AW"),
-    DeviceType("03", "水质监测站", "14", ("ph", "do", "turbidity"), 900, 0.010, "HC"),
-    DeviceType("04", "积水点水位计", "14", ("water_level",), 300, 0.020, "YS"),
-    DeviceType("05", "智能井盖", "15", ("tilt",), 900, 0.300, "JG"),
-    DeviceType("06", "智慧灯杆", "15", ("power",), 900, 0.310, "ZH"),
-    DeviceType("07", "消火栓", "16", ("pressure",), 900, 0.200, "XF"),
-    DeviceType("08", "燃气监测点", "15", ("ch4",), 600, 0.085, "RQ"),
-    DeviceType("09", "热泵机组", "17", ("supply_temp",), 900, 0.020, "RB"),
-)}
+# generator-only: the word in device names, the share of all devices, the vendor's serial prefix; the
+# rest (owner department, metrics, report interval) is the reference data's
+_TYPE_NAMES = {"01": ("空气质量微站", 0.030, "SL"), "02": ("噪声监测点", 0.025, "AW"), "03": ("水质监测站", 0.010, "HC"),
+               "04": ("积水点水位计", 0.020, "YS"), "05": ("智能井盖", 0.300, "JG"), "06": ("智慧灯杆", 0.310, "ZH"),
+               "07": ("消火栓", 0.200, "XF"), "08": ("燃气监测点", 0.085, "RQ"), "09": ("热泵机组", 0.020, "RB")}
+DEVICE_TYPES: dict[str, DeviceType] = {
+    code: DeviceType(code, _TYPE_NAMES[code][0], t.owner, tuple(t.metrics), t.interval_min * 60, _TYPE_NAMES[code][1],
+                     _TYPE_NAMES[code][2])
+    for code, t in SENSING.device_types.items()}
 JSON_TYPES = ("01", "02", "03", "04")
 CSV_TYPES = ("05", "06", "07", "08", "09")
 _TYPE_SOURCE = {**{t: READINGS_JSON for t in JSON_TYPES}, **{t: READINGS_CSV for t in CSV_TYPES}}
@@ -192,24 +186,20 @@ class Metric:
 
 
 _UG = "µg/m³"  # U+00B5 micro sign, as in the design
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("pm25", _UG, 1, 0, 1000, "mg/m³", 0.001, 0, 4),
-    Metric("pm10", _UG, 1, 0, 2000, "mg/m³", 0.001, 0, 4),
-    Metric("no2", _UG, 1, 0, 2000, "mg/m³", 0.001, 0, 4),
-    Metric("so2", _UG, 1, 0, 2000, "mg/m³", 0.001, 0, 4),
-    Metric("o3", _UG, 1, 0, 1000, "mg/m³", 0.001, 0, 4),
-    Metric("co", "mg/m³", 3, 0, 150, _UG, 1000.0, 0, 0),
-    Metric("noise", "dB", 1, 20, 140),
-    Metric("ph", "1", 2, 0, 14),
-    Metric("do", "mg/L", 2, 0, 20),
-    Metric("turbidity", "NTU", 1, 0, 4000),
-    Metric("water_level", "cm", 1, 0, 500, "m", 0.01, 0, 3),
-    Metric("tilt", "deg", 2, 0, 90),
-    Metric("power", "W", 1, 0, 2000),
-    Metric("pressure", "MPa", 3, 0, 2.5, "kPa", 1000.0, 0, 0),
-    Metric("ch4", "%LEL", 2, 0, 100),
-    Metric("supply_temp", "°C", 1, -20, 120, "°F", 1.8, 32.0, 2),
-)}
+# generator-only: decimals written, and of the other unit; unit, range and conversion are the reference data's
+_DECIMALS = {"pm25": (1, 4), "pm10": (1, 4), "no2": (1, 4), "so2": (1, 4), "o3": (1, 4), "co": (3, 0), "noise": (1, 0),
+             "ph": (2, 0), "do": (2, 0), "turbidity": (1, 0), "water_level": (1, 3), "tilt": (2, 0), "power": (1, 0),
+             "pressure": (3, 0), "ch4": (2, 0), "supply_temp": (1, 2)}
+
+
+def _metric(name: str) -> Metric:
+    m, conv = SENSING.metrics[name], SENSING.unit_conversions.get(name)
+    scale, offset = conv.from_canonical if conv else (1.0, 0.0)
+    return Metric(name, m.unit, _DECIMALS[name][0], m.min, m.max, conv.unit if conv else "", scale, offset,
+                  _DECIMALS[name][1])
+
+
+METRICS: dict[str, Metric] = {name: _metric(name) for name in SENSING.metrics}
 _METRIC_NAMES = tuple(METRICS)
 _METRIC_ID = {m: i for i, m in enumerate(_METRIC_NAMES)}
 PHYSICAL_RANGES = {m.name: (m.lo, m.hi) for m in METRICS.values()}
@@ -238,7 +228,7 @@ _DEFECT_NAMES = ("", "reading_duplicate", "reading_late", "reading_out_of_order"
                  "reading_malformed")
 _SILENT_SHARE, _FLATLINE_SHARE, _WHOLE_DAY_SILENT = 0.01, 0.005, 0.4
 # Stuck sensors are injected only where a constant value is unambiguous: the types all of whose metrics
-# vary continuously (lake.sensing, the same definition jobs/iot.py checks); a dry flood point, a closed
+# vary continuously (lake.sensing, the same definition jobs.topic.sensing checks); a dry flood point, a closed
 # manhole cover, a lamp post at rated power or a gas sensor at zero legitimately read one value for hours.
 FLATLINE_TYPES = tuple(t for t, d in DEVICE_TYPES.items() if set(d.metrics) <= set(CONTINUOUS_METRICS))
 _STEADY_SHARE = 0.5  # of the devices of the other types: they read one value for hours (see the docstring)
@@ -333,7 +323,7 @@ def _build_ledger(scale: float, seed: int, extract_date: datetime.date) -> _Ledg
     tidx = np.concatenate([np.full(counts[t], i, dtype=np.int8) for i, t in enumerate(types)])
     n = tidx.size
     rng.shuffle(tidx)
-    towns = geo.district_boundaries()
+    towns = basemap.district_boundaries()
     areas = np.array([geo.area_km2(b["geometry"]) for b in towns])
     density = np.array([6.0 if b["kind"] == "街道" else 3.0 if b["name"] in _URBAN_TOWNS else 1.0 for b in towns])
 
@@ -364,7 +354,7 @@ def _build_ledger(scale: float, seed: int, extract_date: datetime.date) -> _Ledg
         sel = np.flatnonzero(town == i)
         if sel.size:
             lon[sel], lat[sel] = _inner_points(b["geometry"].buffer(-1e-5), sel.size, rng)
-    outline = geo.district_outline()
+    outline = basemap.district_outline()
     ring = outline.buffer(0.04).difference(outline.buffer(0.002))
     sel = np.flatnonzero(outside)
     lon[sel], lat[sel] = _inner_points(ring, sel.size, rng)

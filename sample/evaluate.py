@@ -69,17 +69,17 @@ def evaluate(spark: SparkSession, settings: Settings, truth_dir: str | Path) -> 
     result["passed"] = all(v["precision"] >= THRESHOLD and v["recall"] >= THRESHOLD for v in per_type.values())
     # the base map and the sensors, when their truth is there
     if (truth_dir / "truth" / "locations.csv").exists():
-        from jobs import spatial
+        from sample import evaluate_spatial
 
-        result["locations"] = spatial.evaluate_locations(spark, settings, truth_dir)
+        result["locations"] = evaluate_spatial.evaluate_locations(spark, settings, truth_dir)
     if (truth_dir / "truth" / "address_links.csv").exists():
-        from jobs import address_library
+        from sample import evaluate_spatial
 
-        result["addresses"] = address_library.evaluate(spark, settings, truth_dir)
+        result["addresses"] = evaluate_spatial.evaluate_addresses(spark, settings, truth_dir)
     if (truth_dir / "iot_manifest.json").exists():
-        from jobs import iot
+        from sample import evaluate_iot
 
-        result["iot"] = iot.evaluate(spark, settings, truth_dir)
+        result["iot"] = evaluate_iot.evaluate(spark, settings, truth_dir)
     for part in ("locations", "addresses", "iot"):
         if part in result and "passed" in result[part]:
             result["passed"] = result["passed"] and bool(result[part]["passed"])

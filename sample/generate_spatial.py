@@ -3,7 +3,7 @@ that locate places in it (design: ``docs/spatial_iot.md``).
 
 The **address book** (``AddressBook``) is the district's set of standard addresses (door plates):
 ``town | road or village | number | building``, about 110 K at scale 1.0 (at least a few hundred),
-each with its true WGS-84 point inside its town's polygon (``lake.geo.district_boundaries``). Every
+each with its true WGS-84 point inside its town's polygon (``sample.basemap.district_boundaries``). Every
 town has its own roads and villages; the plates of a road lie along a line through the town, those
 of a village around its centre, the buildings of a compound next to each other, and every true
 point is at least ~50 m inside its town, so that the jitter of a department's copy (< 30 m) never
@@ -72,7 +72,8 @@ import numpy as np
 import shapely
 
 from lake import geo
-from lake.generate import (
+from sample import basemap
+from sample.common import (
     _ORG_CODE_WEIGHTS,
     _ROADS,
     _TOWN_WEIGHTS,
@@ -83,7 +84,7 @@ from lake.generate import (
     _RecordIds,
     _Weighted,
 )
-from lake.identifiers import make_uscc, to_fullwidth
+from sample.identifiers import make_uscc, to_fullwidth
 
 __all__ = [
     "BASE_ADDRESSES",
@@ -133,7 +134,7 @@ SPATIAL_DEFECT_RATES = {"point_outside_district": 0.003, "duplicate_record": 0.0
 # the field a truth row names, per (source, defect)
 UNMATCHED_SHARE = 0.01  # rows of zjw / samr_geocoded / poi whose address is not a standard address
 # the field a truth row names, per (source, defect); address_unmatched is the finding of
-# jobs.address_library for a record whose (non-empty) address denotes no standard address
+# jobs.base.standard_address for a record whose (non-empty) address denotes no standard address
 SPATIAL_DEFECT_FIELDS = {source: {"point_outside_district": "lon", "duplicate_record": _ENTITY_KEY[source],
                                   "address_unmatched": "address"}
                          for source in POINT_SOURCES}
@@ -144,7 +145,7 @@ BASE_GEOCODED = 25_000  # geocoded registered addresses at scale 1.0
 MIN_GEOCODED = 20
 BASE_POIS = 56_000
 MIN_POIS = 60
-_SAMR_AT_SCALE_1 = 144_000 * 0.90  # samr_enterprises rows at scale 1.0 (lake.generate)
+_SAMR_AT_SCALE_1 = 144_000 * 0.90  # samr_enterprises rows at scale 1.0 (sample.generate)
 _BUILDING_COVERAGE = 0.98  # share of the book's buildings in zjw_buildings
 _JITTER_M = {DOORPLATES: 8.0, BUILDINGS: 25.0, GEOCODED: 28.0, POI: 25.0}
 _VARIANT_SHARE = {DOORPLATES: 0.10, BUILDINGS: 0.40, GEOCODED: 0.30, POI: 0.50}
@@ -358,7 +359,7 @@ class AddressBook:
     """The district's standard addresses (door plates), their true points and text forms.
 
     Built once per ``(seed, scale)``: ``max(round(110 000 * scale), 300)`` door plates in the 22
-    towns (weights of ``lake.generate``), each town with its own roads (and, in a 镇, villages). About
+    towns (weights of ``sample.generate``), each town with its own roads (and, in a 镇, villages). About
     41% of the plates are buildings of residential compounds (``building`` set).
     """
 
@@ -366,18 +367,18 @@ class AddressBook:
         if not scale > 0:
             raise ValueError("scale must be > 0")
         rng = random.Random(f"lake.generate_spatial/address-book/{seed}/{scale!r}")
-        self.boundaries = boundaries if boundaries is not None else geo.district_boundaries()
+        self.boundaries = boundaries if boundaries is not None else basemap.district_boundaries()
         self.towns: tuple[str, ...] = tuple(DAXING_TOWNS)
         by_name = {b["name"]: b for b in self.boundaries}
         if set(by_name) != set(self.towns):
-            raise ValueError("the boundaries must be the 22 towns and streets of lake.generate.DAXING_TOWNS")
+            raise ValueError("the boundaries must be the 22 towns and streets of lake.reference (district.towns)")
         self.town_codes = {t: by_name[t]["code"] for t in self.towns}
         self._inner = []
         for t in self.towns:
             inner = by_name[t]["geometry"].buffer(-_MARGIN_DEG)
             shapely.prepare(inner)
             self._inner.append(inner)
-        self.outline = geo.district_outline()
+        self.outline = basemap.district_outline()
         n_total = max(round(BASE_ADDRESSES * scale), MIN_ADDRESSES)
         total_weight = sum(_TOWN_WEIGHTS)
         exact = [n_total * w / total_weight for w in _TOWN_WEIGHTS]  # largest remainder: sums to n_total
@@ -927,7 +928,7 @@ class _Writer:
 
 def _outside_sampler(rng: random.Random) -> Callable[[], tuple[float, float]]:
     """Points 0.4-12 km outside the district's outline (a neighbouring district or beyond)."""
-    outline = geo.district_outline()
+    outline = basemap.district_outline()
     near = outline.buffer(0.005)
     shapely.prepare(near)
     x0, y0, x1, y1 = geo.EXTENT
@@ -969,7 +970,7 @@ def generate_spatial(scale: float, seed: int, out: Path,
     ``(credit_code, town, address)`` to geocode (default: ~25 K × scale synthetic enterprises);
     ``links`` adds the address links of the population / legal-entity rows to
     ``address_links.csv``. The spatial defect rows ``(source, record_key, field, defect_type)`` are
-    appended to ``defects`` when given (``lake.generate`` writes them with its own), else written to
+    appended to ``defects`` when given (``sample.generate`` writes them with its own), else written to
     ``truth/defects.csv``. Returns ``{"files": [manifest entries], "defects": n, "rows": {source: n}}``.
     """
     if not scale > 0:

@@ -32,11 +32,11 @@ Legal entities (one pass per register):
   A taxpayer whose register says 注销/吊销/撤销 is 注销 or 非正常 in tax.
 
 Addresses: every person and legal entity lives at a standard address (door plate) of the
-district's address book (``lake.generate_spatial.AddressBook``), written canonically or, for about
+district's address book (``sample.generate_spatial.AddressBook``), written canonically or, for about
 10%, the way departments write it (Chinese numerals, ``3#``, ``3-2-501``, spaces); the same text in
 every source.  The spatial sources (boundaries, door plates, buildings, geocoded register addresses,
 POIs) are written from the same book after the population, with their own truth files
-(``truth/locations.csv``, ``truth/address_links.csv``; see ``lake.generate_spatial``).
+(``truth/locations.csv``, ``truth/address_links.csv``; see ``sample.generate_spatial``).
 
 A known share of rows carries exactly one injected defect (``DEFECT_RATES``,
 vocabulary in ``docs/defects.md``); each is one row of ``truth/defects.csv``.
@@ -83,7 +83,12 @@ from typing import NamedTuple
 
 from faker.providers.person.zh_CN import Provider as _ZhPersonProvider
 
-from lake.identifiers import USCC_ALPHABET, cn_id_check_char, make_uscc, to_fullwidth, uscc_check_char
+from lake.reference import DISTRICT, LEGAL_ENTITY
+from sample.common import (  # noqa: F401 (re-exported: tests and callers read them here)
+    _ORG_CODE_WEIGHTS, _ROADS, _TOWN_WEIGHTS, _TRADE_NAME_CHARS, _VILLAGES, DAXING_TOWNS, DEFAULT_EXTRACT_DATE,
+    _RecordIds, _Weighted,
+)
+from sample.identifiers import USCC_ALPHABET, cn_id_check_char, make_uscc, to_fullwidth, uscc_check_char
 
 __all__ = [
     "BASE_ENTERPRISES",
@@ -100,7 +105,6 @@ __all__ = [
     "generate",
 ]
 
-DEFAULT_EXTRACT_DATE = datetime.date(2026, 11, 1)
 BASE_PEOPLE = 1_810_000  # registered population of Daxing at scale 1.0
 BASE_ENTITIES = 144_000  # registered legal entities (all registers) at scale 1.0
 BASE_ENTERPRISES = BASE_ENTITIES  # former name
@@ -243,20 +247,8 @@ _TAX_EXTRA_SHARE = 0.02  # share of tax rows for entities no register knows
 _TAX_NAME_DRIFT = 0.01  # 有限公司 <-> 有限责任公司, not a recorded defect
 _DUPLICATE_WINDOW = 50_000  # a duplicate appears up to this many rows later
 
-DAXING_TOWNS = [
-    "青云店镇", "采育镇", "安定镇", "礼贤镇", "榆垡镇", "庞各庄镇", "北臧村镇", "魏善庄镇",
-    "长子营镇", "西红门镇", "旧宫镇", "黄村镇", "瀛海镇", "亦庄镇", "兴丰街道", "林校路街道",
-    "清源街道", "观音寺街道", "天宫院街道", "高米店街道", "荣华街道", "博兴街道",
-]
-_TOWN_WEIGHTS = (3, 2.5, 2, 2.5, 3, 3, 2.5, 3, 2.5, 6, 7, 5, 5, 4,
-                 7, 7, 8, 6, 8, 7, 6, 6)
-_ROADS = ("兴华大街", "黄村东大街", "金星西路", "兴业大街", "兴政街", "清源路", "林校北路",
-          "康庄路", "永华南路", "双河北路", "欣宁街", "红星路", "旧宫东路", "德茂路", "宏业路",
-          "兴丰大街", "天华街", "磁各庄路", "京开路", "育英路")
-_VILLAGES = ("东村", "西村", "南村", "北村", "前街村", "后街村", "大营村", "小营村", "新庄村",
-             "王庄村", "李家村", "张各庄村", "孙村", "马村", "刘家庄村")
 
-_DAXING = "110115"
+_DAXING = DISTRICT.code
 # Region of the ID number: (weight, eras) with eras = ((last birth year, code), ...), so that
 # every code was a county code in the birth year (as stdnum.cn.ric checks).  Daxing was 大兴县
 # 110204 until 1982, 110224 from 1982 to 2001 and is 大兴区 110115 since 2001.
@@ -323,7 +315,6 @@ _INDUSTRY_WORDS = {
     "S": (("社区服务",), ()),
     "T": (("国际交流服务",), ()),
 }
-_TRADE_NAME_CHARS = "华兴德瑞鑫泰隆恒盛达宏远博创嘉信诚安康顺通力海天金源佳丰凯明亿新百富永祥和中科润亚星辰"
 _COMPANY_FORMS = (("有限公司", 78), ("有限责任公司", 12), ("中心", 6), ("股份有限公司", 2),
                   ("合伙企业", 2))  # no full-width brackets: clean names have no full-width characters
 _ENTERPRISE_STATUS = (("存续", 80), ("在业", 8), ("注销", 8), ("吊销", 4))
@@ -331,7 +322,6 @@ _CREDIT_REGIONS = (("110115", 85), ("110100", 9), ("110000", 6))
 _ROUND_CAPITALS = (10, 50, 100, 200, 300, 500, 1000, 2000, 3000, 5000, 10000, 50000)
 _INDIVIDUAL_CAPITALS = (10, 20, 30, 50)
 _TAX_OFFICES = tuple(f"国家税务总局北京市大兴区税务局第{n}税务所" for n in "一二三四五")
-_ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)  # GB 11714 organisation code check
 
 _COOP_WORDS = ("种植专业合作社", "养殖专业合作社", "农机专业合作社", "果品产销专业合作社")
 _SOC_STATUS = (("正常", 85), ("注销", 10), ("撤销", 5))
@@ -367,30 +357,12 @@ _INVALID_VALUES = {"gender": ("未知", "男性", "女性", "1", "2", "M"),
                    "status": ("正常", "营业", "迁出", "停业")}
 _ID_LETTERS = "ABCDEFGHJKLMNPQRSTUVWYZ"
 # First two characters that are not a GB 32100 authority/type pair (all digits, so that the
-# code keeps the format stdnum.cn.uscc expects); see lake.identifiers.USCC_AUTHORITY_TYPES.
+# code keeps the format stdnum.cn.uscc expects); see sample.identifiers.USCC_AUTHORITY_TYPES.
 _BAD_AUTHORITY_PAIRS = ("00", "01", "02", "09", "94", "95", "96", "97", "98", "54", "55", "56",
                         "57", "22", "23", "28")
 _FIRST_SOC_DATE = datetime.date(1996, 1, 1).toordinal()
 _LATEST_DATE = DEFAULT_EXTRACT_DATE  # injected birth dates stay in the past
-_DEREGISTERED = frozenset({"注销", "吊销", "撤销"})
-
-
-
-class _Weighted:
-    """Draws one of a fixed set of values with fixed relative weights."""
-
-    __slots__ = ("_values", "_cum", "_total", "_last")
-
-    def __init__(self, pairs: Iterable[tuple[object, float]]) -> None:
-        values, weights = zip(*pairs)
-        self._values = values
-        self._cum = list(itertools.accumulate(weights))
-        self._total = self._cum[-1]
-        self._last = len(values) - 1
-
-    def __call__(self, rng: random.Random):
-        return self._values[bisect.bisect_right(self._cum, rng.random() * self._total,
-                                                hi=self._last)]
+_DEREGISTERED = frozenset(LEGAL_ENTITY.deregistered_statuses)
 
 
 class _DefectPicker:
@@ -448,20 +420,6 @@ class _Names:
                 return candidate
 
 
-class _RecordIds:
-    """Increasing department record numbers: prefix + 9 digits, with small gaps."""
-
-    def __init__(self, rng: random.Random, prefix: str) -> None:
-        self._rng = rng
-        self._prefix = prefix
-        self._next = 100_000_000 + rng.randrange(50_000_000)
-
-    def __call__(self) -> str:
-        value = self._next
-        self._next += 1 if self._rng.random() < 0.9 else 2 + self._rng.randrange(5)
-        return f"{self._prefix}{value:09d}"
-
-
 class _Person(NamedTuple):
     name: str
     id_number: str
@@ -484,7 +442,7 @@ def _iso(ordinal: int) -> str:
 
 class _Residences:
     """Daxing towns/streets (population weighted) and addresses in them, drawn from the district's
-    standard addresses (``lake.generate_spatial.AddressBook``): a door plate of the town, with unit
+    standard addresses (``sample.generate_spatial.AddressBook``): a door plate of the town, with unit
     and room in a residential building, written canonically or (10%) the way a department writes
     it; a person's or entity's text is drawn once and copied unchanged to every source
     (``entities``: addresses of legal entities, fewer of them with unit and room)."""
@@ -663,7 +621,7 @@ class _SourceFile:
     def __init__(self, out: Path, source: str, stamp: str,
                  on_row: Callable[[Sequence[str]], None] | None = None) -> None:
         self.source = source
-        self._on_row = on_row  # sees every well-formed row written (lake.generate_spatial.AddressLinks)
+        self._on_row = on_row  # sees every well-formed row written (sample.generate_spatial.AddressLinks)
         self.format = FORMATS[source]
         self.relpath = f"{source}/{source}_{stamp}.{self.format}"
         self.path = out / self.relpath
@@ -722,7 +680,7 @@ class _Defects:
         self._calls: dict[str, int] = {}
         self.truth: list[tuple[str, str, str, str]] = []
         self.links: list[tuple[str, str, str]] = []
-        self.address_links = None  # lake.generate_spatial.AddressLinks: the address key of each row
+        self.address_links = None  # sample.generate_spatial.AddressLinks: the address key of each row
 
     def row_hook(self, source: str) -> Callable[[Sequence[str]], None] | None:
         """What the file of ``source`` reports its rows to (the address links), if anything."""
@@ -866,7 +824,7 @@ def _write_population(rng: random.Random, out: Path, stamp: str, n_people: int,
                       extract_date: datetime.date, defects: _Defects,
                       employers: Sequence[str], book) -> list[_Sink]:
     """Stream psb, mca, hrss and nhc in one pass over the people of the register (addresses from
-    ``book``, a ``lake.generate_spatial.AddressBook``)."""
+    ``book``, a ``sample.generate_spatial.AddressBook``)."""
     names = _Names()
     residences = _Residences(rng, book)
     population = _Population(rng, extract_date, names, residences)
@@ -1180,27 +1138,27 @@ def generate(scale: float, seed: int, out: Path,
              progress: Callable[[str, int], None] | None = None, iot_days: int = 1) -> dict:
     """Write the eight synthetic department extracts, the spatial sources, the truth files and
     the manifest; unless ``iot_days`` is 0, also the sensing ledger and ``iot_days`` days of sensor
-    readings ending on the extract date (``lake.generate_iot``, with its own ``iot_manifest.json``).
+    readings ending on the extract date (``sample.generate_iot``, with its own ``iot_manifest.json``).
 
     ``scale`` 1.0 gives the district's real size (1.81 M people, 144 k registered
     legal entities).  Files go to ``out/<source>/<source>_<YYYYMMDD>.<csv|jsonl>``
     (the extract date), ``out/truth/defects.csv``, ``out/truth/links.csv`` and
     ``out/manifest.json``; ``progress(source, rows)`` is called as each source is
     finished (the legal entities are written first: employers need their codes).
-    Every address is a door plate of the address book (``lake.generate_spatial``), which
+    Every address is a door plate of the address book (``sample.generate_spatial``), which
     then writes the five spatial sources (``ghzrzy_boundaries``, ``psb_doorplates``,
     ``zjw_buildings``, ``samr_geocoded`` for a sample of the market register,
     ``ghzrzy_poi``), ``out/truth/locations.csv`` and ``out/truth/address_links.csv``
     (every spatial row and every population / legal-entity row with an address); their
     defects join ``truth/defects.csv``.
     Returns the manifest, whose ``files`` are listed in ``SOURCES`` order and whose
-    ``spatial_files`` (same entries) in ``lake.generate_spatial.SPATIAL_SOURCES`` order.
+    ``spatial_files`` (same entries) in ``sample.generate_spatial.SPATIAL_SOURCES`` order.
     """
     if not scale > 0:
         raise ValueError("scale must be > 0")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from lake.generate_spatial import AddressBook, AddressLinks, RegisteredAddresses, generate_spatial
+    from sample.generate_spatial import AddressBook, AddressLinks, RegisteredAddresses, generate_spatial
 
     rng = random.Random(seed)
     stamp = extract_date.strftime("%Y%m%d")
@@ -1235,7 +1193,7 @@ def generate(scale: float, seed: int, out: Path,
     (out / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if iot_days > 0:
-        from lake.generate_iot import generate_iot
+        from sample.generate_iot import generate_iot
 
         days = [extract_date - datetime.timedelta(days=i) for i in range(iot_days - 1, -1, -1)]
         generate_iot(scale, seed, out, days=days, extract_date=extract_date)
