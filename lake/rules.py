@@ -1,7 +1,7 @@
 """Normative checks as native Spark expressions (no Python UDFs on the hot path).
 
 Each check returns a Column holding an *issue* struct (rule, field, defect_type, severity, message,
-value) or null. ``lake.identifiers`` holds the pure-Python reference implementations and
+value) or null. ``sample.identifiers`` holds the pure-Python reference implementations and
 ``tests/test_rules.py`` cross-checks these expressions against them and against python-stdnum.
 
 Rule ids are stable strings that appear in quarantine (``_rule``) and ``quality/findings`` (``rule``);
@@ -17,6 +17,8 @@ from functools import lru_cache, reduce
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+
+from lake.reference import DISTRICT
 
 ERROR = "error"      # the row cannot be used: quarantined
 WARNING = "warning"  # the row is kept, the problem is reported to the department
@@ -301,7 +303,7 @@ def cn_uscc_issues(col: str) -> list[Column]:
 # ----------------------------------------------------------------------------- city codes (城市码)
 
 # 110115 (Daxing) + device type 01-09 + owner department (2 digits) + serial (7 digits) + check character
-CITY_CODE_REGEX = r"^110115(0[1-9])[0-9]{2}[0-9]{7}[0-9X]\z"
+CITY_CODE_REGEX = r"^" + DISTRICT.code + r"(0[1-9])[0-9]{2}[0-9]{7}[0-9X]\z"
 
 
 def city_code_check_char(s: Column) -> Column:
@@ -388,3 +390,13 @@ def gender_from_id(id_col: Column) -> Column:
 
 def birth_date_from_id(id_col: Column) -> Column:
     return F.when(id_col.rlike(r"^[0-9]{17}"), F.try_to_date(F.substring(id_col, 7, 8), "yyyyMMdd"))
+
+
+def literal_map(d: dict) -> Column:
+    """A map literal of ``d`` (a lookup table inside a native expression)."""
+    return F.create_map(*[F.lit(x) for kv in d.items() for x in kv])
+
+
+def sql_list(values) -> str:
+    """``'a', 'b'``: values as SQL string literals for an ``IN (...)`` condition."""
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)

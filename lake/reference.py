@@ -1,0 +1,199 @@
+"""Reference data declared once (``contracts/reference.yaml``), validated strictly, as Python values.
+
+The district and its towns, the legal-entity statuses, the sensing network's departments, device
+types, metrics, units and conversions, and the GB 3095-2012 limits are written in one file and read
+from here by the jobs, the contract loader (``${district}`` in regexes, ``values_from`` /
+``allowed_from``), the catalogue and the sample-data generator, so that no copy can drift.
+
+Unit conversions are exact fractions: the job converts a delivered value with ``factor`` and
+``offset`` and the generator writes the inverse, both derived from the same fractions.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lake.settings import REPO
+
+PATH = REPO / "contracts" / "reference.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class District(_Strict):
+    code: str = Field(pattern=r"^[0-9]{6}$")
+    name: str
+    city: str
+    short_name: str
+    bureau: str
+    bureau_code: str = Field(pattern=r"^[0-9]{11}$")
+    bbox_wgs84: tuple[float, float, float, float]
+    towns: tuple[str, ...] = Field(min_length=1)
+
+    @property
+    def town_codes(self) -> dict[str, str]:
+        """town name -> town code (``<district><n:03d>``, n from 1 in the declared order)."""
+        return {t: f"{self.code}{i:03d}" for i, t in enumerate(self.towns, start=1)}
+
+
+class LegalEntity(_Strict):
+    deregistered_statuses: tuple[str, ...]
+    active_statuses: tuple[str, ...]
+
+
+class SensingDepartment(_Strict):
+    department: str
+    department_code: str = Field(pattern=r"^[0-9]{11}$")
+
+
+class DeviceType(_Strict):
+    name: str
+    owner: str
+    metrics: tuple[str, ...] = Field(min_length=1)
+    interval_min: int = Field(gt=0)
+
+
+class Metric(_Strict):
+    unit: str
+    min: float
+    max: float
+
+
+class Conversion(_Strict):
+    unit: str
+    factor: str
+    offset: str = "0"
+
+    @field_validator("factor", "offset")
+    @classmethod
+    def _fraction(cls, v: str) -> str:
+        try:
+            Fraction(v)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"'{v}' is not an exact number or fraction like 5/9") from None
+        return v
+
+    @property
+    def to_canonical(self) -> tuple[float, float]:
+        """(factor, offset): canonical = delivered * factor + offset."""
+        return float(Fraction(self.factor)), float(Fraction(self.offset))
+
+    @property
+    def from_canonical(self) -> tuple[float, float]:
+        """(scale, offset): delivered = canonical * scale + offset (the generator's direction)."""
+        f, o = Fraction(self.factor), Fraction(self.offset)
+        return float(1 / f), float(-o / f)
+
+
+class Sensing(_Strict):
+    departments: dict[str, SensingDepartment]
+    device_types: dict[str, DeviceType]
+    metrics: dict[str, Metric]
+    unit_conversions: dict[str, Conversion]
+    unit_spellings: dict[str, str]
+    continuous_metrics: tuple[str, ...]
+    flatline_minutes: int = Field(gt=0)
+    in_service_status: str
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for code, t in self.device_types.items():
+            if t.owner not in self.departments:
+                raise ValueError(f"device type {code}: owner '{t.owner}' is not one of the departments")
+            for m in t.metrics:
+                if m not in self.metrics:
+                    raise ValueError(f"device type {code}: metric '{m}' is not declared under metrics")
+        for m in [*self.unit_conversions, *self.continuous_metrics]:
+            if m not in self.metrics:
+                raise ValueError(f"'{m}' is not declared under metrics")
+        return self
+
+
+Period = Literal["1h", "8h", "24h"]
+
+
+class AirQuality(_Strict):
+    gb3095_grade_ii: dict[str, dict[Period, float]]
+    min_hours: dict[Literal["8h", "24h"], int]
+    window_hours: int
+
+
+class Reference(_Strict):
+    district: District
+    legal_entity: LegalEntity
+    sensing: Sensing
+    air_quality: AirQuality
+
+    @model_validator(mode="after")
+    def _pollutants(self):
+        for p in self.air_quality.gb3095_grade_ii:
+            if p not in self.sensing.metrics:
+                raise ValueError(f"air_quality: pollutant '{p}' is not a sensing metric")
+        return self
+
+    # ---- the named value sets contracts may use (values_from: / allowed_from:)
+    def value_set(self, name: str) -> list:
+        sets = {
+            "district.towns": list(self.district.towns),
+            "legal_entity.deregistered_statuses": list(self.legal_entity.deregistered_statuses),
+            "sensing.device_types": list(self.sensing.device_types),
+            "sensing.departments": [d.department for d in self.sensing.departments.values()],
+            "sensing.metrics": list(self.sensing.metrics),
+            "air_quality.pollutants": list(self.air_quality.gb3095_grade_ii),
+            "air_quality.periods": sorted({p for lim in self.air_quality.gb3095_grade_ii.values() for p in lim}),
+            # the distinct limit values, in declaration order
+            "air_quality.gb3095_limits": list(dict.fromkeys(
+                v for lim in self.air_quality.gb3095_grade_ii.values() for v in lim.values())),
+        }
+        if name not in sets:
+            raise KeyError(name)
+        return sets[name]
+
+    @property
+    def value_set_names(self) -> list[str]:
+        return ["district.towns", "legal_entity.deregistered_statuses", "sensing.device_types",
+                "sensing.departments", "sensing.metrics", "air_quality.pollutants", "air_quality.periods",
+                "air_quality.gb3095_limits"]
+
+    @property
+    def substitutions(self) -> dict[str, str]:
+        """What ``${name}`` in a contract's regex or text stands for."""
+        return {"district": self.district.code}
+
+
+class ReferenceError(ValueError):
+    """reference.yaml is wrong; the message names the key."""
+
+
+def parse(path: Path) -> Reference:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ReferenceError(f"{path}: cannot be read: {e}") from None
+    try:
+        return Reference.model_validate(data)
+    except ValidationError as e:
+        raise ReferenceError(f"{path}: " + _messages(e)) from None
+
+
+def _messages(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
+
+
+@lru_cache(maxsize=1)
+def load() -> Reference:
+    return parse(PATH)
+
+
+REF = load()
+DISTRICT = REF.district
+SENSING = REF.sensing
+AIR_QUALITY = REF.air_quality
+LEGAL_ENTITY = REF.legal_entity
