@@ -1,10 +1,23 @@
-"""Data contracts: the single source of truth for every source and table.
+"""Data contracts: the single source of truth for every source and table, validated strictly.
 
 A source contract (``contracts/sources/*.yaml``) says how a department's file looks: columns, types,
 encoding, update cycle, which checks each column gets. A table contract (``contracts/tables/*.yaml``)
-says what a base or topic table is: grain, keys, the authoritative source of each column
-(一数一源), grade, share and open type, and its quality expectations. Quality suites, catalogue entries
-and share grants are generated from these files, never written twice.
+says what a table is: grain, keys, the authoritative source of each column (一数一源), grade, share
+and open type, its quality expectations, and where it sits in the flow: the job module that builds it
+(``built_by``), the tables it is built from (``upstream``; ``requires``: the ones that must exist
+before it can be built) and, for a table built on a clock rather than when its inputs change, its
+``schedule``. Quality suites, catalogue entries, share grants, the DAGs and the pipeline's order are
+generated from these files (``lake.registry``), never written twice.
+
+Every file is validated with pydantic models that forbid unknown keys: a misspelt key (``pi:`` for
+``pii:``, ``share_grant:`` for ``share_grants:``), a wrong type (``lng``) or a value out of range
+(``grade: 7``) is a ``ContractError`` naming the file and the key, never a silent default. The models
+are the schema; the frozen dataclasses below are what the code reads. Reference data the contracts
+use (``${district}`` in a regex, ``values_from:`` / ``allowed_from:``) comes from
+``contracts/reference.yaml`` (``lake.reference``). The format is the project's own, because it carries
+what ODCS has no field for (one authority and a fallback order per column, cross rules, the flow);
+``lake contracts export --format odcs`` writes every table as an Open Data Contract Standard v3
+document (``lake.odcs``).
 """
 from __future__ import annotations
 
@@ -12,22 +25,256 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SOURCE_TYPES = {"string", "date", "int", "long", "double"}
-FORMATS = {"csv", "jsonl", "geojson"}
-CROSS_RULES = {"death_not_propagated", "deregistered_active_in_tax"}
+from lake.reference import REF
+
 UPDATE_CYCLES = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
 CHECKS = {"cn_id", "cn_uscc", "cn_phone", "city_code"}
+FORMATS = {"csv", "jsonl", "geojson"}
 LOADERS = {"rows", "readings"}
 SHARE_TYPES = {"unconditional", "conditional", "none"}
 OPEN_TYPES = {"unconditional", "directed", "none"}
+ZONES = ("base", "topic", "quality", "landing")  # zones with table contracts; base/topic are gated and published
+GATED_ZONES = ("base", "topic")
+SCALAR_TYPE = r"string|date|int|long|double|boolean|timestamp|decimal\(\d+,\d+\)|(map|array|struct)<.+>"
+SOURCE_TYPE = r"string|date|int|long|double|decimal\(\d+,\d+\)"
+TABLE_ID = r"^(raw|base|topic|quality|landing)\.[a-z][a-z0-9_]*$"
+MODULE = r"^jobs(\.[a-z_][a-z0-9_]*)+$"
+WRITER = r"^(jobs|quality|catalog)(\.[a-z_][a-z0-9_]*)+$"
 
 
 class ContractError(ValueError):
     """A contract file is wrong; the message names the file and the field."""
 
+
+# ------------------------------------------------------------------ the schema (pydantic, strict)
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Number = Union[int, float]
+
+
+class When(_Strict):
+    column: str
+    equals: Any
+
+
+class _Exp(_Strict):
+    mostly: Annotated[float, Field(gt=0, le=1)] | None = None
+    when: When | None = None
+
+
+class NotNull(_Exp):
+    type: Literal["not_null"]
+    column: str
+
+
+class Unique(_Exp):
+    type: Literal["unique"]
+    column: str
+
+
+class CompoundUnique(_Exp):
+    type: Literal["compound_unique"]
+    columns: list[str] = Field(min_length=2)
+
+
+class Regex(_Exp):
+    type: Literal["regex", "not_regex"]
+    column: str
+    regex: str
+
+
+class InSet(_Exp):
+    type: Literal["in_set"]
+    column: str
+    values: list[Any] | None = None
+    values_from: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.values is None) == (self.values_from is None):
+            raise ValueError("in_set needs exactly one of 'values' and 'values_from'")
+        return self
+
+
+class Between(_Exp):
+    type: Literal["between"]
+    column: str
+    min: Number | None = None
+    max: Number | None = None
+
+
+class RowCount(_Strict):
+    type: Literal["row_count_between"]
+    min: int | None = None
+    max: int | None = None
+
+
+Expectation = Annotated[Union[NotNull, Unique, CompoundUnique, Regex, InSet, Between, RowCount],
+                        Field(discriminator="type")]
+
+
+class SourceColumnModel(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: str = "string"
+    required: bool = False
+    title: str = ""
+    pii: bool = False
+    checks: list[Literal["cn_id", "cn_uscc", "cn_phone", "city_code"]] = []
+    allowed: list[str] | None = None
+    allowed_from: str | None = None
+    normalize: bool = False
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if not re.fullmatch(SOURCE_TYPE, v):
+            raise ValueError(f"unknown type '{v}'; known: string, date, int, long, double, decimal(p,s)")
+        return v
+
+    @field_validator("allowed", mode="before")
+    @classmethod
+    def _allowed_text(cls, v):
+        return None if v is None else [str(a) for a in v]
+
+
+class SourceModel(_Strict):
+    source: str
+    title: str = ""
+    department: str
+    department_code: str = Field(pattern=r"^[0-9]{11}$")
+    domain: str
+    format: Literal["csv", "jsonl", "geojson"] = "csv"
+    encoding: str = "auto"
+    update_cycle: Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
+    record_key: str
+    entity_key: str
+    columns: list[SourceColumnModel] = Field(min_length=1)
+    unique_key: list[str] | None = None
+    derived_columns: dict[str, str] = {}
+    entity_order: str = ""
+    loader: Literal["rows", "readings"] = "rows"
+    geometry: dict[str, str] | None = None
+
+
+class TableColumnModel(_Strict):
+    name: str = Field(pattern=r"^_?[a-z][a-z0-9_]*$")
+    type: str = "string"
+    title: str = ""
+    authority: str = ""
+    fallback: list[str] = []
+    sources: dict[str, str] = {}
+    derive: str = ""
+    cross_check: bool = False
+    pii: bool = False
+    grade: Annotated[int, Field(ge=1, le=4)] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if not re.fullmatch(SCALAR_TYPE, v):
+            raise ValueError(f"unknown type '{v}'; known: string, date, int, long, double, boolean, timestamp, "
+                             "decimal(p,s), map<..>, array<..>, struct<..>")
+        return v
+
+    @field_validator("authority", mode="before")
+    @classmethod
+    def _one_authority(cls, v):
+        if isinstance(v, list):
+            raise ValueError(f"names {len(v)} authoritative sources {v}; exactly one is allowed (一数一源), "
+                             "put the others in 'fallback'")
+        return v
+
+
+class GeoJsonSpec(_Strict):
+    points: list[str] | None = Field(default=None, min_length=2, max_length=2)
+    polygons_from: str | None = None
+    key: str = "town_code"
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.points is None) == (self.polygons_from is None):
+            raise ValueError("geojson must be {points: [lon, lat]} or {polygons_from: base.admin_boundary, key: town_code}")
+        return self
+
+
+class OpenDatasetModel(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str
+    description: str
+    keywords: list[str] = []
+    geojson: GeoJsonSpec | None = None
+    count_columns: list[str] = []
+
+
+class TableModel(_Strict):
+    table: str = Field(pattern=r"^(base|topic|quality|landing)\.[a-z_][a-z0-9_]*$")
+    title: str
+    description: str = ""
+    grain: str
+    key: list[str] = Field(min_length=1)
+    owner: str
+    domain: str
+    grade: Annotated[int, Field(ge=1, le=4)] = 1
+    share_type: Literal["unconditional", "conditional", "none"]
+    share_grants: list[str] = []
+    share_condition: str = ""
+    open_type: Literal["unconditional", "directed", "none"] = "none"
+    update_cycle: Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
+    built_by: str | None = Field(default=None, pattern=MODULE)
+    written_by: list[Annotated[str, Field(pattern=WRITER)]] = []
+    upstream: list[Annotated[str, Field(pattern=TABLE_ID)]] = []
+    requires: list[Annotated[str, Field(pattern=TABLE_ID)]] | None = None
+    schedule: str | None = None
+    partition_by: str | None = None
+    gate: bool = True
+    columns: list[TableColumnModel] = Field(min_length=1)
+    expectations: list[Expectation] = []
+    open_dataset: OpenDatasetModel | None = None
+    cross_rules: list[str] = []
+
+    @model_validator(mode="after")
+    def _flow(self):
+        zone = self.table.split(".")[0]
+        if zone in GATED_ZONES:
+            if not self.built_by:
+                raise ValueError("built_by: a base or topic table names the job module that builds it "
+                                 "(e.g. jobs.base.population)")
+            if not self.upstream:
+                raise ValueError("upstream: a base or topic table names the tables it is built from")
+            if self.written_by:
+                raise ValueError("written_by is for quality and landing tables; a base or topic table has built_by")
+            if not self.gate and (self.share_type != "none" or self.open_type != "none"):
+                raise ValueError("a table without a gate (gate: false) is not shared or opened")
+        else:
+            if not self.gate:
+                raise ValueError(f"gate is for base and topic tables; a {zone} table is never gated")
+            if self.built_by or not self.written_by:
+                raise ValueError(f"a {zone} table is written by jobs, not gated: give written_by (a list of job "
+                                 "modules) and no built_by")
+            if self.share_type != "none" or self.open_type != "none":
+                raise ValueError(f"a {zone} table is not shared or opened (share_type and open_type none)")
+        if self.requires is not None and not set(self.requires) <= set(self.upstream):
+            raise ValueError(f"requires {sorted(set(self.requires) - set(self.upstream))} not in upstream")
+        if self.schedule is not None:
+            _check_cron(self.schedule)
+        return self
+
+
+def _check_cron(expr: str) -> None:
+    fields = expr.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9*,/\-]+", f) for f in fields):
+        raise ValueError(f"schedule '{expr}' is not a cron expression with five fields (e.g. '30 0 * * *')")
+
+
+# ------------------------------------------------------------------ what the code reads
 
 @dataclass(frozen=True)
 class SourceColumn:
@@ -61,8 +308,8 @@ class SourceContract:
     derived_columns: dict = field(default_factory=dict)
     # which of an entity's rows in a file describes it best (Spark SQL expression, smallest first)
     entity_order: str = ""
-    # "rows": landed row by row by jobs/ingest.py; "readings": high-volume sensor readings that
-    # jobs/iot.py lands per delivery day (docs/spatial_iot.md)
+    # "rows": landed row by row by jobs/landing/ingest.py; "readings": high-volume sensor readings that
+    # jobs/base/iot_reading.py lands per delivery day (docs/spatial_iot.md)
     loader: str = "rows"
     # where the coordinates are and in which system (docs/spatial_iot.md): {lon, lat, crs},
     # {lon, lat, crs_column} (each row names its system) or {column, crs} (GeoJSON geometry text)
@@ -94,6 +341,7 @@ class TableColumn:
     derive: str = ""  # expression name used when authority and fallbacks are empty
     cross_check: bool = False
     pii: bool = False
+    grade: int | None = None  # the column's grade (DB11/T 1918) when it differs from the table's
 
 
 @dataclass(frozen=True)
@@ -115,7 +363,14 @@ class TableContract:
     expectations: tuple[dict, ...]
     open_dataset: dict = field(default_factory=dict)
     path: str = ""
-    cross_rules: tuple[str, ...] = ()  # rules across columns, implemented in jobs.build_base.CROSS_RULES
+    cross_rules: tuple[str, ...] = ()  # rules across columns, implemented by the built_by module's CROSS_RULES
+    built_by: str = ""  # the job module that builds the table (base and topic)
+    written_by: tuple[str, ...] = ()  # the job modules that write it (quality and landing tables)
+    upstream: tuple[str, ...] = ()  # tables it is built from (raw.<source>, base.*, topic.*)
+    requires: tuple[str, ...] = ()  # upstream tables that must exist before it can be built
+    schedule: str = ""  # a cron expression when built on a clock; "" = when an upstream table changes
+    partition_by: str = ""  # published per partition of this column (a key column)
+    gate: bool = True  # False: written by its job without a GX gate (checked row by row instead)
 
     @property
     def zone(self) -> str:
@@ -129,6 +384,24 @@ class TableContract:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def built(self) -> bool:
+        """A base or topic table: built by one job module (``built_by``) from its upstream tables."""
+        return self.zone in GATED_ZONES
+
+    @property
+    def gated(self) -> bool:
+        """Published through a GX gate (every base and topic table but those with ``gate: false``)."""
+        return self.built and self.gate
+
+    def column(self, name: str) -> TableColumn:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+# ------------------------------------------------------------------ loading
 
 def _load_yaml(path: Path) -> dict:
     try:
@@ -140,50 +413,77 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
-def _req(data: dict, key: str, path: Path):
-    if key not in data or data[key] in (None, ""):
-        raise ContractError(f"{path}: missing required field '{key}'")
-    return data[key]
+def _errors(path: Path, e: ValidationError, data: dict) -> ContractError:
+    """One line per problem: ``file: columns[3] (name: gender).pi: unknown key``."""
+    lines = []
+    for err in e.errors():
+        loc = list(err["loc"])
+        where, node = [], data
+        for part in loc:
+            if isinstance(part, int) and isinstance(node, list) and part < len(node):
+                node = node[part]
+                label = f"[{part}]"
+                if isinstance(node, dict) and "name" in node:
+                    label = f"[{part}] ({node['name']})"
+                where.append(label)
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+                where.append(f".{part}")
+            elif isinstance(part, str) and part in ("not_null", "unique", "compound_unique", "regex", "in_set",
+                                                     "between", "row_count_between", "function-after[_one()]"):
+                continue  # pydantic's union tag, not a key of the file
+            else:
+                where.append(f".{part}")
+        key = "".join(where).lstrip(".") or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt? the schema is in lake/contracts.py)"
+        elif err["type"] == "missing":
+            msg = "missing required key"
+        elif err["type"] in ("literal_error", "enum", "string_pattern_mismatch", "int_parsing", "bool_parsing",
+                             "greater_than_equal", "less_than_equal") and "input" in err:
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"{key}: {msg}")
+    return ContractError(f"{path}: " + "; ".join(dict.fromkeys(lines)))
+
+
+def _validate(model, path: Path, data: dict):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise _errors(path, e, data) from None
+
+
+def _allowed(values: list[str] | None, ref: str | None, path: Path, name: str) -> tuple[str, ...]:
+    if values is not None and ref is not None:
+        raise ContractError(f"{path}: column '{name}' has both allowed and allowed_from; give one")
+    if ref is not None:
+        try:
+            return tuple(str(v) for v in REF.value_set(ref))
+        except KeyError:
+            raise ContractError(f"{path}: column '{name}': allowed_from '{ref}' is not a reference set; known: "
+                                f"{', '.join(REF.value_set_names)}") from None
+    return tuple(values or ())
 
 
 def parse_source(path: Path) -> SourceContract:
     d = _load_yaml(path)
-    cols = []
-    for i, c in enumerate(_req(d, "columns", path)):
-        name = _req(c, "name", path)
-        typ = c.get("type", "string")
-        if typ not in SOURCE_TYPES and not re.fullmatch(r"decimal\(\d+,\d+\)", str(typ)):
-            raise ContractError(f"{path}: column '{name}' has unknown type '{typ}'")
-        checks = tuple(c.get("checks", []) or [])
-        bad = set(checks) - CHECKS
-        if bad:
-            raise ContractError(f"{path}: column '{name}' has unknown checks {sorted(bad)}; known: {sorted(CHECKS)}")
-        cols.append(
-            SourceColumn(
-                name=name, type=typ, required=bool(c.get("required", False)), title=c.get("title", ""),
-                pii=bool(c.get("pii", False)), checks=checks, allowed=tuple(str(a) for a in c.get("allowed", []) or []),
-                normalize=bool(c.get("normalize", False)),
-            )
-        )
+    m = _validate(SourceModel, path, d)
+    cols = tuple(SourceColumn(name=c.name, type=c.type, required=c.required, title=c.title, pii=c.pii,
+                              checks=tuple(c.checks), allowed=_allowed(c.allowed, c.allowed_from, path, c.name),
+                              normalize=c.normalize) for c in m.columns)
+    names = [c.name for c in cols]
+    if len(set(names)) != len(names):
+        raise ContractError(f"{path}: column names repeat: {sorted({n for n in names if names.count(n) > 1})}")
     sc = SourceContract(
-        source=_req(d, "source", path), title=d.get("title", ""), department=_req(d, "department", path),
-        department_code=str(d.get("department_code", "")), domain=_req(d, "domain", path),
-        format=d.get("format", "csv"), encoding=d.get("encoding", "auto"), update_cycle=_req(d, "update_cycle", path),
-        record_key=_req(d, "record_key", path), entity_key=_req(d, "entity_key", path), columns=tuple(cols), path=str(path),
-        unique_key=tuple(d.get("unique_key") or [d.get("entity_key")]),
-        derived_columns={str(k): str(v) for k, v in (d.get("derived_columns") or {}).items()},
-        entity_order=str(d.get("entity_order") or ""),
-        loader=str(d.get("loader") or "rows"),
-        geometry=_parse_geometry(d.get("geometry"), [c.name for c in cols], path),
+        source=m.source, title=m.title, department=m.department, department_code=m.department_code,
+        domain=m.domain, format=m.format, encoding=m.encoding, update_cycle=m.update_cycle,
+        record_key=m.record_key, entity_key=m.entity_key, columns=cols, path=str(path),
+        unique_key=tuple(m.unique_key or [m.entity_key]), derived_columns=dict(m.derived_columns),
+        entity_order=m.entity_order, loader=m.loader, geometry=_parse_geometry(m.geometry, names, path),
     )
     if sc.source != path.stem:
         raise ContractError(f"{path}: source '{sc.source}' must equal the file name '{path.stem}'")
-    if sc.format not in FORMATS:
-        raise ContractError(f"{path}: format must be one of {sorted(FORMATS)}, got '{sc.format}'")
-    if sc.loader not in LOADERS:
-        raise ContractError(f"{path}: loader must be one of {sorted(LOADERS)}, got '{sc.loader}'")
-    if sc.update_cycle not in UPDATE_CYCLES:
-        raise ContractError(f"{path}: update_cycle must be one of {list(UPDATE_CYCLES)}, got '{sc.update_cycle}'")
     for k in (sc.record_key, sc.entity_key, *sc.unique_key):
         if k not in sc.column_names:
             raise ContractError(f"{path}: key column '{k}' is not among the columns")
@@ -193,12 +493,10 @@ def parse_source(path: Path) -> SourceContract:
 def _parse_geometry(g, column_names: list[str], path: Path) -> dict:
     """A source's ``geometry:`` mapping, checked: the named columns exist, the coordinate system is
     one of ``lake.geo.CRS`` (stored in its canonical spelling)."""
-    if g in (None, {}):
+    if not g:
         return {}
     from lake.geo import CRS, canonical_crs
 
-    if not isinstance(g, dict):
-        raise ContractError(f"{path}: geometry must be a mapping like {{lon: lon, lat: lat, crs: GCJ02}}")
     forms = ({"lon", "lat", "crs"}, {"lon", "lat", "crs_column"}, {"column", "crs"})
     if set(g) not in forms:
         raise ContractError(f"{path}: geometry has keys {sorted(g)}; expected {{lon, lat, crs}}, "
@@ -215,60 +513,83 @@ def _parse_geometry(g, column_names: list[str], path: Path) -> dict:
     return out
 
 
+def substitute(text: str, where: str) -> str:
+    """``text`` with every ``${name}`` replaced by the reference value (``${district}`` -> 110115)."""
+    subs = REF.substitutions
+
+    def one(m: re.Match) -> str:
+        if m.group(1) not in subs:
+            raise ContractError(f"{where}: unknown substitution ${{{m.group(1)}}}; known: "
+                                + ", ".join(f"${{{k}}}" for k in subs))
+        return subs[m.group(1)]
+
+    return re.sub(r"\$\{(\w+)\}", one, text)
+
+
+def _expectation(e, path: Path, columns: list[str]) -> dict:
+    """The expectation as the gate reads it: reference sets expanded, ``${name}`` substituted."""
+    out = e.model_dump(exclude_none=True, exclude_unset=True)
+    out["type"] = e.type
+    for c in [out.get("column"), *(out.get("columns") or []), (out.get("when") or {}).get("column")]:
+        if c is not None and c not in columns:
+            raise ContractError(f"{path}: expectation {e.type} names column '{c}', which is not among the columns")
+    if "values_from" in out:
+        try:
+            out["values"] = REF.value_set(out.pop("values_from"))
+        except KeyError:
+            raise ContractError(f"{path}: expectation {e.type}({out.get('column')}): values_from is not a reference "
+                                f"set; known: {', '.join(REF.value_set_names)}") from None
+    if "regex" in out:
+        out["regex"] = substitute(out["regex"], f"{path}: expectation regex({out.get('column')})")
+    return out
+
+
 def parse_table(path: Path) -> TableContract:
     d = _load_yaml(path)
-    cols = []
-    for c in _req(d, "columns", path):
-        cols.append(
-            TableColumn(
-                name=_req(c, "name", path), type=c.get("type", "string"), title=c.get("title", ""),
-                authority=c.get("authority", ""), fallback=tuple(c.get("fallback", []) or []),
-                sources=dict(c.get("sources", {}) or {}), derive=c.get("derive", ""),
-                cross_check=bool(c.get("cross_check", False)), pii=bool(c.get("pii", False)),
-            )
-        )
+    m = _validate(TableModel, path, d)
+    cols = tuple(TableColumn(name=c.name, type=c.type, title=c.title, authority=c.authority, fallback=tuple(c.fallback),
+                             sources=dict(c.sources), derive=c.derive, cross_check=c.cross_check, pii=c.pii,
+                             grade=c.grade) for c in m.columns)
+    names = [c.name for c in cols]
+    if len(set(names)) != len(names):
+        raise ContractError(f"{path}: column names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+    od = m.open_dataset.model_dump(exclude_none=True, exclude_unset=True) if m.open_dataset else {}
+    if m.open_dataset and m.open_dataset.geojson:
+        od["geojson"] = m.open_dataset.geojson.model_dump(exclude_none=True, exclude_unset=True)
     tc = TableContract(
-        table=_req(d, "table", path), title=_req(d, "title", path), description=d.get("description", ""),
-        grain=_req(d, "grain", path), key=tuple(_req(d, "key", path)), owner=_req(d, "owner", path),
-        domain=_req(d, "domain", path), grade=int(d.get("grade", 1)), share_type=_req(d, "share_type", path),
-        share_grants=tuple(d.get("share_grants", []) or []), share_condition=d.get("share_condition", ""),
-        open_type=d.get("open_type", "none"), update_cycle=_req(d, "update_cycle", path), columns=tuple(cols),
-        expectations=tuple(d.get("expectations", []) or []), open_dataset=dict(d.get("open_dataset", {}) or {}),
-        path=str(path), cross_rules=tuple(d.get("cross_rules", []) or []),
+        table=m.table, title=m.title, description=m.description, grain=m.grain, key=tuple(m.key), owner=m.owner,
+        domain=m.domain, grade=m.grade, share_type=m.share_type, share_grants=tuple(m.share_grants),
+        share_condition=m.share_condition, open_type=m.open_type, update_cycle=m.update_cycle, columns=cols,
+        expectations=tuple(_expectation(e, path, names) for e in m.expectations), open_dataset=od, path=str(path),
+        cross_rules=tuple(m.cross_rules), built_by=m.built_by or "", written_by=tuple(m.written_by),
+        upstream=tuple(m.upstream), requires=tuple(m.requires if m.requires is not None else m.upstream),
+        schedule=m.schedule or "", partition_by=m.partition_by or "", gate=m.gate,
     )
-    if tc.table.count(".") != 1 or tc.zone not in ("base", "topic"):
-        raise ContractError(f"{path}: table must be 'base.<name>' or 'topic.<name>', got '{tc.table}'")
-    unknown_rules = set(tc.cross_rules) - CROSS_RULES
-    if unknown_rules:
-        raise ContractError(f"{path}: unknown cross_rules {sorted(unknown_rules)}; known: {sorted(CROSS_RULES)}")
-    if tc.share_type not in SHARE_TYPES:
-        raise ContractError(f"{path}: share_type must be one of {sorted(SHARE_TYPES)}")
-    if tc.open_type not in OPEN_TYPES:
-        raise ContractError(f"{path}: open_type must be one of {sorted(OPEN_TYPES)}")
+    if tc.name != path.stem.split("_", 1)[1] or path.stem.split("_", 1)[0] != tc.zone:
+        raise ContractError(f"{path}: table '{tc.table}' must be in the file {tc.zone}_{tc.name}.yaml")
+    for k in tc.key:
+        if k not in names:
+            raise ContractError(f"{path}: key column '{k}' is not among the columns")
+    if tc.partition_by and tc.partition_by not in tc.key:
+        raise ContractError(f"{path}: partition_by '{tc.partition_by}' must be a key column {list(tc.key)}")
     if tc.open_type != "none" and any(c.pii for c in tc.columns):
         raise ContractError(f"{path}: a table with personal columns cannot be opened (open_type must be none)")
-    for k in tc.key:
-        if k not in tc.column_names:
-            raise ContractError(f"{path}: key column '{k}' is not among the columns")
-    _check_open_geojson(path, tc)
+    if tc.open_type != "none" and not tc.open_dataset:
+        raise ContractError(f"{path}: open_type {tc.open_type} needs an open_dataset (id, title, description)")
+    if tc.share_type == "conditional" and not tc.share_grants:
+        raise ContractError(f"{path}: conditional sharing needs share_grants (the departments it is granted to)")
+    for c in od.get("count_columns", []):
+        if c not in names:
+            raise ContractError(f"{path}: open_dataset.count_columns names column '{c}', which is not among the columns")
+    spec = od.get("geojson")
+    if spec:
+        missing = [c for c in (spec.get("points") or [spec.get("key", "town_code")]) if c not in names]
+        if missing:
+            raise ContractError(f"{path}: open_dataset.geojson names column(s) {missing}, which are not among the columns")
+    for c in cols:
+        if c.authority and not tc.built:
+            raise ContractError(f"{path}: column '{c.name}': authority is for base and topic tables")
     return tc
-
-
-def _check_open_geojson(path: Path, tc: TableContract) -> None:
-    """``open_dataset.geojson`` is ``{points: [lon, lat]}`` (two columns of the table) or
-    ``{polygons_from: <zone>.<table>, key: <column>}``."""
-    spec = tc.open_dataset.get("geojson")
-    if spec is None:
-        return
-    if isinstance(spec, dict) and set(spec) == {"points"} and isinstance(spec["points"], list) and len(spec["points"]) == 2:
-        missing = [c for c in spec["points"] if c not in tc.column_names]
-    elif isinstance(spec, dict) and set(spec) <= {"polygons_from", "key"} and "polygons_from" in spec:
-        missing = [c for c in [spec.get("key", "town_code")] if c not in tc.column_names]
-    else:
-        raise ContractError(f"{path}: open_dataset.geojson must be {{points: [lon, lat]}} or "
-                            f"{{polygons_from: base.admin_boundary, key: town_code}}, got {spec!r}")
-    if missing:
-        raise ContractError(f"{path}: open_dataset.geojson names column(s) {missing}, which are not among the columns")
 
 
 @dataclass(frozen=True)
@@ -290,8 +611,12 @@ class Contracts:
         return [s for s in self.sources.values() if s.domain == domain]
 
     def row_sources(self) -> list[str]:
-        """Sources landed row by row by jobs/ingest.py (everything but the sensor readings)."""
+        """Sources landed row by row by jobs/landing/ingest.py (everything but the sensor readings)."""
         return sorted(s.source for s in self.sources.values() if s.loader == "rows")
+
+    def built_tables(self) -> list[TableContract]:
+        """The base and topic tables (each built by a job module from its upstream tables), by id."""
+        return sorted((t for t in self.tables.values() if t.built), key=lambda t: t.table)
 
 
 @lru_cache(maxsize=8)
@@ -305,20 +630,20 @@ def load(contracts_dir: str) -> Contracts:
         t = parse_table(p)
         tables[t.table] = t
     _validate_authorities(sources, tables)
+    _validate_flow(sources, tables)
     return Contracts(sources=sources, tables=tables)
 
 
 def _validate_authorities(sources: dict, tables: dict) -> None:
-    """一数一源: every base column names exactly one authoritative source that really has the column."""
+    """一数一源: every base column names exactly one authoritative source that really has the column.
+    A base table without a gate (the sensor readings) holds each source's own rows as delivered, with
+    the source on every row (``_source``): there is no second copy of a value to choose from."""
     for t in tables.values():
-        if t.zone != "base":
+        if t.zone != "base" or not t.gate:
             continue
         for c in t.columns:
             if not c.authority:
                 raise ContractError(f"{t.path}: column '{c.name}' has no authoritative source")
-            if not isinstance(c.authority, str):
-                raise ContractError(f"{t.path}: column '{c.name}' names {len(c.authority)} authoritative sources "
-                                    f"{list(c.authority)}; exactly one is allowed (一数一源), put the others in 'fallback'")
             if c.authority == "derived":
                 if not c.derive:
                     raise ContractError(f"{t.path}: derived column '{c.name}' needs 'derive'")
@@ -331,3 +656,33 @@ def _validate_authorities(sources: dict, tables: dict) -> None:
                     raise ContractError(f"{t.path}: column '{c.name}': source '{s}' has no column '{src_col}'")
             if c.authority in c.fallback:
                 raise ContractError(f"{t.path}: column '{c.name}' lists its authority '{c.authority}' as a fallback")
+
+
+def _validate_flow(sources: dict, tables: dict) -> None:
+    """Every upstream names a known source (``raw.<source>``) or table, without cycles; the raw table
+    of every authority and fallback a table's columns name is upstream of it (directly or through an
+    upstream table: a POI's town comes from the boundaries through base.admin_boundary)."""
+    for t in tables.values():
+        for u in t.upstream:
+            zone, name = u.split(".", 1)
+            known = name in sources if zone == "raw" else u in tables
+            if not known:
+                raise ContractError(f"{t.path}: upstream '{u}' is neither a source (raw.<source>) nor a table with a "
+                                    "contract")
+
+    def reach(table: str, seen: tuple = ()) -> set:
+        if table in seen:
+            raise ContractError(f"{tables[table].path}: upstream tables form a cycle: {' -> '.join((*seen, table))}")
+        out = set()
+        for u in tables[table].upstream:
+            out.add(u)
+            if u in tables:
+                out |= reach(u, (*seen, table))
+        return out
+
+    for t in tables.values():
+        upstream = reach(t.table)
+        named = {f"raw.{s}" for c in t.columns for s in (c.authority, *c.fallback) if s and s != "derived"}
+        missing = sorted(named - upstream)
+        if missing:
+            raise ContractError(f"{t.path}: upstream lacks {missing}, the sources its columns take values from")
