@@ -12,13 +12,14 @@ from pyspark.sql import SparkSession
 
 from lake import contracts as contracts_mod
 from lake import io
+from lake.reference import DISTRICT as REF_DISTRICT
 from lake.settings import Settings
 
 SHARE_ZH = {"unconditional": "无条件共享", "conditional": "有条件共享", "none": "不予共享"}
 OPEN_ZH = {"unconditional": "无条件开放", "directed": "有条件开放", "none": "不予开放"}
 CYCLE_ZH = {"daily": "每日", "weekly": "每周", "monthly": "每月", "quarterly": "每季度", "yearly": "每年"}
-DISTRICT = "110115"
-BUREAU_CODE = "11011500000"
+DISTRICT = REF_DISTRICT.code
+BUREAU_CODE = REF_DISTRICT.bureau_code
 
 
 def entries(c: contracts_mod.Contracts) -> list[dict]:
@@ -32,7 +33,7 @@ def entries(c: contracts_mod.Contracts) -> list[dict]:
             "share_type": SHARE_ZH["none"], "share_condition": "原始数据仅供数据治理使用", "share_method": "不适用",
             "open_type": OPEN_ZH["none"], "update_cycle": CYCLE_ZH.get(s.update_cycle, s.update_cycle), "grade": None,
         })
-    for i, t in enumerate(sorted(c.tables.values(), key=lambda t: t.table), start=1):
+    for i, t in enumerate(c.built_tables(), start=1):
         out.append({
             "resource_code": f"{DISTRICT}-{BUREAU_CODE}-T{i:04d}", "layer": t.zone, "resource_id": t.table,
             "name": t.title, "provider": t.owner, "provider_code": BUREAU_CODE, "abstract": t.description,

@@ -1,50 +1,35 @@
-"""Build base databases when raw data changes, and topic databases when base data changes.
+"""Build the base and topic databases, one DAG per job of the registry (``lake.registry``, read from
+the contracts: ``built_by``, ``upstream``, ``requires``, ``schedule``).
 
-Every table goes through its Great Expectations gate before it is published; a failed gate fails the
-task (retries do not help a data problem, the message names the failed expectations).
+A job's DAG runs when one of its upstream tables changes (their assets), or on its cron schedule
+(the sensor readings at 00:30, for the day before). While a table it requires does not exist yet
+(a department has not delivered, the base map is not built) its task is skipped, which is not a
+failure; it runs again when the missing table appears. Every table goes through its Great
+Expectations gate before it is published; a failed gate fails the task and names the failed
+expectations (retries do not help a data problem).
 """
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, AssetAny, get_current_context, task
+from airflow.sdk import DAG, Asset, AssetAny, CronTriggerTimetable, get_current_context, task
 
-from jobs.orchestration import BASE_TABLES, COMMON_DAG_KWARGS, DOMAINS, TOPIC_TABLES, as_of
+from jobs.orchestration import COMMON_DAG_KWARGS, TIMEZONE, run_build_task, the_registry
 
-with DAG(
-    dag_id="lake__build__base",
-    description="Golden records per person and legal entity (一数一源), gated, published to base/",
-    schedule=AssetAny(*[Asset(f"raw.{s}") for d in BASE_TABLES for s in DOMAINS[d]]),
-    **COMMON_DAG_KWARGS,
-    params={"as_of": None},
-    doc_md=__doc__,
-    tags=["lake", "build", "base"],
-):
-    for domain, table in BASE_TABLES.items():
+for job in the_registry().order():
+    schedule = (CronTriggerTimetable(job.schedule, timezone=TIMEZONE) if job.schedule
+                else AssetAny(*[Asset(u) for u in job.upstream]))
+    with DAG(
+        dag_id=job.dag_id,
+        description=f"{job.name}: builds {', '.join(job.tables)} through their gates",
+        schedule=schedule,
+        **COMMON_DAG_KWARGS,
+        params={"as_of": None, **({"day": None} if job.schedule else {})},
+        doc_md=__doc__,
+        tags=["lake", "build", job.layer],
+    ) as dag:
 
-        @task(task_id=f"build__{table.replace('.', '__')}", outlets=[Asset(table)])
-        def build(table: str = table) -> dict:
-            from jobs import build_base
-            from lake.settings import Settings
-
-            return build_base.build_table(Settings.from_env(), table, as_of(get_current_context()))
+        @task(task_id=job.task_id, outlets=[Asset(t) for t in job.tables])
+        def build(module: str = job.module) -> list[dict]:
+            return run_build_task(module, get_current_context())
 
         build()
-
-with DAG(
-    dag_id="lake__build__topic",
-    description="Topic databases from the base databases, gated, published to topic/",
-    schedule=AssetAny(*[Asset(t) for t in BASE_TABLES.values()]),
-    **COMMON_DAG_KWARGS,
-    params={"as_of": None},
-    doc_md=__doc__,
-    tags=["lake", "build", "topic"],
-):
-    for table in TOPIC_TABLES:
-
-        @task(task_id=f"build__{table.replace('.', '__')}", outlets=[Asset(table)])
-        def build_topic(table: str = table) -> dict:
-            from jobs import build_topic as job
-            from lake.settings import Settings
-
-            return job.build_table(Settings.from_env(), table, as_of(get_current_context()))
-
-        build_topic()
+    globals()[dag.dag_id] = dag

@@ -1,15 +1,16 @@
-"""Land department files from the inbox into the lake, one DAG per domain.
+"""Land department files from the inbox into the lake, one DAG per domain of the source contracts.
 
 Each task ingests every new file in ``<inbox>/<source>/`` (files already landed are skipped by
-checksum) and updates the ``raw.<source>`` asset, which triggers ``lake__build__base``.
+checksum; an empty inbox is a quiet day, not a failure) and updates the ``raw.<source>`` asset,
+which triggers the build DAGs of the tables built from it.
 """
 from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, task
 
-from jobs.orchestration import COMMON_DAG_KWARGS, DOMAINS
+from jobs.orchestration import COMMON_DAG_KWARGS, domains
 
-for domain, sources in DOMAINS.items():
+for domain, sources in domains().items():
     with DAG(
         dag_id=f"lake__ingest__{domain}",
         description=f"Land {domain} department files: landing -> raw + quarantine",
@@ -22,7 +23,7 @@ for domain, sources in DOMAINS.items():
 
             @task(task_id=f"ingest__{source}", outlets=[Asset(f"raw.{source}")])
             def ingest(source: str = source) -> list[dict]:
-                from jobs import ingest as job
+                from jobs.landing import ingest as job
                 from lake.settings import Settings
 
                 return job.run(Settings.from_env(), source)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, get_current_context, task
 
-from jobs.orchestration import BASE_TABLES, COMMON_DAG_KWARGS, REPORT_CRON, as_of
+from jobs.orchestration import COMMON_DAG_KWARGS, REPORT_CRON, TIMEZONE, as_of, base_tables
 
 with DAG(
     dag_id="lake__report",
     description="Timeliness per source and quality reports per department, scored and trended",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(REPORT_CRON, timezone="Asia/Shanghai"),
-                                 assets=AssetAny(*[Asset(t) for t in BASE_TABLES.values()])),
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(REPORT_CRON, timezone=TIMEZONE),
+                                 assets=AssetAny(*[Asset(t) for t in base_tables()])),
     **COMMON_DAG_KWARGS,
     params={"as_of": None},
     doc_md=__doc__,
@@ -24,14 +24,14 @@ with DAG(
 
     @task(task_id="check__timeliness", outlets=[Asset("quality.timeliness")])
     def check_timeliness() -> dict:
-        from jobs import timeliness
+        from jobs.governance import timeliness
         from lake.settings import Settings
 
         return timeliness.run(Settings.from_env(), as_of(get_current_context()))
 
     @task(task_id="report__departments", outlets=[Asset("quality.department_scores")])
     def report_departments() -> dict:
-        from jobs import reports
+        from jobs.governance import reports
         from lake.settings import Settings
 
         return reports.run(Settings.from_env(), as_of(get_current_context()))

@@ -1,15 +1,20 @@
-"""The whole pipeline once, in-process: land every row-by-row source in the inbox, build the
-population and legal-entity base databases, the base map (boundaries, POIs, standard addresses), the
-sensing ledger and every delivery day of sensor readings with their health and topics, check
-timeliness, build the other topic tables through their gates, write the department quality reports,
-publish share and open zones, and write a run report.
+"""The whole pipeline once, in-process (``lake run``, ``lake build``), in the order the registry gives
+(``lake.registry``: contracts -> jobs -> dependency order):
+
+1. ``ingest``: land every row-by-row source's new files from the inbox (``jobs.landing.ingest``);
+2. every job of the registry in dependency order: the base databases (population, legal entities,
+   the base map, the standard address library, the sensing ledger and the sensor readings of every
+   delivery day in the inbox), then the topic databases; a job whose required tables do not exist
+   yet is skipped with the reason (a quiet day, or a department that has not delivered);
+3. ``timeliness`` and ``reports``: every source's timeliness and the department quality reports;
+4. ``publish``: the share and open zones and the catalogue.
 
 The run report (``_reports/run-<started>.json`` and ``_reports/latest.json``) records rows in and
-out and seconds per stage. When the inbox holds sample data from ``lake generate`` (its
-``truth/`` folder), the run also measures detection precision and recall per defect type against
-that ground truth (``jobs.evaluate``) and keeps the table in the report under ``evaluation``. Reports
-are an audit log and grow by one file per run; every Delta table and open-zone file is unchanged by a
-run whose inputs did not change.
+out and seconds per stage. When the inbox holds sample data from ``lake generate`` (its ``truth/``
+folder), the run also measures detection precision and recall per defect type against that ground
+truth (``sample.evaluate``) and keeps the table in the report under ``evaluation``. Reports are an
+audit log and grow by one file per run; every Delta table and open-zone file is unchanged by a run
+whose inputs did not change.
 """
 from __future__ import annotations
 
@@ -18,69 +23,81 @@ import time
 from datetime import datetime, timezone
 
 from lake import contracts as contracts_mod
-from lake import io
+from lake import io, registry
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
-from jobs import address_library, build_base, build_topic, evaluate, ingest, iot, publish, reports, spatial, timeliness
 
-STAGES = ("ingest", "build_base", "spatial", "addresses", "poi", "iot", "timeliness", "build_topic", "reports",
-          "publish")
+GOVERNANCE = ("timeliness", "reports", "publish")
 
 
-def reading_days(settings: Settings) -> list[str]:
-    """Delivery days (``YYYY-MM-DD``) of the sensor-reading files in the inbox, oldest first."""
-    from pathlib import Path
-    import re
-
-    contracts = contracts_mod.load(settings.contracts_dir)
-    days = set()
-    for sc in contracts.sources.values():
-        if sc.loader != "readings":
-            continue
-        for f in ingest.inbox_files(settings, sc.source):
-            m = re.search(r"_(\d{8})\.[^.]+$", Path(f).name)
-            if m:
-                d = m.group(1)
-                days.add(f"{d[:4]}-{d[4:6]}-{d[6:]}")
-    return sorted(days)
+def stages(settings: Settings) -> list[str]:
+    """The stage names of a run: ingest, every job of the registry in order, then governance."""
+    return ["ingest", *[j.name for j in registry.load(settings.contracts_dir).order()], *GOVERNANCE]
 
 
-def run_iot(settings: Settings, as_of: str) -> dict:
-    """The sensing ledger, then every delivery day of readings in the inbox (each idempotent)."""
-    days = reading_days(settings)
-    if not days:
-        return {"ledger": iot.build_devices(settings, as_of), "days": []}
-    return {"days": [iot.run_day(settings, d) for d in days]}
+def missing_inputs(settings: Settings, job: registry.Job) -> list[str]:
+    """The tables ``job`` requires that do not exist yet (checked without a JVM)."""
+    return [t for t in job.requires if not io.has_commit(io.path_of(settings, t))]
+
+
+def run_job(settings: Settings, job: registry.Job, as_of: str, context: dict | None = None) -> list[dict]:
+    """One job of the registry, or a one-line skip when what it requires does not exist yet. The
+    context the job's results carry (``context``) is merged into ``context`` for the jobs after it."""
+    missing = missing_inputs(settings, job)
+    if missing:
+        log.info("%s: skipped, waiting for %s (not built or delivered yet)", job.name, ", ".join(missing))
+        return [{"table": t, "status": "skipped", "rows": 0, "reason": f"waiting for {', '.join(missing)}"}
+                for t in job.tables]
+    results = job.load().build(settings, as_of, **(context or {}))
+    if context is not None:
+        for r in results:
+            context.update(r.get("context") or {})
+    return results
+
+
+def build(settings: Settings, as_of: str, progress=None, report: dict | None = None) -> dict:
+    """Every job of the registry in order (``lake build``); ``report['stages']`` gets one entry per job."""
+    reg = registry.load(settings.contracts_dir)
+    report = report if report is not None else {"stages": {}}
+    context: dict = {}
+    names = stages(settings)
+    for job in reg.order():
+        _stage(report, job.name, names, progress, lambda job=job: run_job(settings, job, as_of, context))
+    return report
+
+
+def _stage(report: dict, name: str, names: list[str], progress, fn):
+    if progress:
+        progress(name, names.index(name) + 1, len(names))
+    t0 = time.time()
+    result = fn()
+    report["stages"][name] = {"seconds": round(time.time() - t0, 2), "result": result}
+    return result
 
 
 def run(settings: Settings, as_of: str, progress=None) -> dict:
     """Run every stage; ``progress(stage, i, n)`` is called before each stage (for the CLI)."""
+    from jobs.governance import reports, timeliness
+    from jobs.landing import ingest
+    from jobs import publish
+
     started = datetime.now(timezone.utc)
     contracts = contracts_mod.load(settings.contracts_dir)
-    get_spark(settings)
+    registry.check_modules(registry.load(settings.contracts_dir))
     report: dict = {"started_at": started.isoformat(timespec="seconds"), "as_of": as_of, "root": settings.root,
                     "stages": {}}
+    names = stages(settings)
+    files = [(s, p) for s in contracts.row_sources() for p in ingest.inbox_files(settings, s)]
+    _stage(report, "ingest", names, progress, lambda: ingest.run_many(settings, files))
+    build(settings, as_of, progress, report)
+    get_spark(settings)
+    _stage(report, "timeliness", names, progress, lambda: timeliness.run(settings, as_of))
+    _stage(report, "reports", names, progress, lambda: reports.run(settings, as_of))
+    _stage(report, "publish", names, progress, lambda: publish.run(settings))
+    from lake import spark as spark_mod
 
-    def stage(name, fn):
-        if progress:
-            progress(name, STAGES.index(name) + 1, len(STAGES))
-        t0 = time.time()
-        result = fn()
-        report["stages"][name] = {"seconds": round(time.time() - t0, 2), "result": result}
-        return result
-
-    stage("ingest", lambda: ingest.run_many(
-        settings, [(s, p) for s in contracts.row_sources() for p in ingest.inbox_files(settings, s)]))
-    stage("build_base", lambda: build_base.run(settings, as_of))
-    stage("spatial", lambda: spatial.run(settings, as_of, ("boundaries",)))
-    stage("addresses", lambda: address_library.run(settings, as_of))
-    stage("poi", lambda: spatial.run(settings, as_of, ("poi",)))  # after the addresses: their codes
-    stage("iot", lambda: run_iot(settings, as_of))
-    stage("timeliness", lambda: timeliness.run(settings, as_of))  # after the readings were landed
-    stage("build_topic", lambda: build_topic.run(settings, as_of))
-    stage("reports", lambda: reports.run(settings, as_of))
-    stage("publish", lambda: publish.run(settings))
+    report["spark_log"] = spark_mod.LOG_FILE
     report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["seconds"] = round(sum(s["seconds"] for s in report["stages"].values()), 2)
     ing = report["stages"]["ingest"]["result"]
@@ -96,10 +113,13 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
     rep = report["stages"]["reports"]["result"]
     report["quality_reports"] = {"run_id": rep["run_id"], "index": rep["index"],
                                  "scores": {d["department"]: d["score"] for d in rep["departments"]}}
-    if "://" not in settings.inbox and evaluate.has_truth(settings.inbox):
-        t0 = time.time()
-        report["evaluation"] = evaluate.evaluate(get_spark(settings), settings, settings.inbox)
-        report["evaluation"]["seconds"] = round(time.time() - t0, 2)
+    if "://" not in settings.inbox:
+        from sample import evaluate  # sample data only: no Faker here, the generator is not imported
+
+        if evaluate.has_truth(settings.inbox):
+            t0 = time.time()
+            report["evaluation"] = evaluate.evaluate(get_spark(settings), settings, settings.inbox)
+            report["evaluation"]["seconds"] = round(time.time() - t0, 2)
     write_report(settings, report, started)
     return report
 
@@ -112,3 +132,47 @@ def write_report(settings: Settings, report: dict, started: datetime) -> str:
     report["report_path"] = uri
     log.info("run report: %s", uri)
     return uri
+
+
+def sensing_day(settings: Settings, day, spark=None) -> dict:
+    """One delivery day of sensing, as the daily schedule runs it: the ledger as of the day, the day's
+    readings, then device health and the sensing topics of every reading day the delivery touched;
+    counts and seconds (and rows/s) per stage (``scripts/bench_iot.py``)."""
+    from pyspark.sql import functions as F
+
+    from jobs.base.iot_device import build_devices
+    from jobs.base.iot_reading import ingest_readings
+    from jobs.topic.sensing import build_topics, day_data, device_health
+    from lake.sensing import as_date
+
+    day = as_date(day)
+    spark = spark or get_spark(settings)
+    out: dict = {}
+    t = time.time()
+    ledger = build_devices(settings, day, spark)
+    out["ledger"] = {"seconds": round(time.time() - t, 2), "rows": ledger["rows"], "status": ledger["status"]}
+    t = time.time()
+    readings = ingest_readings(settings, day, spark)
+    out["readings"] = {"seconds": round(time.time() - t, 2), "rows": readings["rows_read"],
+                       "kept": readings["kept"], "duplicates": readings["duplicates"],
+                       "quarantined": readings["quarantined"], "skipped": readings["skipped"],
+                       "redone": readings.get("redone", [])}
+    days = readings["reading_days"] or [day.isoformat()]
+    t = time.time()
+    data = day_data(spark, settings, days)
+    try:
+        health = device_health(settings, days, spark, data)
+        n_in = data.hourly.agg(F.sum("n")).collect()[0][0] or 0
+        out["health"] = {"seconds": round(time.time() - t, 2), "rows": n_in, "health_rows": health["rows"],
+                         "status": health["status"]}
+        t = time.time()
+        topics = build_topics(settings, days, spark, data)
+        out["topics"] = {"seconds": round(time.time() - t, 2), "rows": n_in,
+                         "tables": {x["table"]: {"status": x["status"], "rows": x["rows"]} for x in topics}}
+    finally:
+        data.release()
+    for s in out.values():
+        s["rows_per_second"] = round(s["rows"] / s["seconds"]) if s["seconds"] > 0 and s["rows"] else None
+    return {"day": day.isoformat(), "reading_days": days, "stages": out,
+            "seconds": round(sum(s["seconds"] for s in out.values()), 2), "ledger": ledger, "readings": readings,
+            "topics": [health, *topics]}

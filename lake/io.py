@@ -10,8 +10,10 @@ Every zone table lives at ``<root>/<zone>/<name>`` (see lake_layout.md). Writes 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -21,7 +23,17 @@ from pyspark.sql import functions as F
 from lake.settings import Settings
 
 
+# ``_lineage`` of a base or topic row: column -> the exact source row its value came from
+LINEAGE_TYPE = "struct<source:string,batch_id:string,file_sha256:string,row:long>"
+
+
 def table_path(settings: Settings, zone: str, name: str) -> str:
+    return settings.path(zone, name)
+
+
+def path_of(settings: Settings, table_id: str) -> str:
+    """The path of a table id ``<zone>.<name>`` (``base.population`` -> ``<root>/base/population``)."""
+    zone, name = table_id.split(".", 1)
     return settings.path(zone, name)
 
 
@@ -32,6 +44,17 @@ def is_table(spark: SparkSession, path: str) -> bool:
         return DeltaTable.isDeltaTable(spark, path)
     except Exception:  # a missing parent folder on some filesystems
         return False
+
+
+def has_commit(uri: str) -> bool:
+    """True when ``uri`` is a Delta table with at least one commit, checked without a JVM (local
+    folder or object store): its ``_delta_log`` holds a commit file."""
+    fs, path = filesystem(uri)
+    try:
+        info = fs.get_file_info(pafs.FileSelector(f"{path}/_delta_log", allow_not_found=True))
+    except (OSError, ValueError):
+        return False
+    return any(i.type == pafs.FileType.File and i.path.endswith(".json") and i.base_name[:20].isdigit() for i in info)
 
 
 def read(spark: SparkSession, path: str) -> DataFrame:
@@ -102,6 +125,43 @@ def overwrite(df: DataFrame, path: str, meta: dict, stats_columns=None) -> None:
         w.mode("overwrite").option("overwriteSchema", "true")
         .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
     )
+
+
+def replace_if_changed(df: DataFrame, path: str, condition: str, meta: dict | None = None,
+                       create_empty: bool = True) -> bool:
+    """Replace the rows matching ``condition`` with ``df`` unless they already have exactly this
+    content (then no Delta version is added); True if written. With ``create_empty`` False an empty
+    ``df`` does not create a table that does not exist yet."""
+    spark = df.sparkSession
+    new_fp = fingerprint(df)
+    if is_table(spark, path):
+        old = read(spark, path)
+        if sorted(old.columns) == sorted(df.columns) and \
+                fingerprint(old.where(F.expr(condition)).select(*df.columns)) == new_fp:
+            return False
+    elif not create_empty and new_fp.startswith("0:"):
+        return False
+    replace_where(df, path, condition, meta)
+    return True
+
+
+def inputs_hash(parts: list[str], files: list[Path] = ()) -> str:
+    """A deterministic id of a job's inputs (hex sha256): ``parts`` (table versions, file hashes,
+    rule versions, as text) and the bytes of ``files`` (contracts, code)."""
+    h = hashlib.sha256("|".join(parts).encode())
+    for p in files:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
+
+
+def table_versions(spark: SparkSession, settings: Settings, table_ids: list[str]) -> list[str]:
+    """``<table id>=<Delta version>`` (``None`` for a table not written yet), for ``inputs_hash``."""
+    return [f"{t}={version(spark, path_of(settings, t))}" for t in table_ids]
+
+
+def contract_files(contracts_dir: str) -> list[Path]:
+    """Every contract file, in a fixed order (a contract change is an input change)."""
+    return sorted(Path(contracts_dir).rglob("*.yaml"))
 
 
 def fingerprint(df: DataFrame) -> str:

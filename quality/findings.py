@@ -32,6 +32,13 @@ def write(settings: Settings, df: DataFrame, run_id: str) -> None:
     io.replace_where(conform(df), path, f"run_id = '{run_id}'")
 
 
+def write_if_changed(settings: Settings, df: DataFrame, run_id: str) -> bool:
+    """Replace the findings of ``run_id`` unless they are already exactly these (no new Delta
+    version then; an empty ``df`` does not create the table); True if written."""
+    return io.replace_if_changed(conform(df), io.table_path(settings, *FINDINGS), f"run_id = '{run_id}'",
+                                 create_empty=False)
+
+
 def has_run(spark, settings: Settings, run_id: str) -> bool:
     path = io.table_path(settings, *FINDINGS)
     if not io.is_table(spark, path):

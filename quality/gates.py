@@ -186,15 +186,32 @@ def _run_suite(settings: Settings, name: str, df: DataFrame, specs: list[dict], 
     return rows
 
 
+class StaleSources(GateFailed):
+    """Publication blocked because sources of the table are stale (policy: block_publication)."""
+
+    def __init__(self, table: str, stale: list):
+        self.table = table
+        self.stale = stale
+        self.failures = [{"expectation": "timeliness.cycle", "column": d.source, "unexpected_count": None,
+                          "element_count": None, "observed": d.last_delivery} for d in stale]
+        lines = [f"  - {d.source} ({d.department}): "
+                 + (f"last delivery {d.last_delivery}, " if d.last_delivery else "never delivered, ")
+                 + f"{d.update_cycle} cycle + grace = {d.allowed_days} days"
+                 + (f", {d.age_days} days old" if d.age_days is not None else "")
+                 for d in stale]
+        RuntimeError.__init__(self, f"quality gate failed for {table}; not published: stale source(s) "
+                         "(contracts/policy.yaml timeliness.block_publication is true):\n" + "\n".join(lines))
+
+
 def timeliness_gate(spark: SparkSession, settings: Settings, tc: TableContract, as_of: str | None) -> None:
     """When contracts/policy.yaml says ``timeliness.block_publication: true``, refuse to publish a
-    table one of whose sources is stale on ``as_of`` (raises ``jobs.timeliness.StaleSources``, a
-    ``GateFailed``, naming each source and its last delivery)."""
-    from jobs import timeliness
+    table one of whose sources is stale on ``as_of`` (raises ``StaleSources``, a ``GateFailed``,
+    naming each source and its last delivery)."""
+    from quality import freshness
 
-    stale = timeliness.blocking_staleness(spark, settings, tc, as_of)
+    stale = freshness.blocking_staleness(spark, settings, tc, as_of)
     if stale:
-        raise timeliness.StaleSources(tc.table, stale)
+        raise StaleSources(tc.table, stale)
 
 
 def publish(spark: SparkSession, settings: Settings, tc: TableContract, candidate: DataFrame,

@@ -31,9 +31,11 @@ def main() -> None:
     ap.add_argument("--driver-memory", default="8g")
     args = ap.parse_args()
 
-    from jobs import build_base, ingest
+    from jobs.base import golden
+    from jobs.landing import ingest
+    from lake import registry
     from lake import contracts as contracts_mod
-    from lake.generate import generate
+    from sample.generate import generate
     from lake.settings import Settings
     from lake.spark import get_spark
 
@@ -73,13 +75,13 @@ def main() -> None:
               f"({settings.ingest_workers} sources landed at a time: these seconds overlap)", flush=True)
     results["stages"]["ingest (all)"] = {"rows": rows_total, "seconds": round(time.time() - t_ingest, 1),
                                          "rows_per_second": int(rows_total / (time.time() - t_ingest))}
-    from jobs.orchestration import BASE_TABLES  # the golden-record tables (the base map and ledger have own benches)
-
-    for t in sorted(BASE_TABLES.values()):
+    # the golden-record tables (the base map and the ledger have their own benchmarks)
+    reg = registry.load(settings.contracts_dir)
+    for t in ("base.legal_entity", "base.population"):
         tc = contracts.table(t)
-        n_in = sum(sum(r["rows"] for r in manifest["files"] if r["source"] == s) for s in build_base.sources_used(tc))
+        n_in = sum(sum(r["rows"] for r in manifest["files"] if r["source"] == s) for s in golden.sources_used(tc))
         t0 = time.time()
-        res = build_base.build_table(settings, t, args.as_of)
+        res = reg.job_of(t).load().build(settings, args.as_of)[0]
         secs = time.time() - t0
         results["stages"][f"build {t}"] = {"rows_in": n_in, "rows_out": res["rows"], "findings": res["findings"],
                                             "linkage": res.get("linkage"), "status": res["status"],

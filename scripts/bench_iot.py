@@ -2,12 +2,12 @@
 and the IoT topics — at a given scale (1.0 = Daxing: ~130 K devices, ~20 M reading rows a day) on a
 fresh lake.
 
-The sample files (lake.generate_iot, one delivery day) are generated once into a cache folder and
-reused. Stages timed: ledger ingest (jobs/ingest.py, row by row), ledger build (base.iot_device),
-readings (jobs/iot.ingest_readings, with its staging / check / write steps), health
+The sample files (sample.generate_iot, one delivery day) are generated once into a cache folder and
+reused. Stages timed: ledger ingest (jobs/landing/ingest.py, row by row), ledger build (base.iot_device),
+readings (jobs.base.iot_reading.ingest_readings, with its staging / check / write steps), health
 (topic.device_health) and topics (the other five IoT topics). Prints seconds, rows/s and share of the
 total per stage, the peak resident memory of this process and its children (the Spark JVM and its
-Python workers) and the detection precision / recall (jobs/iot.evaluate); writes everything to
+Python workers) and the detection precision / recall (sample.evaluate_iot); writes everything to
 ``<out>/bench_iot.json``. Targets: the day in at most 600 s, peak memory at most 12 GB, precision and
 recall of every defect type and health condition (and the town assignment accuracy) at least 0.99.
 The exit status is 1, with a message naming each target missed (also in the JSON's ``failures``),
@@ -39,7 +39,7 @@ FULL_SCALE_ROWS = 20_000_000  # reading rows of a day at scale 1.0 (what the ext
 
 def generate(cache: Path, scale: float, seed: int, day: dt.date) -> dict:
     """The sample files in ``cache`` (generated when missing or made with other parameters)."""
-    from lake.generate_iot import generate_iot
+    from sample.generate_iot import generate_iot
 
     manifest_path = cache / "iot_manifest.json"
     want = {"scale": scale, "seed": seed, "extract_date": day.isoformat(), "days": [day.isoformat()]}
@@ -61,10 +61,11 @@ def write_admin_boundary(spark, settings) -> None:
     import shapely.geometry
 
     from lake import geo, io
+    from sample import basemap
 
     rows = [(b["code"], b["name"], b["kind"], geo.area_km2(b["geometry"]),
              json.dumps(shapely.geometry.mapping(b["geometry"]), separators=(",", ":")))
-            for b in geo.district_boundaries()]
+            for b in basemap.district_boundaries()]
     io.overwrite(spark.createDataFrame(rows, "code string, name string, kind string, area_km2 double, geometry string"),
                  io.table_path(settings, "base", "admin_boundary"), {"kind": "bench setup"})
 
@@ -96,10 +97,12 @@ def main() -> None:
     reading_rows = sum(f["rows"] for f in manifest["files"] if f["source"].startswith("iot_readings"))
     partitions = args.shuffle_partitions or max(4, round(8 * reading_rows / 10_000_000))
 
-    from jobs import ingest, iot
+    from jobs.base import iot_device, iot_reading
+    from jobs.landing import ingest
+    from jobs.topic import sensing
+    from sample import evaluate_iot
     from lake.settings import Settings
     from lake.spark import get_spark
-    from pyspark.sql import functions as F
 
     if out.exists():
         shutil.rmtree(out)
@@ -128,19 +131,19 @@ def main() -> None:
 
     ledger_in = stage("ledger_ingest", lambda: ingest.run(settings, "iot_devices"),
                       lambda r: sum(x["rows_read"] for x in r))
-    ledger = stage("ledger_build", lambda: iot.build_devices(settings, day, spark), lambda r: r["rows"])
-    readings = stage("readings", lambda: iot.ingest_readings(settings, day, spark), lambda r: r["rows_read"])
+    ledger = stage("ledger_build", lambda: iot_device.build_devices(settings, day, spark), lambda r: r["rows"])
+    readings = stage("readings", lambda: iot_reading.ingest_readings(settings, day, spark), lambda r: r["rows_read"])
     stages["readings"]["steps"] = readings.get("step_seconds")
     days = readings["reading_days"] or [day.isoformat()]
 
     holder = {}
 
     def health():
-        holder["data"] = iot.day_data(spark, settings, days)
-        return iot.device_health(settings, days, spark, holder["data"])
+        holder["data"] = sensing.day_data(spark, settings, days)
+        return sensing.device_health(settings, days, spark, holder["data"])
 
     stage("health", health, lambda r: readings["kept"])
-    topics = stage("topics", lambda: iot.build_topics(settings, days, spark, holder["data"]), lambda r: readings["kept"])
+    topics = stage("topics", lambda: sensing.build_topics(settings, days, spark, holder["data"]), lambda r: readings["kept"])
     holder["data"].release()
     total = sum(s["seconds"] for s in stages.values())
     mem.stop()
@@ -167,7 +170,7 @@ def main() -> None:
     evaluation = None
     if not args.no_evaluate:
         t = time.time()
-        evaluation = iot.evaluate(spark, settings, cache)
+        evaluation = evaluate_iot.evaluate(spark, settings, cache)
         print(f"\ndetection against the generator's truth ({time.time() - t:.1f}s):")
         for part in ("readings", "ledger", "health"):
             for k, v in evaluation.get(part, {}).items():

@@ -24,9 +24,9 @@ def main() -> int:
     ap.add_argument("--as-of", default="2026-11-01")
     args = ap.parse_args()
 
-    from jobs import evaluate, pipeline
+    from jobs import pipeline
     from lake.cli import _print_evaluation, console
-    from lake.generate import generate
+    from sample.generate import generate
     from lake.settings import Settings
 
     out = Path(args.out)

@@ -1,87 +1,42 @@
-"""Publish to the share zone (departments) and the open zone (open-data portal).
+"""The open zone (开放): exports for the open-data portal.
 
-Share: ``share/<zone>__<name>`` is a Delta copy of each published base/topic table whose share type is
-not "none"; Delta's versions are the table's release history. ``share/_grants`` lists which
-departments may read which table (generated from the contracts) and ``lake share read`` enforces it.
-
-Open: for each topic table with an ``open_dataset``: ``open/<dataset>/data.csv`` (UTF-8),
-``data.json``, ``data.geojson`` for spatial datasets (WGS-84 points or unit polygons) and ``metadata.json`` (DCAT-style: title, description, publisher, licence, update
-frequency, coverage, columns). Counts under 5 are suppressed. Before anything is written a GX gate
-checks that no value looks like a citizen ID number or a mobile number.
+For each table with an ``open_dataset``: ``open/<dataset>/data.csv`` (UTF-8), ``data.json``,
+``data.geojson`` for spatial datasets (WGS-84 points or unit polygons) and ``metadata.json``
+(DCAT-style: title, description, publisher, licence, update frequency, coverage, columns). Counts
+under 5 are suppressed. Before anything is written a GX gate checks that no value looks like a
+citizen ID number or a mobile number.
 """
 from __future__ import annotations
 
 import csv
 import io as pyio
 import json
-import time
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from lake import contracts as contracts_mod
 from lake import io, rules
 from lake.contracts import TableContract
 from lake.log import log
+from lake.reference import DISTRICT
 from lake.settings import Settings
-from lake.spark import get_spark
 from quality import gates
 
 SMALL_CELL = 5
-PUBLISHER = "北京市大兴区大数据局 (Daxing District Big Data Bureau)"
+
+
+PUBLISHER = f"{DISTRICT.bureau} (Daxing District Big Data Bureau)"
+
+
 LICENCE = "CC-BY-4.0"
-SPATIAL = {"name": "北京市大兴区", "admin_code": "110115", "bbox_wgs84": [116.13, 39.44, 116.72, 39.85]}
+
+
+SPATIAL = {"name": DISTRICT.name, "admin_code": DISTRICT.code, "bbox_wgs84": list(DISTRICT.bbox_wgs84)}
+
+
 CYCLE_TO_DCAT = {"daily": "http://purl.org/cld/freq/daily", "weekly": "http://purl.org/cld/freq/weekly",
                  "monthly": "http://purl.org/cld/freq/monthly", "quarterly": "http://purl.org/cld/freq/quarterly",
                  "yearly": "http://purl.org/cld/freq/annual"}
-GRANTS = ("share", "_grants")
-
-
-def share_name(tc: TableContract) -> str:
-    return f"{tc.zone}__{tc.name}"
-
-
-def publish_share(spark: SparkSession, settings: Settings) -> list[dict]:
-    contracts = contracts_mod.load(settings.contracts_dir)
-    out = []
-    grants = []
-    for tc in sorted(contracts.tables.values(), key=lambda t: t.table):
-        if tc.share_type == "none":
-            continue
-        src = io.table_path(settings, tc.zone, tc.name)
-        if not io.is_table(spark, src):
-            raise contracts_mod.ContractError(f"{tc.table} is not published yet; build it before sharing")
-        meta = io.last_metadata(spark, src)
-        written = io.overwrite_if_changed(
-            io.read(spark, src), io.table_path(settings, "share", share_name(tc)),
-            {"source_table": tc.table, "source_version": io.version(spark, src), "as_of": meta.get("as_of")},
-            fp=meta.get("fingerprint"),
-        )
-        for dept in (tc.share_grants if tc.share_type == "conditional" else ("*",)):
-            grants.append((share_name(tc), tc.table, tc.share_type, dept, tc.share_condition, tc.grade))
-        out.append({"table": f"share.{share_name(tc)}", "status": "published" if written else "unchanged"})
-    gdf = spark.createDataFrame(grants, "share_table string, source_table string, share_type string, "
-                                        "department string, share_condition string, grade int")
-    io.overwrite_if_changed(gdf, io.table_path(settings, *GRANTS), {"kind": "grants"})
-    for o in out:
-        log.info("%s: %s", o["table"], o["status"])
-    return out
-
-
-class AccessDenied(PermissionError):
-    pass
-
-
-def read_share(spark: SparkSession, settings: Settings, table: str, department: str):
-    """Read a share-zone table as ``department``; raises AccessDenied without a grant."""
-    path = io.table_path(settings, *GRANTS)
-    rows = io.read(spark, path).where(F.col("share_table") == table).collect() if io.is_table(spark, path) else []
-    if not rows:
-        raise AccessDenied(f"share table '{table}' does not exist or is not shared")
-    if not any(r["department"] in ("*", department) for r in rows):
-        allowed = ", ".join(sorted(r["department"] for r in rows))
-        raise AccessDenied(f"{department} has no grant for {table} ({rows[0]['share_type']} sharing; granted to: {allowed})")
-    return io.read(spark, io.table_path(settings, "share", table))
 
 
 def suppress(pdf, count_columns: list[str]):
@@ -221,16 +176,3 @@ def publish_open(spark: SparkSession, settings: Settings) -> list[dict]:
         out.append({"dataset": tc.open_dataset["id"], "status": "published", "rows": len(pdf)})
         log.info("open/%s: published %d rows (%s)", tc.open_dataset["id"], len(pdf), ", ".join(changed))
     return out
-
-
-def run(settings: Settings) -> dict:
-    t0 = time.time()
-    spark = get_spark(settings)
-    share = publish_share(spark, settings)
-    opened = publish_open(spark, settings)
-    from catalog import resources
-
-    cat = resources.publish(spark, settings)
-    log.info("catalog/resources: %s (%d entries, unconditional share rate %s)", cat["status"], cat["entries"],
-             cat["unconditional_share_rate"])
-    return {"share": share, "open": opened, "catalog": cat, "seconds": round(time.time() - t0, 2)}

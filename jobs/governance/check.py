@@ -1,7 +1,7 @@
 """``lake check``: what would happen to a department file if it were ingested, without landing it.
 
 The file is parsed with the same code as ingest (``lake.files.parse_file``) into a temporary folder
-outside the lake, checked with ``jobs.ingest.check_rows`` and split with ``jobs.ingest.split``; nothing
+outside the lake, checked with ``jobs.landing.ingest.check_rows`` and split with ``jobs.landing.ingest.split``; nothing
 is written to the lake (no landing copy, no raw/quarantine/findings rows, no manifest entry).
 
 The result says how many rows would land and how many would be quarantined, the findings by rule,
@@ -30,7 +30,7 @@ def check_file(settings: Settings, source: str, file: str | Path, limit: int = 2
                spark: SparkSession | None = None) -> dict:
     """Check ``file`` against ``source``'s contract; returns the summary (see module docstring).
     Raises ContractError (unknown source, bad policy) or InputError (missing or unreadable file)."""
-    from jobs import ingest
+    from jobs.landing import ingest
 
     sc = contracts_mod.load(settings.contracts_dir).source(source)
     policy = policy_mod.load(settings.contracts_dir)

@@ -32,8 +32,6 @@ is unchanged and gets no new Delta version).
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 import time
 from functools import reduce
 from pathlib import Path
@@ -47,7 +45,6 @@ from lake import address as addr
 from lake import contracts as contracts_mod
 from lake import io, rules
 from lake.contracts import Contracts, SourceContract
-from lake.files import InputError
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
@@ -76,7 +73,7 @@ PARSED_SCHEMA = (
     "p_unit string, p_room string, p_rest string, p_reason string, p_canonical string, p_door_text string, "
     "p_door_key string, p_code string, p_exact boolean"
 )
-_CODE_DIR = Path(__file__).resolve().parent.parent
+
 # the derived columns of base.standard_address (contracts/tables/base_standard_address.yaml)
 DERIVATIONS = {
     "count_address_links": "records of every source linked to the address in quality/address_links",
@@ -378,15 +375,9 @@ def _present(spark: SparkSession, settings: Settings, contracts: Contracts) -> t
 def run_id(spark: SparkSession, settings: Settings) -> str:
     """The run id of the current inputs: Delta versions of every input table, the contracts and the
     code of the parser and this job."""
-    parts = [f"raw.{s}={io.version(spark, io.table_path(settings, 'raw', s))}" for s in RAW_SOURCES]
-    parts += [f"{t}={io.version(spark, io.table_path(settings, *t.split('.')))}"
-              for t in (*BASE_SOURCES, ".".join(ADMIN_BOUNDARY))]
-    h = hashlib.sha256("|".join(parts).encode())
-    for p in sorted(Path(settings.contracts_dir).rglob("*.yaml")):
-        h.update(p.read_bytes())
-    for p in (_CODE_DIR / "lake" / "address.py", _CODE_DIR / "jobs" / "address_library.py"):
-        h.update(p.read_bytes())
-    return f"address-{h.hexdigest()[:12]}"
+    tables = [f"raw.{s}" for s in RAW_SOURCES] + [*BASE_SOURCES, ".".join(ADMIN_BOUNDARY)]
+    code = [Path(addr.__file__), Path(__file__)]  # the parser and this job
+    return f"address-{io.inputs_hash(io.table_versions(spark, settings, tables), io.contract_files(settings.contracts_dir) + code)[:12]}"
 
 
 def _has_run(spark: SparkSession, settings: Settings, rid: str) -> bool:
@@ -425,7 +416,7 @@ def _done(spark: SparkSession, settings: Settings, rid: str) -> dict | None:
             "match": rates, "findings": sum(per_defect.values()), "findings_by_type": per_defect}
 
 
-def build(settings: Settings, as_of: str, spark: SparkSession | None = None) -> dict:
+def build_library(settings: Settings, as_of: str, spark: SparkSession | None = None) -> dict:
     """Build ``base.standard_address``, ``quality/address_links``, ``quality/address_match`` and the
     findings (``address_unmatched``; for the address sources' own rows also ``duplicate_record`` and,
     once base.admin_boundary exists, ``point_outside_district``) from the current lake; returns the
@@ -508,109 +499,9 @@ def current_links(spark: SparkSession, settings: Settings) -> DataFrame | None:
     return io.read(spark, io.table_path(settings, *LINKS)).where(F.col("run_id") == rid)
 
 
-def run(settings: Settings, as_of: str) -> dict:
-    return build(settings, as_of)
+TABLES = (TABLE,)
 
 
-# ------------------------------------------------------------------ evaluation
-
-THRESHOLD = 0.99
-
-
-def _rate(num: int, den: int) -> float:
-    return round(num / den, 4) if den else 1.0
-
-
-def read_truth(path: Path) -> list[tuple[str, str, str | None]]:
-    """(source, record_key, true address code or None) from ``truth/address_links.csv``; a key in
-    another spelling (``黄村地区|…``) is read as the registry's. InputError naming file and row."""
-    out = []
-    codes: dict[str, str | None] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"source", "record_key", "address_key"} <= set(reader.fieldnames or ()):
-            raise InputError(f"{path}: needs the columns source, record_key, address_key; has {reader.fieldnames}")
-        for i, r in enumerate(reader, start=2):
-            key = (r["address_key"] or "").strip()
-            if key and key not in codes:
-                canon = addr.canonical_key(key)
-                if canon is None:
-                    raise InputError(f"{path}: row {i}: address_key '{key}' is not a door key town|road|number|building")
-                codes[key] = addr.address_code(canon)
-            out.append((r["source"], r["record_key"], codes[key] if key else None))
-    return out
-
-
-def _found(spark: SparkSession, settings: Settings, links: DataFrame, sources: set[str]) -> DataFrame:
-    """(source, record_key, address_code) of the records of ``sources``: linked directly, or (a
-    department's population / legal-entity row) through the base table whose address came from it."""
-    direct = links.where(F.col("source").isin(*sources)).select("source", "record_key", "address_code")
-    parts = [direct]
-    contracts = contracts_mod.load(settings.contracts_dir)
-    via = links.where(F.col("source").isin(*BASE_SOURCES) & F.col("origin_source").isin(*sources))
-    for o in sorted(sources - set(RAW_SOURCES)):
-        path = io.table_path(settings, "raw", o)
-        if o not in contracts.sources or not io.is_table(spark, path):
-            continue
-        raw = io.read(spark, path).select(F.col("_file_sha256").alias("_s"), F.col("_row").alias("_r"),
-                                          F.col(contracts.source(o).record_key).cast("string").alias("_rk"))
-        part = via.where(F.col("origin_source") == o)
-        parts.append(part.join(raw, (part["_file_sha256"] == raw["_s"]) & (part["_row"] == raw["_r"]), "inner")
-                     .select(F.lit(o).alias("source"), F.col("_rk").alias("record_key"), "address_code"))
-    return reduce(DataFrame.unionByName, parts).dropDuplicates(["source", "record_key"])
-
-
-def evaluate(spark: SparkSession, settings: Settings, truth_dir: str | Path, run: str | None = None) -> dict:
-    """Compare ``quality/address_links`` (the run of the current inputs, or ``run``) with the
-    generator's ``truth/address_links.csv`` (source, record_key, address_key; an empty key: no
-    standard address). A department's population / legal-entity row is evaluated through the base
-    table whose address came from it (``_lineage``); ``coverage`` is the share of a source's truth
-    rows the links reach. Over the rows reached, per source: precision and recall of matching (a
-    match is right when its code is ``address_code`` of the true key) and of ``unmatched``."""
-    path = Path(truth_dir) / "truth" / "address_links.csv"
-    if not path.exists():
-        raise InputError(f"{path}: not found; evaluate needs the folder written by the spatial generator")
-    truth_rows = read_truth(path)
-    rid = run or run_id(spark, settings)
-    lpath = io.table_path(settings, *LINKS)
-    if not _has_run(spark, settings, rid):
-        raise InputError(f"{lpath}: no links for run {rid}; run jobs.address_library.build first")
-    links = io.read(spark, lpath).where(F.col("run_id") == rid)
-    truth = spark.createDataFrame(truth_rows, "source string, record_key string, true_code string")
-    sources = {r[0] for r in truth_rows}
-    found = _found(spark, settings, links, sources) if sources else None
-    out: dict = {}
-    if found is not None:
-        j = truth.join(found.withColumn("_in", F.lit(True)), ["source", "record_key"], "left")
-        reached = F.coalesce(F.col("_in"), F.lit(False))
-        code, true = F.col("address_code"), F.col("true_code")
-
-        def n(cond):
-            return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
-
-        agg = j.groupBy("source").agg(
-            F.count("*").alias("records"), n(reached).alias("reached"),
-            n(reached & true.isNotNull()).alias("m_truth"), n(code.isNotNull()).alias("m_made"),
-            n(code.isNotNull() & (code == true)).alias("m_right"),
-            n(reached & true.isNull()).alias("u_truth"), n(reached & code.isNull()).alias("u_flagged"),
-            n(reached & code.isNull() & true.isNull()).alias("u_right"),
-        ).collect()
-        wrong = j.where(F.col("address_code").isNotNull() & ~F.col("address_code").eqNullSafe(F.col("true_code"))) \
-            .select("source", "record_key", "address_code", "true_code").orderBy("source", "record_key").limit(20).collect()
-        missed = j.where(reached & F.col("address_code").isNull() & F.col("true_code").isNotNull()) \
-            .select("source", "record_key", "true_code").orderBy("source", "record_key").limit(20).collect()
-        for r in sorted(agg, key=lambda r: r["source"]):
-            s = r["source"]
-            out[s] = {
-                "records": r["records"], "reached": r["reached"], "coverage": _rate(r["reached"], r["records"]),
-                "match": {"truth": r["m_truth"], "made": r["m_made"], "right": r["m_right"],
-                          "precision": _rate(r["m_right"], r["m_made"]), "recall": _rate(r["m_right"], r["m_truth"])},
-                "unmatched": {"truth": r["u_truth"], "flagged": r["u_flagged"], "right": r["u_right"],
-                              "precision": _rate(r["u_right"], r["u_flagged"]),
-                              "recall": _rate(r["u_right"], r["u_truth"])},
-                "wrong_examples": [tuple(x) for x in wrong if x["source"] == s][:5],
-                "missed_examples": [tuple(x) for x in missed if x["source"] == s][:5],
-            }
-    passed = all(v[m]["precision"] >= THRESHOLD and v[m]["recall"] >= THRESHOLD
-                 for v in out.values() for m in ("match", "unmatched"))
-    return {"run_id": rid, "sources": out, "passed": passed}
+def build(settings: Settings, as_of: str, **context) -> list[dict]:
+    """Build ``base.standard_address`` and its links and match rates (once per set of inputs)."""
+    return [build_library(settings, as_of)]

@@ -38,7 +38,7 @@ from lake.contracts import Contracts
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
-from jobs import timeliness
+from jobs.governance import timeliness
 from quality import findings
 
 QUALITY = ("quality", "department_quality")
@@ -75,7 +75,7 @@ def department_folder(code: str, department: str) -> str:
 def current_inputs(spark: SparkSession, settings: Settings, contracts: Contracts, as_of: str) -> dict:
     """What this run reports on: the newest batch (and its rows) per source, the newest build run
     per base table, and the run's timeliness findings."""
-    from jobs import build_base
+    from jobs.base import golden as build_base
 
     deliveries = timeliness.last_deliveries(spark, settings)
     build_runs = []
@@ -101,8 +101,8 @@ def current_inputs(spark: SparkSession, settings: Settings, contracts: Contracts
 
 
 def _build_run_id(spark: SparkSession, settings: Settings, tc, present: list[str]) -> str:
-    """The run id ``jobs.build_base.build_table`` uses for the current raw versions."""
-    from jobs import build_base
+    """The run id ``jobs.base.golden.build_table`` uses for the current raw versions."""
+    from jobs.base import golden as build_base
 
     return build_base.run_id(spark, settings, tc, present)
 
@@ -187,11 +187,12 @@ def run(settings: Settings, as_of: str, spark: SparkSession | None = None) -> di
             "inputs": json.dumps({s: inputs["batches"].get(s) for s in d["sources"]}, sort_keys=True),
         })
 
+    run = f"run_id = '{rid}'"
     written = {
-        "department_quality": _replace_run(spark, io.table_path(settings, *QUALITY),
-                                           spark.createDataFrame(quality_rows, QUALITY_SCHEMA), rid),
-        "department_scores": _replace_run(spark, io.table_path(settings, *SCORES),
-                                          spark.createDataFrame(score_rows, SCORES_SCHEMA), rid),
+        "department_quality": io.replace_if_changed(spark.createDataFrame(quality_rows, QUALITY_SCHEMA),
+                                                    io.table_path(settings, *QUALITY), run),
+        "department_scores": io.replace_if_changed(spark.createDataFrame(score_rows, SCORES_SCHEMA),
+                                                   io.table_path(settings, *SCORES), run),
     }
     history = [r.asDict() for r in io.read(spark, io.table_path(settings, *SCORES)).collect()]
 
@@ -225,16 +226,6 @@ def run(settings: Settings, as_of: str, spark: SparkSession | None = None) -> di
     return {"run_id": rid, "as_of": as_of, "path": settings.path("reports", rid),
             "index": settings.path("reports", "index.html"), "departments": summary["departments"],
             "tables_written": written, "files_written": int(files_written), "seconds": round(time.time() - t0, 2)}
-
-
-def _replace_run(spark: SparkSession, path: str, df: DataFrame, rid: str) -> bool:
-    """Replace the rows of run ``rid`` unless they are already exactly ``df``; True if written."""
-    if io.is_table(spark, path):
-        old = io.read(spark, path).where(F.col("run_id") == rid)
-        if io.fingerprint(old) == io.fingerprint(df):
-            return False
-    io.replace_where(df, path, f"run_id = '{rid}'")
-    return True
 
 
 # ------------------------------------------------------------------ rendering (pure)

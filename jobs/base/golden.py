@@ -1,12 +1,14 @@
-"""Build the base databases (基础库): one golden record per entity, each value from its one
-authoritative source (一数一源), with fallbacks where the authority has no value, and every other copy
-cross-validated against it (多元校核).
+"""Golden records, the machinery of the base databases fused from several departments (基础库:
+``jobs.base.population``, ``jobs.base.legal_entity``): one golden record per entity, each value from
+its one authoritative source (一数一源), with fallbacks where the authority has no value, and every
+other copy cross-validated against it (多元校核). The table modules give their derivations and cross
+rules (``DERIVATIONS``, ``CROSS_RULES``: name -> implementation, the names the contracts use).
 
 Steps for a base table:
 
 1. Each source's raw rows are prepared (the contract's ``derived_columns``, an upper-cased entity key).
    Rows without an entity key in sources where it is optional are linked to an entity by
-   ``jobs.resolve`` (Splink); only unambiguous links take part, flagged ``_linked``.
+   ``jobs.base.linkage`` (Splink); only unambiguous links take part, flagged ``_linked``.
 2. Per source, rows with the same ``unique_key`` in one file are duplicates: the later row is a finding,
    ``duplicate_record`` when it names the same entity, ``id_name_conflict`` when the name differs.
    The newest batch's best row per entity (``entity_order``, then row number) represents the source.
@@ -22,15 +24,13 @@ Steps for a base table:
 """
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs import resolve
+from jobs.base import linkage
 from lake import contracts as contracts_mod
 from lake import io, rules
 from lake.contracts import Contracts, SourceContract, TableContract
@@ -39,25 +39,8 @@ from lake.settings import Settings
 from lake.spark import get_spark
 from quality import findings, gates
 
-USCC_ENTITY_TYPES = {
-    "11": "机关", "12": "事业单位", "13": "群众团体", "19": "其他机构编制单位",
-    "51": "社会团体", "52": "民办非企业单位", "53": "基金会", "59": "其他民政登记单位",
-    "91": "企业", "92": "个体工商户", "93": "农民专业合作社",
-}
 
-
-def entity_type_from_uscc(code: Column) -> Column:
-    types = F.create_map(*[F.lit(x) for kv in USCC_ENTITY_TYPES.items() for x in kv])
-    return F.coalesce(types[F.substring(code, 1, 2)], F.when(code.isNotNull(), F.lit("其他")))
-
-
-DERIVATIONS = {
-    "gender_from_id": lambda key: rules.gender_from_id(key),
-    "birth_date_from_id": lambda key: rules.birth_date_from_id(key),
-    "entity_type_from_uscc": entity_type_from_uscc,
-}
 KEY = "_key"
-DEAD = ("注销", "吊销", "撤销")
 CONFLICTS = ("quality", "conflicts")
 RECORD_LINKS = ("quality", "record_links")
 REVIEW_PAIRS = ("quality", "review_pairs")
@@ -65,7 +48,6 @@ CONFLICT_COLUMNS = (
     "run_id string, domain string, entity_key string, attribute string, rule string, "
     "authority_source string, authority_value string, values map<string,string>"
 )
-LINEAGE_TYPE = "struct<source:string,batch_id:string,file_sha256:string,row:long>"
 
 
 def sources_used(tc: TableContract) -> list[str]:
@@ -128,7 +110,7 @@ def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str, unique_k
     return latest, dups
 
 
-def _finding(source: str, sc: SourceContract, record_key: Column, field: str, rule: str, defect: str,
+def finding_struct(source: str, sc: SourceContract, record_key: Column, field: str, rule: str, defect: str,
              message: Column, value: Column, sha: Column, row: Column, batch: Column) -> Column:
     """A findings row as a struct (selected from the joined sources in one pass with the others)."""
     return F.struct(
@@ -140,7 +122,7 @@ def _finding(source: str, sc: SourceContract, record_key: Column, field: str, ru
     )
 
 
-def _conflict(domain: str, attribute: str, rule: str, authority_source: Column, authority_value: Column,
+def conflict_struct(domain: str, attribute: str, rule: str, authority_source: Column, authority_value: Column,
               values: Column) -> Column:
     return F.struct(
         F.lit(None).cast("string").alias("run_id"), F.lit(domain).alias("domain"), F.col(KEY).alias("entity_key"),
@@ -166,13 +148,28 @@ def _name_column(tc: TableContract, source: str) -> str | None:
                  and source in (c.authority, *c.fallback)), None)
 
 
+def implementations(tc: TableContract) -> tuple[dict, dict]:
+    """(DERIVATIONS, CROSS_RULES) of the table's job module (its contract's ``built_by``)."""
+    import importlib
+
+    module = importlib.import_module(tc.built_by)
+    return getattr(module, "DERIVATIONS", {}), getattr(module, "CROSS_RULES", {})
+
+
 def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame],
-                   links: DataFrame | None = None, persist: bool = False) -> tuple[DataFrame, DataFrame, DataFrame]:
+                   links: DataFrame | None = None, persist: bool = False, derivations: dict | None = None,
+                   cross_rules: dict | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(golden records, findings, conflicts) for a base table from the raw frames of its sources
     (sources missing from ``raw`` have not delivered yet and are skipped). Pure.
 
     With ``persist`` the joined sources are kept (memory, spilling to disk) because the golden rows,
-    every finding and every conflict are selected from them; the caller unpersists."""
+    every finding and every conflict are selected from them; the caller unpersists. ``derivations``
+    and ``cross_rules`` map the contract's ``derive`` and ``cross_rules`` names to the table module's
+    implementations."""
+    if derivations is None or cross_rules is None:
+        module = implementations(tc)
+        derivations = module[0] if derivations is None else derivations
+        cross_rules = module[1] if cross_rules is None else cross_rules
     used = [s for s in sources_used(tc) if s in raw]
     parts: list[DataFrame] = []
     found: list[DataFrame] = []
@@ -227,7 +224,7 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
             if c.derive == "surrogate_id":
                 expr = F.concat(F.lit(prefix), F.substring(F.sha2(key, 256), 1, 16))
             else:
-                expr = DERIVATIONS[c.derive](key)
+                expr = derivations[c.derive](key)
             out.append(expr.cast(c.type).alias(c.name))
             continue
         chain = [s for s in (c.authority, *c.fallback) if has(s)]
@@ -237,31 +234,31 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
             F.col(f"_sha__{s}").alias("file_sha256"), F.col(f"_row__{s}").cast("long").alias("row")))
             for v, s in zip(values, chain)]
         if c.derive:
-            values.append(DERIVATIONS[c.derive](key))
+            values.append(derivations[c.derive](key))
             origins.append(F.when(values[-1].isNotNull(), F.struct(
                 F.lit("derived:" + c.derive).alias("source"), F.lit(None).cast("string").alias("batch_id"),
                 F.lit(None).cast("string").alias("file_sha256"), F.lit(None).cast("long").alias("row"))))
         chosen = F.coalesce(*values).cast(c.type) if values else F.lit(None).cast(c.type)
         out.append(chosen.alias(c.name))
-        lineage += [F.lit(c.name), F.coalesce(*origins).cast(LINEAGE_TYPE) if origins else F.lit(None).cast(LINEAGE_TYPE)]
+        lineage += [F.lit(c.name), F.coalesce(*origins).cast(io.LINEAGE_TYPE) if origins else F.lit(None).cast(io.LINEAGE_TYPE)]
         if c.cross_check and len(chain) > 1:
             origin = F.coalesce(*[F.when(v.isNotNull(), F.lit(s)) for v, s in zip(values, chain)])
-            copies = _values_map([(s, F.col(f"{c.name}__{s}")) for s in chain])
+            copies = values_map([(s, F.col(f"{c.name}__{s}")) for s in chain])
             differs = {}
             for s in chain:
                 other = F.col(f"{c.name}__{s}")
                 differs[s] = (other.isNotNull() & (origin != F.lit(s)) & ~F.col(f"_linked__{s}")
                               & (comparable(other) != comparable(chosen)))
                 sc = contracts.source(s)
-                row_findings.append(F.when(F.coalesce(differs[s], F.lit(False)), _finding(
+                row_findings.append(F.when(F.coalesce(differs[s], F.lit(False)), finding_struct(
                     s, sc, F.col(f"_rk__{s}"), c.sources.get(s, c.name), "consistency.authority", f"{c.name}_mismatch",
                     F.concat(F.lit(f"{c.name} differs from the authoritative value ("), origin, F.lit("): "), chosen.cast("string")),
                     other, F.col(f"_sha__{s}"), F.col(f"_row__{s}"), F.col(f"_batch__{s}"))))
             any_differs = F.coalesce(reduce(lambda a, b: a | b, differs.values()), F.lit(False))
-            row_conflicts.append(F.when(any_differs, _conflict(
+            row_conflicts.append(F.when(any_differs, conflict_struct(
                 tc.domain, c.name, "consistency.authority", origin, chosen, copies)))
     for rule in tc.cross_rules:
-        spec = CROSS_RULES[rule](tc, contracts, has)
+        spec = cross_rules[rule](tc, contracts, has)
         if spec is not None:
             cond, finding, conflict = spec
             row_findings.append(F.when(F.coalesce(cond, F.lit(False)), finding))
@@ -287,79 +284,18 @@ def _non_null_rows(df: DataFrame, structs: list[Column]) -> DataFrame:
 VALUES_ENTRY = "struct<key:string,value:string>"
 
 
-def _values_map(pairs: list[tuple[str, Column]]) -> Column:
+def values_map(pairs: list[tuple[str, Column]]) -> Column:
     """source -> value (as a string) for the sources in ``pairs`` that have a value, in order."""
     entries = [F.when(v.isNotNull(), F.struct(F.lit(k).alias("key"), v.cast("string").alias("value"))) for k, v in pairs]
     return F.map_from_entries(rules.non_null_array(entries, VALUES_ENTRY))
 
 
-def _rule_death_not_propagated(tc, contracts, has):
-    """Health (death certificate) or civil affairs (death date) report a death; the register says 正常."""
-    status_src = tc.columns[tc.column_names.index("register_status")].authority
-    death = tc.columns[tc.column_names.index("death_date")]
-    death_srcs = [s for s in (death.authority, *death.fallback) if has(s)]
-    if not has(status_src) or not death_srcs:
-        return None
-    status = F.col(f"register_status__{status_src}")
-    reported = F.coalesce(*[F.col(f"death_date__{s}") for s in death_srcs])
-    cond = (status == "正常") & reported.isNotNull()
-    sc = contracts.source(status_src)
-    finding = _finding(
-        status_src, sc, F.col(f"_rk__{status_src}"), "register_status", "cross.death_not_propagated",
-        "death_not_propagated",
-        F.concat(F.lit("a death on "), reported.cast("string"), F.lit(" is reported by "),
-                 F.concat_ws("/", *[F.when(F.col(f"death_date__{s}").isNotNull(), F.lit(s)) for s in death_srcs]),
-                 F.lit(" but the register entry is still 正常")),
-        status, F.col(f"_sha__{status_src}"), F.col(f"_row__{status_src}"), F.col(f"_batch__{status_src}"))
-    reporter = F.coalesce(*[F.when(F.col(f"death_date__{s}").isNotNull(), F.lit(s)) for s in death_srcs])
-    conflict = _conflict(tc.domain, "register_status", "cross.death_not_propagated", reporter,
-                         F.concat(F.lit("死亡 "), reported.cast("string")),
-                         _values_map([(status_src, status)] + [(s, F.col(f"death_date__{s}")) for s in death_srcs]))
-    return cond, finding, conflict
-
-
-def _rule_deregistered_active_in_tax(tc, contracts, has):
-    """The registering department says 注销/吊销/撤销; tax still says 正常."""
-    status = tc.columns[tc.column_names.index("status")]
-    tax_src = tc.columns[tc.column_names.index("tax_status")].authority
-    reg_srcs = [s for s in (status.authority, *status.fallback) if has(s)]
-    if not has(tax_src) or not reg_srcs:
-        return None
-    reg_status = F.coalesce(*[F.col(f"status__{s}") for s in reg_srcs])
-    reg_origin = F.coalesce(*[F.when(F.col(f"status__{s}").isNotNull(), F.lit(s)) for s in reg_srcs])
-    tax = F.col(f"tax_status__{tax_src}")
-    cond = reg_status.isin(*DEAD) & (tax == "正常")
-    sc = contracts.source(tax_src)
-    finding = _finding(
-        tax_src, sc, F.col(f"_rk__{tax_src}"), "tax_status", "cross.deregistered_active_in_tax",
-        "deregistered_active_in_tax",
-        F.concat(F.lit("registered status is "), reg_status, F.lit(" ("), reg_origin, F.lit(") but tax status is 正常")),
-        tax, F.col(f"_sha__{tax_src}"), F.col(f"_row__{tax_src}"), F.col(f"_batch__{tax_src}"))
-    conflict = _conflict(tc.domain, "status", "cross.deregistered_active_in_tax", reg_origin, reg_status,
-                         _values_map([(s, F.col(f"status__{s}")) for s in reg_srcs] + [(tax_src, tax)]))
-    return cond, finding, conflict
-
-
-CROSS_RULES = {
-    "death_not_propagated": _rule_death_not_propagated,
-    "deregistered_active_in_tax": _rule_deregistered_active_in_tax,
-}
-
-
 # ------------------------------------------------------------------ job
-
-def input_state(spark: SparkSession, settings: Settings, sources: list[str], contracts_dir: str) -> str:
-    """A deterministic id of the inputs: the Delta versions of the raw tables and the contracts."""
-    parts = [f"{s}={io.version(spark, io.table_path(settings, 'raw', s))}" for s in sources]
-    h = hashlib.sha256("|".join(parts).encode())
-    for p in sorted(Path(contracts_dir).rglob("*.yaml")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:12]
-
 
 def run_id(spark: SparkSession, settings: Settings, tc: TableContract, present: list[str]) -> str:
     """The build run id for the current raw versions of the sources ``present`` (and the contracts)."""
-    return f"build-{tc.name}-{input_state(spark, settings, present, settings.contracts_dir)}"
+    versions = io.table_versions(spark, settings, [f"raw.{s}" for s in present])
+    return f"build-{tc.name}-{io.inputs_hash(versions, io.contract_files(settings.contracts_dir))[:12]}"
 
 
 def link_query(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame]) -> tuple[DataFrame | None, DataFrame | None]:
@@ -373,18 +309,20 @@ def link_query(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame
     # built exactly as golden_records builds it (and kept), so that Spark computes it only once
     latest, _ = latest_per_entity(_with_links(prepare(raw[ref_src], rsc), rsc, None), rsc.entity_key, rsc.record_key,
                                   rsc.unique_key, rsc.entity_order, _name_column(tc, ref_src), persist=True)
-    reference = latest.select(KEY, *[c for c in resolve.LINK_COLUMNS if c in latest.columns])
+    reference = latest.select(KEY, *[c for c in linkage.LINK_COLUMNS if c in latest.columns])
     parts = []
     for s in optional:
         sc = contracts.source(s)
         df = prepare(raw[s], sc).where(F.col(KEY).isNull())
         parts.append(df.select(
             F.lit(s).alias("source"), F.col(sc.record_key).alias("record_key"), "_batch_id", "_file_sha256", "_row",
-            *[(F.col(c) if c in df.columns else F.lit(None)).cast("string").alias(c) for c in resolve.LINK_COLUMNS]))
+            *[(F.col(c) if c in df.columns else F.lit(None)).cast("string").alias(c) for c in linkage.LINK_COLUMNS]))
     return reference, reduce(DataFrame.unionByName, parts)
 
 
 def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession | None = None) -> dict:
+    """Build and publish the golden records of ``table`` with its job module's derivations and cross
+    rules; returns the counts (rows, findings, linkage) and seconds."""
     t0 = time.time()
     spark = spark or get_spark(settings)
     contracts = contracts_mod.load(settings.contracts_dir)
@@ -409,8 +347,8 @@ def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession 
         t1 = time.time()
         stored = io.is_table(spark, links_path) and io.read(spark, links_path).where(F.col("run_id") == rid).limit(1).count() > 0
         if not stored:
-            model = resolve.model_for(settings.contracts_dir, tc.domain)
-            decided, review = resolve.link(spark, model, reference, query)
+            model = linkage.model_for(settings.contracts_dir, tc.domain)
+            decided, review = linkage.link(spark, model, reference, query)
             io.replace_where(decided.withColumn("run_id", F.lit(rid)), links_path, f"run_id = '{rid}'")
             io.replace_where(review.withColumn("run_id", F.lit(rid)),
                              io.table_path(settings, *REVIEW_PAIRS), f"run_id = '{rid}'")
@@ -435,10 +373,3 @@ def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession 
     return stats
 
 
-def run(settings: Settings, as_of: str, domain: str | None = None) -> list[dict]:
-    contracts = contracts_mod.load(settings.contracts_dir)
-    from jobs.orchestration import BASE_TABLES  # golden records; the base map and the ledger have their own jobs
-
-    tables = [t for t in contracts.tables.values()
-              if t.table in BASE_TABLES.values() and (domain is None or t.domain == domain)]
-    return [build_table(settings, t.table, as_of) for t in sorted(tables, key=lambda t: t.table)]

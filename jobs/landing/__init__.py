@@ -1,0 +1,1 @@
+"""Landing (汇): department files as received -> landing/, raw/ and quarantine/."""

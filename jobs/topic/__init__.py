@@ -1,0 +1,1 @@
+"""Topic databases (主题库), derived from the base databases: one module per topic family."""

@@ -1,0 +1,47 @@
+"""Population topics (人口主题库) from ``base.population``: the living population per town, age band and
+gender (``topic.population_by_town_age_band``). The age is taken on the run's reference date
+(``as_of``, from the orchestrator, never the clock)."""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lake.settings import Settings
+from jobs.topic.derive import UNKNOWN, publish_from
+
+TABLE = "topic.population_by_town_age_band"
+TABLES = (TABLE,)
+
+
+def age_band(birth_date: F.Column, as_of: str) -> F.Column:
+    age = F.floor(F.months_between(F.lit(as_of).cast("date"), birth_date) / 12)
+    return (
+        F.when(birth_date.isNull() | (age < 0), F.lit(UNKNOWN))
+        .when(age < 18, "0-17").when(age < 35, "18-34").when(age < 60, "35-59").when(age < 80, "60-79")
+        .otherwise("80+")
+    )
+
+
+def living(population: DataFrame) -> DataFrame:
+    """People the district still has: not dead (register or a reported death) and not moved out."""
+    if "register_status" in population.columns:
+        population = population.where(F.coalesce(F.col("register_status"), F.lit("正常")) == "正常")
+    if "death_date" in population.columns:
+        population = population.where(F.col("death_date").isNull())
+    return population
+
+
+def population_by_town_age_band(population: DataFrame, as_of: str) -> DataFrame:
+    """One row per town, age band and gender with the number of living persons. Pure."""
+    return (
+        living(population).select(
+            F.coalesce(F.col("town"), F.lit(UNKNOWN)).alias("town"),
+            age_band(F.col("birth_date"), as_of).alias("age_band"),
+            F.coalesce(F.col("gender"), F.lit(UNKNOWN)).alias("gender"),
+        )
+        .groupBy("town", "age_band", "gender").agg(F.count("*").alias("persons"))
+    )
+
+
+def build(settings: Settings, as_of: str, **context) -> list[dict]:
+    return [publish_from(settings, TABLE, "base.population", lambda df: population_by_town_age_band(df, as_of), as_of)]
