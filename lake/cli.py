@@ -1,6 +1,8 @@
-"""``lake``: the command line of the Daxing lake. Every command calls the same job entry points as
-the Airflow DAGs. User mistakes (bad files, unknown sources, failed gates, missing set-up) print a
-clear message and exit non-zero; they never print a stack trace."""
+"""``lake``: the command line of the Daxing district data lake.
+
+Every command calls the same job entry points as the Airflow DAGs. User mistakes (bad files, unknown
+sources, failed gates, missing set-up) print a clear message and exit non-zero; they never print a
+stack trace."""
 from __future__ import annotations
 
 import json
@@ -18,9 +20,14 @@ from rich.table import Table
 
 from lake.settings import REPO, Settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help=__doc__.split("\n")[0])
+HELP = ("The command line of the Daxing district data lake: land department files, build the base and topic "
+        "databases through their quality gates, publish them, and report quality back to the departments. "
+        "Every command calls the same job entry points as the Airflow DAGs, and takes --root (or LAKE_ROOT).")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help=HELP)
 share_app = typer.Typer(no_args_is_help=True, help="Read the share zone as a department.")
 app.add_typer(share_app, name="share")
+contracts_app = typer.Typer(no_args_is_help=True, help="Check the contracts and export them in other formats.")
+app.add_typer(contracts_app, name="contracts")
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -52,18 +59,14 @@ def _as_of(value: Optional[str]) -> str:
 
 def _guard(fn):
     """Run ``fn``; turn known user-facing errors into one red line and exit code 1."""
+    from jobs.publish.share import AccessDenied
     from lake.contracts import ContractError
     from lake.files import InputError
+    from lake.reference import ReferenceError
     from lake.spark import SetupError
+    from quality.gates import GateFailed
 
-    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError)
-    try:
-        from quality.gates import GateFailed
-        from jobs.publish import AccessDenied
-
-        handled += (GateFailed, AccessDenied)
-    except ImportError:
-        pass
+    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError, GateFailed, AccessDenied, ReferenceError)
     try:
         return fn()
     except handled as e:
@@ -80,7 +83,7 @@ def generate(
 ):
     """Write deterministic synthetic department files (population, legal entities, the base map, the
     sensing ledger and readings), manifest.json, iot_manifest.json and the truth/ folder."""
-    from lake.generate import generate as gen
+    from sample.generate import generate as gen
 
     if scale <= 0:
         raise typer.BadParameter("--scale must be > 0")
@@ -100,7 +103,7 @@ def ingest_cmd(
 ):
     """Land files: landing (checksummed) -> raw + quarantine. Prints rows read / landed / quarantined."""
     _setup_logging()
-    from jobs import ingest
+    from jobs.landing import ingest
 
     results = _guard(lambda: ingest.run(_settings(root), source, [str(f) for f in files] if files else None))
     t = Table("file", "read", "landed", "quarantined", "findings", "note")
@@ -112,19 +115,23 @@ def ingest_cmd(
 
 @app.command()
 def build(as_of: Optional[str] = AsOfOpt, root: Optional[str] = RootOpt):
-    """Build base and topic tables through their quality gates."""
+    """Build every base and topic table through its quality gate, in the order the contracts give
+    (a job whose inputs do not exist yet is skipped, saying what it waits for)."""
     _setup_logging()
-    from jobs import build_base, build_topic
+    from jobs import pipeline
 
     s = _settings(root)
     a = _as_of(as_of)
-    for r in _guard(lambda: build_base.run(s, a) + build_topic.run(s, a)):
-        console.print(f"  {r['table']}: {r['status']} ({r['rows']:,} rows)")
+    report = _guard(lambda: pipeline.build(s, a))
+    for name, st in report["stages"].items():
+        for r in st["result"]:
+            note = f" ({r['reason']})" if r.get("reason") else ""
+            console.print(f"  {r['table']}: {r['status']} ({r['rows']:,} rows){note}")
 
 
 @app.command("publish")
 def publish_cmd(root: Optional[str] = RootOpt):
-    """Publish to the share zone and the open zone."""
+    """Publish the share zone, the open zone and the resource catalogue."""
     _setup_logging()
     from jobs import publish
 
@@ -157,7 +164,7 @@ def demo(
 ):
     """Generate sample data into the inbox, ingest, build, gate and publish everything, then summarise."""
     _setup_logging()
-    from lake.generate import DEFAULT_EXTRACT_DATE, generate as gen
+    from sample.generate import DEFAULT_EXTRACT_DATE, generate as gen
 
     s = _settings(root)
     if "://" in s.inbox:
@@ -179,29 +186,30 @@ def _summary(s: Settings, report: dict) -> None:
                   f"{r['findings']:,}" if not r["skipped"] else "already ingested")
     console.print(t)
     t = Table("table", "status", "rows", title="built and published")
-    built = st["build_base"]["result"] + st.get("spatial", {}).get("result", [])
-    if st.get("addresses", {}).get("result"):
-        built.append(st["addresses"]["result"])
-    for day in st.get("iot", {}).get("result", {}).get("days", []):
-        built += [day["ledger"], *day["topics"]]
-    for r in built + st["build_topic"]["result"]:
-        t.add_row(r["table"], r["status"], f"{r['rows']:,}")
+    for name, stage in st.items():
+        if name in ("ingest", "timeliness", "reports", "publish"):
+            continue
+        for r in stage["result"]:
+            label = r["table"] + (f" (delivered {r['delivery_day']})" if r.get("delivery_day") else "")
+            t.add_row(label, r["status"] + (f": {r['reason']}" if r.get("reason") else ""), f"{r['rows']:,}")
     for r in st["publish"]["result"]["share"]:
         t.add_row(r["table"], r["status"], "")
     for r in st["publish"]["result"]["open"]:
         t.add_row(f"open/{r['dataset']}", r["status"], f"{r['rows']:,}")
     console.print(t)
-    match = (st.get("addresses", {}).get("result") or {}).get("match") or {}
-    if match:
-        t = Table("source", "addresses", "matched", "match rate", title="addresses linked to the standard address library")
-        for src, m in sorted(match.items()):
-            t.add_row(src, f"{m['records']:,}", f"{m['matched']:,}", f"{m['match_rate']:.2%}")
-        console.print(t)
-    for day in st.get("iot", {}).get("result", {}).get("days", []):
-        r = day["readings"]
-        console.print(f"sensor readings delivered {day['day']}: read {r['rows_read']:,}, kept {r['kept']:,}, "
-                      f"duplicates {r['duplicates']:,}, quarantined {r['quarantined']:,}"
-                      + (" (already ingested)" if r["skipped"] else ""))
+    for r in st.get("base.standard_address", {}).get("result", []):
+        match = r.get("match") or {}
+        if match:
+            t = Table("source", "addresses", "matched", "match rate", title="addresses linked to the standard address library")
+            for src, m in sorted(match.items()):
+                t.add_row(src, f"{m['records']:,}", f"{m['matched']:,}", f"{m['match_rate']:.2%}")
+            console.print(t)
+    for r in st.get("base.iot_reading", {}).get("result", []):
+        x = r.get("readings") or {}
+        if x:
+            console.print(f"sensor readings delivered {r['delivery_day']}: read {x['rows_read']:,}, kept {x['kept']:,}, "
+                          f"duplicates {x['duplicates']:,}, quarantined {x['quarantined']:,}"
+                          + (" (already ingested)" if x["skipped"] else ""))
     console.print("seconds per stage: " + ", ".join(f"{k} {v['seconds']}" for k, v in st.items()))
     for line in report.get("stale_sources", []):
         console.print(f"[yellow]stale source:[/] {line}")
@@ -214,11 +222,12 @@ def _summary(s: Settings, report: dict) -> None:
     console.print(f"\nwhere to look:\n  lake root        {s.root}\n  run report       {report.get('report_path')}\n"
                   f"  quality docs     {docs_index(s)}\n  open datasets    {s.path('open')}\n"
                   f"  dept. reports    {qr.get('index', s.path('reports', 'index.html'))}\n"
+                  f"  Spark log        {report.get('spark_log') or '-'}\n"
                   f"  tables (no JVM)  .venv/bin/lake status --root {s.root}")
 
 
 def _print_evaluation(ev: dict) -> None:
-    from jobs import evaluate as ev_mod
+    from sample import evaluate as ev_mod
 
     t = Table("defect type", "injected", "found", "precision", "recall", "", title="detection vs the generator's truth")
     for name, truth, found, p, r, ok in ev_mod.table(ev):
@@ -248,7 +257,7 @@ def evaluate(
     """Detection precision and recall per defect type against the generator's truth files.
     Exit 1 when any defect type is below 0.99."""
     _setup_logging()
-    from jobs import evaluate as ev_mod
+    from sample import evaluate as ev_mod
     from lake.spark import get_spark
 
     from lake.files import InputError
@@ -297,7 +306,7 @@ def check_cmd(
     """Check a file as ingest would, without landing anything. Exit 0: nothing blocks; 1: findings
     would block publication (contracts/policy.yaml); 2: the source, file or policy is wrong."""
     _setup_logging()
-    from jobs import check
+    from jobs.governance import check
     from lake.contracts import ContractError
     from lake.files import InputError
 
@@ -349,7 +358,7 @@ def report_cmd(
     root: Optional[str] = RootOpt,
 ):
     """Where the department quality reports are, and each department's score (no JVM)."""
-    from jobs.reports import SCORES, department_folder
+    from jobs.governance.reports import SCORES, department_folder
 
     s = _settings(root)
     latest_uri = s.path("reports", "latest.json")
@@ -392,12 +401,57 @@ def share_read(
 ):
     """Show rows of a share-zone table, if the department holds a grant for it."""
     _setup_logging()
-    from jobs.publish import read_share
+    from jobs.publish.share import read_share
     from lake.spark import get_spark
 
     s = _settings(root)
     df = _guard(lambda: read_share(get_spark(s), s, table, department))
     console.print(df.limit(limit).toPandas().to_string())
+
+
+@contracts_app.command("check")
+def contracts_check(contracts: Optional[Path] = typer.Option(None, "--contracts", envvar="LAKE_CONTRACTS",
+                                                              help="Contracts folder (default: the repository's).")):
+    """Validate every contract strictly and every job module against the contracts that name it; list
+    the jobs in build order. Exit 1 naming the file and key of the first problem."""
+    from lake import registry
+
+    folder = str(contracts or Settings.from_env().contracts_dir)
+    reg = _guard(lambda: registry.load(folder))
+    _guard(lambda: registry.check_modules(reg))
+    c = reg.contracts
+    t = Table("job", "builds", "upstream", "runs", title=f"{len(c.sources)} sources, {len(c.tables)} tables: valid")
+    for j in reg.order():
+        t.add_row(j.name, ", ".join(j.tables), ", ".join(j.upstream), j.schedule or "when an upstream table changes")
+    console.print(t)
+
+
+@contracts_app.command("export")
+def contracts_export(
+    out: Path = typer.Option(..., "--out", help="Folder to write one file per table into."),
+    fmt: str = typer.Option("odcs", "--format", help="odcs: Open Data Contract Standard v3 YAML."),
+    contracts: Optional[Path] = typer.Option(None, "--contracts", envvar="LAKE_CONTRACTS"),
+):
+    """Write every table contract in another format (ODCS v3 YAML), each validated against that
+    format's schema before it is written."""
+    import yaml
+
+    from lake import contracts as contracts_mod
+    from lake import odcs
+
+    if fmt != "odcs":
+        raise typer.BadParameter(f"unknown format '{fmt}'; known: odcs")
+    c = _guard(lambda: contracts_mod.load(str(contracts or Settings.from_env().contracts_dir)))
+    out.mkdir(parents=True, exist_ok=True)
+    for tc in sorted(c.tables.values(), key=lambda t: t.table):
+        doc = odcs.to_odcs(tc)
+        problems = odcs.validate(doc)
+        if problems:
+            err.print(f"[bold red]error:[/] {tc.table}: the ODCS document does not conform: {problems[0]}")
+            raise typer.Exit(1)
+        (out / f"{tc.table}.odcs.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False),
+                                                   encoding="utf-8")
+    console.print(f"wrote {len(c.tables)} ODCS v3 contracts to {out}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -410,7 +464,13 @@ def airflow(ctx: typer.Context, root: Optional[str] = RootOpt):
 
 
 def airflow_env(s: Settings) -> dict:
+    """The environment the airflow CLI runs with: this project's AIRFLOW_HOME and DAG folder, the
+    lake root, and the venv's bin first on PATH (``airflow standalone`` starts its components as
+    ``airflow`` through PATH)."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
     return {
+        "PATH": venv_bin + (os.pathsep + path if path else ""),
         "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(REPO / ".airflow")),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
