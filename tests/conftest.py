@@ -2,6 +2,11 @@
 
 Environment is set before anything imports Airflow, so DAG tests use the project's SQLite metadata
 database (created by ./setup.sh) and the project's dags/ folder.
+
+Tiers (README, "Tests"): every test is marked by what it needs, from the fixtures it uses:
+``spark`` (a Spark session, directly or through a fixture), ``e2e`` (a whole pipeline: the tiny lake,
+a sensing day, a scheduler); the rest is the fast tier without a JVM (``-m "not spark and not e2e"``).
+A test of the fast tier that starts Spark anyway fails, naming the marker it lacks.
 """
 from __future__ import annotations
 
@@ -15,6 +20,33 @@ os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow"))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+# fixtures that run a whole pipeline (their tests are the e2e tier)
+E2E_FIXTURES = {"tiny_lake", "iot_lake"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & E2E_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+        if "spark" in names:
+            item.add_marker(pytest.mark.spark)
+
+
+@pytest.fixture(autouse=True)
+def _no_spark_in_the_fast_tier(request, monkeypatch):
+    """A test not marked spark or e2e must not start a JVM: the fast tier promises none."""
+    if request.node.get_closest_marker("spark") or request.node.get_closest_marker("e2e"):
+        return
+    import lake.spark
+
+    def refuse(*a, **k):
+        raise AssertionError(f"{request.node.nodeid} starts Spark: request the `spark` fixture or mark it "
+                             "@pytest.mark.spark")
+
+    monkeypatch.setattr(lake.spark, "spark_conf", refuse)  # what get_spark calls to start a session
+
 
 TINY_SCALE = 0.001
 SEED = 7
@@ -40,7 +72,7 @@ def spark(settings):
 def tiny_lake(settings, spark):
     """Generate tiny sample data into the inbox and run the whole pipeline once."""
     from jobs import pipeline
-    from lake.generate import generate
+    from sample.generate import generate
 
     manifest = generate(TINY_SCALE, SEED, Path(settings.inbox))
     report = pipeline.run(settings, AS_OF)

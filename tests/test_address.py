@@ -1,5 +1,5 @@
 """The standard address library: the parser and normaliser (lake/address.py) on the variant forms
-departments send, and jobs/address_library.py on small raw tables written here."""
+departments send, and jobs.base.standard_address on small raw tables written here."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lake import address as A
-from lake.generate import DAXING_TOWNS, _Residences
+from sample import evaluate_spatial
+from sample.generate import DAXING_TOWNS, _Residences
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,7 +130,7 @@ def test_garbage_never_raises():
 def test_every_form_the_generator_writes_resolves_to_its_key():
     """Every door plate of a generated address book, with unit and room where it has a building, in
     the canonical form and in every variant style of the spatial generator (an independent writer)."""
-    from lake.generate_spatial import VARIANT_STYLES, AddressBook, render_address
+    from sample.generate_spatial import VARIANT_STYLES, AddressBook, render_address
 
     book = AddressBook(7, 0.02)
     rng = random.Random(11)
@@ -155,7 +156,7 @@ def test_every_form_the_generator_writes_resolves_to_its_key():
 
 
 def test_round_trip_on_the_population_generators_addresses():
-    from lake.generate_spatial import AddressBook
+    from sample.generate_spatial import AddressBook
 
     book = AddressBook(3, 0.01)
     residences = _Residences(random.Random(5), book)
@@ -190,7 +191,7 @@ def test_codes_are_stable():
 def test_the_fast_reader_agrees_with_the_general_one():
     """``parse`` reads standard texts in one match; on every text it reads that way the general
     reader gives the same result."""
-    from lake.generate_spatial import VARIANT_STYLES, AddressBook, render_address
+    from sample.generate_spatial import VARIANT_STYLES, AddressBook, render_address
 
     book = AddressBook(5, 0.01)
     rng = random.Random(2)
@@ -294,7 +295,8 @@ def _schema(name):
 
 def _points():
     """WGS-84 points inside given towns (from the district's unit polygons)."""
-    from lake.geo import district_boundaries, random_point_in
+    from lake.geo import random_point_in
+    from sample.basemap import district_boundaries
 
     rng = random.Random(5)
     units = {b["name"]: b["geometry"] for b in district_boundaries()}
@@ -385,11 +387,11 @@ def _versions(spark, settings):
 def test_build_library_links_rates_findings_and_idempotency(spark, address_lake):
     from pyspark.sql import functions as F
 
-    from jobs import address_library as job
+    from jobs.base import standard_address as job
     from lake import io
 
     s = address_lake["settings"]
-    stats = job.build(s, "2026-11-01", spark=spark)
+    stats = job.build_library(s, "2026-11-01", spark=spark)
     assert stats["status"] == "published"
     rid = stats["run_id"]
 
@@ -467,7 +469,7 @@ def test_build_library_links_rates_findings_and_idempotency(spark, address_lake)
 
     # same inputs: nothing new anywhere
     before = _versions(spark, s)
-    again = job.build(s, "2026-11-01", spark=spark)
+    again = job.build_library(s, "2026-11-01", spark=spark)
     assert again["run_id"] == rid and again["status"] == "unchanged"
     assert _versions(spark, s) == before
     assert again["match"] == stats["match"] and again["findings"] == stats["findings"] == 5
@@ -478,19 +480,19 @@ def test_build_library_links_rates_findings_and_idempotency(spark, address_lake)
 def test_build_assigns_town_codes_once_boundaries_exist(spark, address_lake):
     from pyspark.sql import functions as F
 
-    from jobs import address_library as job
+    from jobs.base import standard_address as job
     from lake import io
-    from lake.geo import district_boundaries
+    from sample.basemap import district_boundaries
     import json
     import shapely.geometry
 
     s = address_lake["settings"]
-    first = job.build(s, "2026-11-01", spark=spark)
+    first = job.build_library(s, "2026-11-01", spark=spark)
     rows = [(b["code"], b["name"], b["kind"], json.dumps(shapely.geometry.mapping(b["geometry"])))
             for b in district_boundaries()]
     io.overwrite(spark.createDataFrame(rows, "code string, name string, kind string, geometry string"),
                  io.table_path(s, "base", "admin_boundary"), {})
-    stats = job.build(s, "2026-11-01", spark=spark)
+    stats = job.build_library(s, "2026-11-01", spark=spark)
     assert stats["run_id"] != first["run_id"] and stats["status"] == "published"
     lib = {r["door_key"]: r["town_code"] for r in io.read(spark, io.table_path(s, "base", "standard_address")).collect()}
     assert lib == {"黄村镇|兴华大街|12|": "110115012", "黄村镇|兴华大街|12|3": "110115012",
@@ -512,11 +514,11 @@ def test_build_assigns_town_codes_once_boundaries_exist(spark, address_lake):
 
 
 def test_evaluate_against_a_truth_file(spark, address_lake, tmp_path):
-    from jobs import address_library as job
+    from jobs.base import standard_address as job
     from lake.files import InputError
 
     s = address_lake["settings"]
-    job.build(s, "2026-11-01", spark=spark)
+    job.build_library(s, "2026-11-01", spark=spark)
     (tmp_path / "truth").mkdir()
     lines = ["source,record_key,address_key",
              "psb_doorplates,P1,黄村镇|兴华大街|12|", "psb_doorplates,P3,黄村地区|兴华大街|14|",  # another spelling
@@ -527,7 +529,7 @@ def test_evaluate_against_a_truth_file(spark, address_lake, tmp_path):
              # population rows are evaluated through base.population's lineage to the register row
              "psb_household,HJ1,黄村镇|兴华大街|12|3", "psb_household,HJ2,"]
     (tmp_path / "truth" / "address_links.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    res = job.evaluate(spark, s, tmp_path)
+    res = evaluate_spatial.evaluate_addresses(spark, s, tmp_path)
     psb, zjw, samr = (res["sources"][k] for k in ("psb_doorplates", "zjw_buildings", "samr_geocoded"))
     assert psb["match"] == {"truth": 2, "made": 2, "right": 2, "precision": 1.0, "recall": 1.0}
     assert psb["unmatched"]["precision"] == 1.0 and psb["unmatched"]["recall"] == 1.0
@@ -539,7 +541,7 @@ def test_evaluate_against_a_truth_file(spark, address_lake, tmp_path):
     assert res["passed"] is False
     (tmp_path / "truth" / "address_links.csv").write_text("source,record_key,address_key\nx,1,nokey\n", encoding="utf-8")
     with pytest.raises(InputError, match="row 2.*nokey"):
-        job.evaluate(spark, s, tmp_path)
+        evaluate_spatial.evaluate_addresses(spark, s, tmp_path)
 
 
 # ----------------------------------------------------------------------------- against the generator
@@ -547,15 +549,16 @@ def test_evaluate_against_a_truth_file(spark, address_lake, tmp_path):
 @pytest.fixture(scope="module")
 def generated_lake(settings, tmp_path_factory):
     """The spatial generator's sources at a small scale, landed through the ingest."""
-    from jobs import ingest, spatial
-    from lake.generate_spatial import generate_spatial
+    from jobs.base import admin_boundary
+    from jobs.landing import ingest
+    from sample.generate_spatial import generate_spatial
 
     base = tmp_path_factory.mktemp("address_generated")
     s = replace(settings.with_root(str(base / "lake")), contracts_dir=str(_contracts(base)))
     generate_spatial(0.02, 7, Path(s.inbox))
     for source in ("ghzrzy_boundaries", "psb_doorplates", "zjw_buildings", "samr_geocoded", "ghzrzy_poi"):
         ingest.run(s, source)
-    spatial.build_admin_boundary(s, "2026-11-01")
+    admin_boundary.build_admin_boundary(s, "2026-11-01")
     return s
 
 
@@ -564,12 +567,12 @@ def test_matches_the_spatial_generators_truth(spark, generated_lake):
 
     from pyspark.sql import functions as F
 
-    from jobs import address_library as job
+    from jobs.base import standard_address as job
     from lake import io
 
     s = generated_lake
-    stats = job.build(s, "2026-11-01", spark=spark)
-    res = job.evaluate(spark, s, s.inbox)
+    stats = job.build_library(s, "2026-11-01", spark=spark)
+    res = evaluate_spatial.evaluate_addresses(spark, s, s.inbox)
     for source in ("psb_doorplates", "zjw_buildings", "samr_geocoded", "ghzrzy_poi"):
         r = res["sources"][source]
         assert r["coverage"] == 1.0, (source, r)
@@ -579,7 +582,7 @@ def test_matches_the_spatial_generators_truth(spark, generated_lake):
     assert res["passed"]
     assert stats["door_keys"] == stats["rows"] == 2200
     # the findings are the generator's defects: unmatched addresses of every address source, and the
-    # duplicates and outside points of the three address sources (the POIs' are jobs/spatial.py's)
+    # duplicates and outside points of the three address sources (the POIs' are jobs.base.poi's)
     with open(Path(s.inbox) / "truth" / "defects.csv", encoding="utf-8", newline="") as f:
         truth = {tuple(r.values()) for r in csv.DictReader(f)
                  if r["defect_type"] == "address_unmatched" or r["source"] != "ghzrzy_poi"}

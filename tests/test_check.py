@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from lake import contracts
 from lake.cli import app
-from lake.identifiers import make_cn_id, make_uscc
+from sample.identifiers import make_cn_id, make_uscc
 from lake.settings import Settings
 
 runner = CliRunner()

@@ -1,4 +1,5 @@
-"""DAGs import cleanly, are wiring only, agree with the contracts, and really run (dag.test())."""
+"""DAGs import cleanly, are wiring only, are generated from the registry (the contracts), and really
+run (dag.test())."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -7,8 +8,10 @@ from pathlib import Path
 import pytest
 
 EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__ingest__spatial", "lake__ingest__iot",
-            "lake__build__base", "lake__build__spatial", "lake__iot__daily", "lake__build__topic", "lake__publish",
-            "lake__report"}
+            "lake__build__base__population", "lake__build__base__legal_entity", "lake__build__base__admin_boundary",
+            "lake__build__base__standard_address", "lake__build__base__poi", "lake__build__base__iot_device",
+            "lake__build__base__iot_reading", "lake__build__topic__population", "lake__build__topic__legal_entity",
+            "lake__build__topic__sensing", "lake__publish", "lake__report"}
 
 
 @pytest.fixture(scope="module")
@@ -32,27 +35,41 @@ def test_dags_are_documented_retried_and_serialised(dagbag):
             assert t.outlets, f"{t.task_id} must update an asset"
 
 
-def test_orchestration_registry_matches_the_contracts():
-    from jobs.orchestration import (BASE_TABLES, DOMAINS, IOT_BASE_TABLES, IOT_TOPIC_TABLES, READINGS_SOURCES,
-                                    SPATIAL_TABLES, TOPIC_TABLES)
-    from lake import contracts
+def test_dags_follow_the_registry(dagbag):
+    """One build DAG per job of the registry, scheduled on its upstream assets (or its cron), whose task
+    updates exactly the job's tables; one ingest DAG per domain of row-by-row sources."""
+    from lake import contracts, registry
     from lake.settings import Settings
 
-    c = contracts.load(Settings().contracts_dir)
-    assert {d: sorted(s) for d, s in DOMAINS.items()} == {
-        d: sorted(s.source for s in c.sources_of(d) if s.loader == "rows")
-        for d in {s.domain for s in c.sources.values()}}
-    assert sorted(READINGS_SOURCES) == sorted(s.source for s in c.sources.values() if s.loader == "readings")
-    base = [*BASE_TABLES.values(), *SPATIAL_TABLES, *IOT_BASE_TABLES]
-    assert sorted(base) == sorted(t for t in c.tables if t.startswith("base."))
-    assert sorted([*TOPIC_TABLES, *IOT_TOPIC_TABLES]) == sorted(t for t in c.tables if t.startswith("topic."))
+    s = Settings()
+    reg = registry.load(s.contracts_dir)
+    for job in reg.order():
+        dag = dagbag.get_dag(job.dag_id)
+        [t] = dag.tasks
+        assert sorted(a.name for a in t.outlets) == sorted(job.tables)
+        if job.schedule:
+            assert job.schedule in repr(dag.timetable)
+        else:
+            for u in job.upstream:
+                assert f"'{u}'" in str(dag.timetable.asset_condition), (job.dag_id, u)
+    c = contracts.load(s.contracts_dir)
+    for domain in {x.domain for x in c.sources.values() if x.loader == "rows"}:
+        dag = dagbag.get_dag(f"lake__ingest__{domain}")
+        assert sorted(t.task_id for t in dag.tasks) == sorted(f"ingest__{x.source}" for x in c.sources_of(domain)
+                                                               if x.loader == "rows")
+    publish = dagbag.get_dag("lake__publish")
+    assert [t.task_id for t in publish.topological_sort()] == ["publish__share", "publish__open", "publish__catalog"]
+    for t in c.built_tables():  # every shared or opened table triggers publication (and the catalogue)
+        assert (f"'{t.table}'" in str(publish.timetable.asset_condition)) == (t.share_type != "none" or t.open_type != "none")
 
 
 def test_build_dags_are_triggered_by_assets(dagbag):
-    base = dagbag.get_dag("lake__build__base")
+    base = dagbag.get_dag("lake__build__base__population")
     assert "raw.psb_household" in str(base.timetable.asset_condition)
-    topic = dagbag.get_dag("lake__build__topic")
+    topic = dagbag.get_dag("lake__build__topic__population")
     assert "base.population" in str(topic.timetable.asset_condition)
+    readings = dagbag.get_dag("lake__build__base__iot_reading")
+    assert "30 0 * * *" in repr(readings.timetable)
 
 
 def test_report_dag_runs_timeliness_then_reports_after_builds_and_daily(dagbag):
@@ -66,7 +83,7 @@ def test_report_dag_runs_timeliness_then_reports_after_builds_and_daily(dagbag):
 def test_ingest_dag_runs_with_dag_test(dagbag, spark, tmp_path, monkeypatch):
     from deltalake import DeltaTable
 
-    from lake.generate import generate
+    from sample.generate import generate
 
     root = tmp_path / "lake"
     manifest = generate(0.0005, 11, root / "inbox")
@@ -74,10 +91,10 @@ def test_ingest_dag_runs_with_dag_test(dagbag, spark, tmp_path, monkeypatch):
     dag = dagbag.get_dag("lake__ingest__population")
     run = dag.test(logical_date=datetime(2026, 11, 1, tzinfo=timezone.utc))
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
-    from jobs.orchestration import DOMAINS
+    from jobs.orchestration import domains
 
     for f in manifest["files"]:
-        if f["source"] not in DOMAINS["population"]:
+        if f["source"] not in domains()["population"]:
             assert not (root / "raw" / f["source"]).exists()
             continue
         raw = DeltaTable(str(root / "raw" / f["source"])).to_pyarrow_table().num_rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from jobs import evaluate
+from sample import evaluate
 from lake import io
 
 

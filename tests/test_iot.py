@@ -1,6 +1,6 @@
-"""IoT sensing (jobs/iot.py, docs/spatial_iot.md): the city code check against a Python reference,
+"""IoT sensing (jobs.base.iot_device, jobs.base.iot_reading, jobs.topic.sensing; docs/spatial_iot.md): the city code check against a Python reference,
 the reading parser and classifier on hand-written lines, the partition gate, and two generated days
-(lake.generate_iot) run end to end: ledger findings, every reading defect handled and counted, per-file
+(sample.generate_iot) run end to end: ledger findings, every reading defect handled and counted, per-file
 counts that reconcile, late readings in their own day, re-running a day changes no table, device health
 against the generator's silent and flat-lining devices, the topic gates, and precision / recall.
 
@@ -20,7 +20,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from jobs import pipeline
+from jobs.base import iot_device, iot_reading
+from jobs.topic import air_quality, sensing
 from lake import rules
+from sample import basemap, evaluate_iot
 
 D1 = dt.date(2026, 10, 31)
 D2 = dt.date(2026, 11, 1)
@@ -97,7 +101,7 @@ def test_city_code_rule_matches_python_reference_on_12k_codes(spark):
 
 
 def test_city_code_is_a_contract_check_wired_into_ingest(spark):
-    from jobs import ingest
+    from jobs.landing import ingest
     from lake import contracts
     from lake.contracts import SourceColumn, SourceContract
 
@@ -127,8 +131,7 @@ def _devices(spark, codes_types: list[tuple[str, str]]):
 
 
 def test_classify_hand_written_lines(spark):
-    from jobs import iot
-    from lake.generate_iot import city_code
+    from sample.generate_iot import city_code
 
     air, flood, heat = city_code("01", "13", 1), city_code("04", "14", 2), city_code("09", "17", 3)
     unknown = city_code("01", "13", 99)
@@ -169,15 +172,15 @@ def test_classify_hand_written_lines(spark):
         f'"{heat}","{t("10:45:00")}","supply_temp","46.1","°C"',    # 5 quoted fields: kept
     ]
     header = ("device", "ts", "metric", "value", "unit")
-    p = iot.parse_lines(_lines(spark, lines), "jsonl").withColumn("_fi", F.lit(0)).unionByName(
-        iot.parse_lines(_lines(spark, csv_lines), "csv", header).withColumn("_fi", F.lit(1)))
-    got = {(r["_fi"], r["_row"]): r for r in iot.classify(p, devices, D2, 2, files=2).collect()}
+    p = iot_reading.parse_lines(_lines(spark, lines), "jsonl").withColumn("_fi", F.lit(0)).unionByName(
+        iot_reading.parse_lines(_lines(spark, csv_lines), "csv", header).withColumn("_fi", F.lit(1)))
+    got = {(r["_fi"], r["_row"]): r for r in iot_reading.classify(p, devices, D2, 2, files=2).collect()}
     assert len(got) == len(lines) + len(csv_lines)
 
     def outcome(fi, row):
         r = got[(fi, row)]
         if r["_q"]:
-            return iot.READING_RULES[r["_rule"]][0]
+            return iot_reading.READING_RULES[r["_rule"]][0]
         if r["_dup"]:
             return "reading_duplicate"
         flags = [n for n, v in (("late", r["late"]), ("out_of_order", r["out_of_order"]),
@@ -207,12 +210,11 @@ def test_classify_hand_written_lines(spark):
 
 
 def test_stage_lines_numbers_lines_and_keeps_bad_bytes(tmp_path):
-    from jobs import iot
     from lake.files import InputError
 
     f = tmp_path / "iot_readings_csv_20261101.csv"
     f.write_bytes(b"device,ts,metric,value,unit\r\na,b,c,d,e\r\n\r\nbad \xff\xfe line\nlast,without,newline")
-    d = iot.stage_lines(iot.Delivered("iot_readings_csv", f), str(tmp_path / "s.parquet"), csv_header=True)
+    d = iot_reading.stage_lines(iot_reading.Delivered("iot_readings_csv", f), str(tmp_path / "s.parquet"), csv_header=True)
     import pyarrow.parquet as pq
 
     t = pq.read_table(tmp_path / "s.parquet")
@@ -222,7 +224,7 @@ def test_stage_lines_numbers_lines_and_keeps_bad_bytes(tmp_path):
     g = tmp_path / "iot_readings_csv_20261102.csv"
     g.write_text("device,ts,metric,value\nx,y,z,w\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"iot_readings_csv_20261102.csv: line 1 \(header\) is missing column\(s\) \['unit'\]"):
-        iot.stage_lines(iot.Delivered("iot_readings_csv", g), str(tmp_path / "t.parquet"), csv_header=True)
+        iot_reading.stage_lines(iot_reading.Delivered("iot_readings_csv", g), str(tmp_path / "t.parquet"), csv_header=True)
 
 
 # ----------------------------------------------------------------------------- the partition gate
@@ -283,7 +285,7 @@ def write_admin_boundary(spark, s) -> None:
 
     rows = [(b["code"], b["name"], b["kind"], geo.area_km2(b["geometry"]),
              json.dumps(shapely.geometry.mapping(b["geometry"]), separators=(",", ":")))
-            for b in geo.district_boundaries()]
+            for b in basemap.district_boundaries()]
     io.overwrite(spark.createDataFrame(rows, "code string, name string, kind string, area_km2 double, geometry string"),
                  io.table_path(s, "base", "admin_boundary"), {"kind": "test"})
 
@@ -296,15 +298,15 @@ def iot_settings(settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def iot_lake(spark, iot_settings):
-    from jobs import ingest, iot
+    from jobs.landing import ingest
     from lake import io
-    from lake.generate_iot import generate_iot
+    from sample.generate_iot import generate_iot
 
     s = iot_settings
     manifest = generate_iot(SCALE, SEED, Path(s.inbox), days=[D1, D2], extract_date=D1)
     write_admin_boundary(spark, s)
     ingest.run(s, "iot_devices")
-    runs = {D1: iot.run_day(s, D1), D2: iot.run_day(s, D2)}
+    runs = {D1: pipeline.sensing_day(s, D1), D2: pipeline.sensing_day(s, D2)}
     versions = {t: io.version(spark, io.table_path(s, *t)) for t in TABLES}
     return {"settings": s, "manifest": manifest, "runs": runs, "versions": versions, "inbox": Path(s.inbox)}
 
@@ -341,12 +343,11 @@ def test_ledger_findings_are_the_generators_defects(spark, iot_lake):
 
 
 def test_every_reading_row_is_counted_once_and_counts_reconcile(spark, iot_lake):
-    from jobs import iot
     from lake import io
 
     s, inbox = iot_lake["settings"], iot_lake["inbox"]
-    counts = io.read(spark, io.table_path(s, *iot.COUNTS)).collect()
-    assert {(r["delivery_day"], r["source"]) for r in counts} == {(d, src) for d in (D1, D2) for src in iot.READING_SOURCES}
+    counts = io.read(spark, io.table_path(s, *iot_reading.COUNTS)).collect()
+    assert {(r["delivery_day"], r["source"]) for r in counts} == {(d, src) for d in (D1, D2) for src in iot_reading.READING_SOURCES}
     truth = _truth(inbox, "readings.csv")
     for r in counts:
         path = inbox / r["source"] / r["file"]
@@ -354,11 +355,11 @@ def test_every_reading_row_is_counted_once_and_counts_reconcile(spark, iot_lake)
         header = 1 if r["source"] == "iot_readings_csv" else 0
         assert r["rows_read"] == len(lines) - header, r["file"]
         assert r["rows_read"] == r["kept"] + r["duplicates"] + r["quarantined"], r["file"]
-        assert r["quarantined"] == sum(r[f"quarantined_{t.removeprefix('reading_')}"] for t in iot.QUARANTINE_TYPES)
+        assert r["quarantined"] == sum(r[f"quarantined_{t.removeprefix('reading_')}"] for t in iot_reading.QUARANTINE_TYPES)
         # the stored rows are the counted rows
-        kept = io.read(spark, io.table_path(s, *iot.READINGS)).where(F.col("_file_sha256") == r["_file_sha256"]).count()
+        kept = io.read(spark, io.table_path(s, *iot_reading.READINGS)).where(F.col("_file_sha256") == r["_file_sha256"]).count()
         q = io.read(spark, io.table_path(s, "quarantine", r["source"])).where(F.col("_file_sha256") == r["_file_sha256"])
-        dups = io.read(spark, io.table_path(s, *iot.DUPLICATES)).where(F.col("_file_sha256") == r["_file_sha256"]).count()
+        dups = io.read(spark, io.table_path(s, *iot_reading.DUPLICATES)).where(F.col("_file_sha256") == r["_file_sha256"]).count()
         assert (kept, q.count(), dups) == (r["kept"], r["quarantined"], r["duplicates"])
         assert q.where(F.col("_rule").isNull() | F.col("_reason").isNull() | F.col("_raw_line").isNull()).count() == 0
         # the counts per defect type are the generator's, file by file
@@ -377,7 +378,7 @@ def test_every_reading_row_is_counted_once_and_counts_reconcile(spark, iot_lake)
         "reading_duplicate", "reading_late", "reading_out_of_order", "reading_future_timestamp",
         "reading_unknown_device", "reading_unit_mismatch", "reading_impossible_value", "reading_malformed"}
     # the landing zone holds each file under its sha256, listed once in the manifest
-    man = io.read(spark, io.table_path(s, "landing", "_manifest")).where(F.col("source").isin(*iot.READING_SOURCES))
+    man = io.read(spark, io.table_path(s, "landing", "_manifest")).where(F.col("source").isin(*iot_reading.READING_SOURCES))
     assert man.count() == 4 and man.select("sha256").distinct().count() == 4
     for m in man.collect():
         assert Path(m["landing_path"]).is_file() and m["rows_read"] == m["rows_raw"] + m["rows_quarantined"] + \
@@ -385,11 +386,10 @@ def test_every_reading_row_is_counted_once_and_counts_reconcile(spark, iot_lake)
 
 
 def test_late_readings_land_in_their_own_day_and_rebuild_it(spark, iot_lake):
-    from jobs import iot
     from lake import io
 
     s = iot_lake["settings"]
-    r = io.read(spark, io.table_path(s, *iot.READINGS))
+    r = io.read(spark, io.table_path(s, *iot_reading.READINGS))
     late = r.where(F.col("late"))
     assert late.where(F.col("day") >= F.col("delivery_day")).count() == 0
     late_d2 = late.where(F.col("delivery_day") == D2)
@@ -406,12 +406,11 @@ def test_late_readings_land_in_their_own_day_and_rebuild_it(spark, iot_lake):
 
 
 def test_rerunning_a_day_changes_no_table(spark, iot_lake):
-    from jobs import iot
     from lake import io
 
     s = iot_lake["settings"]
     for day in (D2, D1):
-        again = iot.run_day(s, day)
+        again = pipeline.sensing_day(s, day)
         assert again["readings"]["skipped"] and again["ledger"]["status"] == "unchanged"
         assert all(t["status"] == "unchanged" for t in again["topics"])
     now = {t: io.version(spark, io.table_path(s, *t)) for t in TABLES}
@@ -449,22 +448,21 @@ def test_resent_readings_are_counted_duplicates_and_stored_once(spark, iot_lake)
     stored (the generator re-sends some of the previous evening's): found here from the files, each is
     a counted duplicate marked ``earlier_delivery``, never stored, and a duplicate in the generator's
     truth (so the precision / recall of reading_duplicate covers them); no reading is stored twice."""
-    from jobs import iot
     from lake import io
 
     s, inbox, manifest = iot_lake["settings"], iot_lake["inbox"], iot_lake["manifest"]
     keys = _file_keys(inbox, manifest)
     name = {f["sha256"]: Path(f["path"]).name for f in manifest["files"]}
-    readings = io.read(spark, io.table_path(s, *iot.READINGS))
+    readings = io.read(spark, io.table_path(s, *iot_reading.READINGS))
     stored = {(name[r["_file_sha256"]], r["_row"]) for r in readings.select("_file_sha256", "_row").collect()}
     first = {keys[k] for k in stored if k[0].endswith(f"{D1:%Y%m%d}.jsonl") or k[0].endswith(f"{D1:%Y%m%d}.csv")}
     second = {k for k in keys if f"_{D2:%Y%m%d}." in k[0]}
     resent = {k for k in second if keys[k] in first}
     assert resent and not resent & stored
-    dups = io.read(spark, io.table_path(s, *iot.DUPLICATES))
+    dups = io.read(spark, io.table_path(s, *iot_reading.DUPLICATES))
     marked = {(name[r["_file_sha256"]], r["_row"]) for r in dups.where(F.col("earlier_delivery")).collect()}
     assert marked == resent
-    counts = io.read(spark, io.table_path(s, *iot.COUNTS)).collect()
+    counts = io.read(spark, io.table_path(s, *iot_reading.COUNTS)).collect()
     assert {r["delivery_day"]: 0 for r in counts} | {D2: len(resent)} == {
         d: sum(r["duplicates_earlier"] for r in counts if r["delivery_day"] == d) for d in (D1, D2)}
     truth = {(t["file"], int(t["row"])) for t in _truth(inbox, "readings.csv") if t["defect_type"] == "reading_duplicate"}
@@ -485,18 +483,17 @@ def test_out_of_order_delivery_keeps_the_earlier_copy_and_reconciles(spark, iot_
     ends up exactly as the in-order one: the earliest delivery's copy kept, day 2's counted as a
     duplicate, every file's counts reconciling with the stored rows and the landing manifest. Re-running
     either day then changes nothing."""
-    from jobs import iot
     from lake import io
 
     s = iot_lake["settings"]
     s2 = dataclasses.replace(s, root=str(tmp_path / "lake"))
     for table in (("base", "admin_boundary"), ("base", "iot_device")):
         _copy_table(s, s2, *table)
-    r2 = iot.ingest_readings(s2, D2, spark)
+    r2 = iot_reading.ingest_readings(s2, D2, spark)
     assert r2["redone"] == [] and sum(f["duplicates_earlier"] for f in r2["files"]) == 0
-    r1 = iot.ingest_readings(s2, D1, spark)
+    r1 = iot_reading.ingest_readings(s2, D1, spark)
     assert r1["redone"] == [D2.isoformat()]
-    resent_d2 = io.read(spark, io.table_path(s2, *iot.DUPLICATES)).where(F.col("earlier_delivery")).collect()
+    resent_d2 = io.read(spark, io.table_path(s2, *iot_reading.DUPLICATES)).where(F.col("earlier_delivery")).collect()
     assert resent_d2 and {r["delivery_day"] for r in resent_d2} == {D2}
     assert set(r1["reading_days"]) >= {D1.isoformat(), D2.isoformat()}
 
@@ -504,30 +501,30 @@ def test_out_of_order_delivery_keeps_the_earlier_copy_and_reconciles(spark, iot_
         df = io.read(spark, io.table_path(settings, *table))
         return sorted(tuple(r) for r in df.select(*sorted(c for c in df.columns if c not in drop)).collect())
 
-    for table, drop in ((iot.READINGS, ()), (iot.DUPLICATES, ()), (iot.COUNTS, ()),
+    for table, drop in ((iot_reading.READINGS, ()), (iot_reading.DUPLICATES, ()), (iot_reading.COUNTS, ()),
                         (("quarantine", "iot_readings_json"), ("_ingested_at",)),
                         (("quarantine", "iot_readings_csv"), ("_ingested_at",))):
         assert rows(s2, *table, drop=drop) == rows(s, *table, drop=drop), table
-    manifest = io.read(spark, io.table_path(s2, *iot.MANIFEST)).collect()
-    counts = {r["_file_sha256"]: r for r in io.read(spark, io.table_path(s2, *iot.COUNTS)).collect()}
+    manifest = io.read(spark, io.table_path(s2, *iot_device.MANIFEST)).collect()
+    counts = {r["_file_sha256"]: r for r in io.read(spark, io.table_path(s2, *iot_reading.COUNTS)).collect()}
     assert len(manifest) == len(counts) == 4
     for m in manifest:
         c = counts[m["sha256"]]
         assert (m["rows_read"], m["rows_raw"], m["rows_quarantined"]) == (c["rows_read"], c["kept"], c["quarantined"])
         assert c["rows_read"] == c["kept"] + c["duplicates"] + c["quarantined"]
-    versions = {t: io.version(spark, io.table_path(s2, *t)) for t in (iot.READINGS, iot.DUPLICATES, iot.COUNTS, iot.MANIFEST)}
-    assert iot.ingest_readings(s2, D2, spark)["skipped"] and iot.ingest_readings(s2, D1, spark)["skipped"]
+    versions = {t: io.version(spark, io.table_path(s2, *t)) for t in (iot_reading.READINGS, iot_reading.DUPLICATES, iot_reading.COUNTS, iot_device.MANIFEST)}
+    assert iot_reading.ingest_readings(s2, D2, spark)["skipped"] and iot_reading.ingest_readings(s2, D1, spark)["skipped"]
     assert {t: io.version(spark, io.table_path(s2, *t)) for t in versions} == versions
 
     # a corrected day-1 file without one of the readings day 2 re-sent: day 2's copy now repeats nothing
     # stored, so day 2 is re-processed and keeps it (as a late reading): nothing is lost
-    dup = (io.read(spark, io.table_path(s2, *iot.DUPLICATES))
+    dup = (io.read(spark, io.table_path(s2, *iot_reading.DUPLICATES))
            .where(F.col("earlier_delivery") & (F.col("_source") == "iot_readings_json")).orderBy("_row").first())
-    original = (io.read(spark, io.table_path(s2, *iot.READINGS))
+    original = (io.read(spark, io.table_path(s2, *iot_reading.READINGS))
                 .where((F.col("delivery_day") == D1) & (F.col("city_code") == dup["city_code"])
                        & (F.col("ts") == dup["ts"]) & (F.col("metric") == dup["metric"])).first())
     inbox = tmp_path / "corrected"
-    for source in iot.READING_SOURCES:
+    for source in iot_reading.READING_SOURCES:
         src = next(Path(s.inbox, source).glob(f"*_{D1:%Y%m%d}.*"))
         (inbox / source).mkdir(parents=True)
         lines = src.read_bytes().split(b"\n")
@@ -535,25 +532,24 @@ def test_out_of_order_delivery_keeps_the_earlier_copy_and_reconciles(spark, iot_
             del lines[original["_row"] - 1]  # JSON lines: the first line is row 1
         (inbox / source / src.name).write_bytes(b"\n".join(lines))
     s3 = dataclasses.replace(s2, inbox=str(inbox))
-    r = iot.ingest_readings(s3, D1, spark)
+    r = iot_reading.ingest_readings(s3, D1, spark)
     assert r["redone"] == [D2.isoformat()]
-    kept = io.read(spark, io.table_path(s2, *iot.READINGS)).where(
+    kept = io.read(spark, io.table_path(s2, *iot_reading.READINGS)).where(
         (F.col("_file_sha256") == dup["_file_sha256"]) & (F.col("_row") == dup["_row"])).collect()
     assert len(kept) == 1 and kept[0]["late"] and kept[0]["delivery_day"] == D2
-    counts = io.read(spark, io.table_path(s2, *iot.COUNTS)).collect()
+    counts = io.read(spark, io.table_path(s2, *iot_reading.COUNTS)).collect()
     assert sum(c["duplicates_earlier"] for c in counts) == len(resent_d2) - 1
     for c in counts:
-        stored_rows = io.read(spark, io.table_path(s2, *iot.READINGS)).where(F.col("_file_sha256") == c["_file_sha256"]).count()
+        stored_rows = io.read(spark, io.table_path(s2, *iot_reading.READINGS)).where(F.col("_file_sha256") == c["_file_sha256"]).count()
         assert stored_rows == c["kept"] and c["rows_read"] == c["kept"] + c["duplicates"] + c["quarantined"], c["file"]
-    readings = io.read(spark, io.table_path(s2, *iot.READINGS))
+    readings = io.read(spark, io.table_path(s2, *iot_reading.READINGS))
     assert readings.groupBy("city_code", "ts", "metric").count().where(F.col("count") > 1).count() == 0
 
 
 @pytest.fixture(scope="module")
 def iot_eval(spark, iot_lake):
-    from jobs import iot
 
-    return iot.evaluate(spark, iot_lake["settings"], iot_lake["inbox"])
+    return evaluate_iot.evaluate(spark, iot_lake["settings"], iot_lake["inbox"])
 
 
 def test_health_flags_the_generators_silent_and_flat_devices(iot_eval):
@@ -570,14 +566,13 @@ def test_steady_metrics_are_not_flat_lines_but_stuck_continuous_sensors_are(spar
     pandas: runs of one value lasting 3 hours), such devices exist on both days and none of them is
     flagged; every flagged device measures only continuous metrics (and is the generator's stuck
     sensor: test_health_flags_the_generators_silent_and_flat_devices)."""
-    from jobs import iot
     from lake import io
-    from lake.generate_iot import FLATLINE_TYPES
+    from sample.generate_iot import FLATLINE_TYPES
     from lake.sensing import FLATLINE_MINUTES, STEADY_METRICS
 
     s = iot_lake["settings"]
     keys = ["day", "city_code", "metric"]
-    pdf = (io.read(spark, io.table_path(s, *iot.READINGS))
+    pdf = (io.read(spark, io.table_path(s, *iot_reading.READINGS))
            .where(F.col("day").isin(D1, D2) & F.col("metric").isin(*STEADY_METRICS))
            .select(*keys, "ts", "value").toPandas().sort_values([*keys, "ts"], kind="stable"))
     changed = pdf["value"].ne(pdf.groupby(keys)["value"].shift())
@@ -604,13 +599,12 @@ def test_precision_and_recall_per_defect_type(iot_eval):
 
 
 def test_topic_gates_pass_and_a_broken_candidate_fails(spark, iot_lake):
-    from jobs import iot
     from lake import contracts, io
     from quality import gates
 
     s = iot_lake["settings"]
     val = io.read(spark, io.table_path(s, *gates.VALIDATIONS))
-    for table in iot.TOPICS:
+    for table in sensing.TABLES:
         t = io.read(spark, io.table_path(s, *table.split(".")))
         days = {r["day"] for r in t.select("day").distinct().collect()}
         assert {D1, D2} <= days or table == "topic.flood_points", (table, days)
@@ -634,7 +628,7 @@ def test_topic_gates_pass_and_a_broken_candidate_fails(spark, iot_lake):
 
 # ----------------------------------------------------------------------------- topics, recomputed independently
 
-# GB 3095-2012 grade II (table 1), written down here from the standard rather than taken from jobs/iot.py:
+# GB 3095-2012 grade II (table 1), written down here from the standard rather than taken from contracts/reference.yaml:
 # pollutant -> [(averaging period, limit)]; CO in mg/m³, the others in µg/m³
 GB3095_GRADE_II = {"pm25": [("24h", 75)], "pm10": [("24h", 150)], "so2": [("1h", 500), ("24h", 150)],
                    "no2": [("1h", 200), ("24h", 80)], "co": [("1h", 10), ("24h", 4)], "o3": [("1h", 200), ("8h", 160)]}
@@ -680,7 +674,6 @@ def _assert_rows_equal(got: dict, want: dict, tol: float = 1.01e-3) -> None:
 
 def test_exceedance_rules_on_hand_written_hours(spark):
     """The averaging periods and GB 3095-2012's data-validity rules on hourly means written by hand."""
-    from jobs import iot
 
     day = D2
     rows = []
@@ -689,7 +682,7 @@ def test_exceedance_rules_on_hand_written_hours(spark):
         for h, v in values.items():
             rows.append((day, h, town, f"town {town}", *v, 1))
 
-    p = iot.POLLUTANTS  # pm25, pm10, no2, so2, o3, co
+    p = air_quality.POLLUTANTS  # pm25, pm10, no2, so2, o3, co
     assert p == ("pm25", "pm10", "no2", "so2", "o3", "co")
     # A: 24 hours; PM2.5 80 (over 75); O3 150, and 200 from 10:00 to 17:00 (8 h mean 200 > 160, 1 h 200 not > 200)
     hours("110115001", {h: (80.0, 100.0, 30.0, 5.0, 200.0 if 10 <= h <= 17 else 150.0, 1.0) for h in range(24)})
@@ -704,7 +697,7 @@ def test_exceedance_rules_on_hand_written_hours(spark):
     # the hour as a wall-clock time of the session's time zone (Asia/Shanghai), as hourly_stats makes it
     aq = aq.withColumn("hour", F.make_timestamp_ntz(F.year("day"), F.month("day"), F.dayofmonth("day"), "h",
                                                     F.lit(0), F.lit(0)).cast("timestamp")).drop("h")
-    got = {(r["town_code"], r["pollutant"], r["period"]): r for r in iot.exceedance_rows(aq).collect()}
+    got = {(r["town_code"], r["pollutant"], r["period"]): r for r in sensing.exceedance_rows(aq).collect()}
     a = lambda t, pol, per: got[(f"11011500{t}", pol, per)]  # noqa: E731
     assert (a(1, "pm25", "24h")["value"], a(1, "pm25", "24h")["valid"], a(1, "pm25", "24h")["exceeded"]) == (80.0, True, True)
     assert (a(1, "o3", "8h")["value"], a(1, "o3", "8h")["exceeded"], a(1, "o3", "8h")["limit_value"]) == (200.0, True, 160.0)
@@ -744,12 +737,11 @@ def test_air_quality_topics_equal_an_independent_computation(spark, iot_lake):
     readings of the hour) and topic.air_quality_exceedance from those hourly means, in plain Python,
     row by row on every reading day of the lake (the days before the first delivery carry only late
     readings: too few hours, rows that are not valid)."""
-    from jobs import iot
 
     s = iot_lake["settings"]
     devices = _pandas(spark, s, "base", "iot_device")
     town_of = {r.city_code: (r.town_code, r.town) for r in devices.itertuples() if r.town_code is not None}
-    readings = _pandas(spark, s, *iot.READINGS, where=F.col("metric").isin(*GB3095_GRADE_II))
+    readings = _pandas(spark, s, *iot_reading.READINGS, where=F.col("metric").isin(*GB3095_GRADE_II))
     sums = defaultdict(lambda: [0.0, 0, set()])
     for r in readings.itertuples():
         if r.city_code in town_of:
@@ -790,11 +782,10 @@ def test_air_quality_topics_equal_an_independent_computation(spark, iot_lake):
 def test_flood_points_and_coverage_equal_an_independent_computation(spark, iot_lake):
     """topic.flood_points and topic.sensor_coverage_by_town recomputed in plain Python from the stored
     readings, the ledger and the boundaries, row by row."""
-    from jobs import iot
 
     s = iot_lake["settings"]
     devices = {r.city_code: r for r in _pandas(spark, s, "base", "iot_device").itertuples()}
-    readings = _pandas(spark, s, *iot.READINGS).sort_values(["ts", "_file_sha256", "_row"], kind="stable")
+    readings = _pandas(spark, s, *iot_reading.READINGS).sort_values(["ts", "_file_sha256", "_row"], kind="stable")
     # flood points: a day over the ledger's alarm threshold
     over = defaultdict(lambda: {"max": None, "first": None, "n": 0})
     for r in readings[readings.metric == "water_level"].itertuples():
@@ -845,11 +836,10 @@ def test_flood_points_and_coverage_equal_an_independent_computation(spark, iot_l
     assert any(w[2] < w[1] for w in want.values())  # silent devices lower the online count somewhere
 
 
-def test_missing_files_and_bad_days_are_clear_errors(iot_settings):
-    from jobs import iot
+def test_missing_files_and_bad_days_are_clear_errors(spark, iot_settings):
     from lake.files import InputError
 
     with pytest.raises(InputError, match=r"no reading files for delivery day 2026-01-01 in .*iot_readings_json"):
-        iot.ingest_readings(iot_settings, "2026-01-01")
+        iot_reading.ingest_readings(iot_settings, "2026-01-01")
     with pytest.raises(InputError, match="day '2026-13-01' is not a date"):
-        iot.ingest_readings(iot_settings, "2026-13-01")
+        iot_reading.ingest_readings(iot_settings, "2026-13-01")

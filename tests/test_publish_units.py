@@ -2,6 +2,8 @@
 the generated quality suites."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import csv
 import datetime
 import io as pyio
@@ -10,15 +12,14 @@ import re
 
 import pandas as pd
 import pytest
-from pyspark.sql import functions as F
 
-from jobs import publish
+from jobs.publish import open as publish
 from lake import contracts as contracts_mod
-from lake import identifiers as ref
+from sample import identifiers as ref
 from lake import io
 from quality import gates
 
-CONTRACTS_DIR = "/work/main/contracts"
+CONTRACTS_DIR = str(Path(__file__).resolve().parent.parent / "contracts")
 AS_OF = "2026-11-01"
 
 

@@ -39,7 +39,8 @@ def version_of(root: str, rel: str) -> int:
 
 @pytest.fixture(scope="module")
 def small_lake(settings, spark, tmp_path_factory):
-    from jobs import ingest, reports, timeliness
+    from jobs.governance import reports, timeliness
+    from jobs.landing import ingest
 
     tmp = tmp_path_factory.mktemp("reports")
     s = settings.with_root(str(tmp / "lake"))
@@ -81,7 +82,7 @@ def current_findings_direct(root: str, as_of: str) -> list[dict]:
 # ------------------------------------------------------------------ score (hand-computed)
 
 def test_score_formula_on_a_hand_example():
-    from jobs.reports import score
+    from jobs.governance.reports import score
 
     p = policy_mod.Policy(weights={"error": 1.0, "warning": 0.3}, stale_penalty=10)
     # 200 rows, 4 errors + 10 warnings: weighted 4 + 3 = 7; 100 x (1 - 7/200) = 96.5; one stale source: 86.5
@@ -179,7 +180,7 @@ def test_scores_follow_the_formula(small_lake):
 
 
 def test_rerunning_the_report_changes_nothing(small_lake, spark):
-    from jobs import reports, timeliness
+    from jobs.governance import reports, timeliness
 
     s = small_lake["settings"]
     tables = ["quality/findings", "quality/department_quality", "quality/department_scores"]
@@ -213,7 +214,7 @@ def test_lake_report_prints_the_scores(small_lake):
 # ------------------------------------------------------------------ timeliness
 
 def test_a_source_older_than_its_cycle_is_stale(small_lake, spark):
-    from jobs import timeliness
+    from jobs.governance import timeliness
 
     s = small_lake["settings"]
     today = {d["source"]: d for d in small_lake["timeliness"]["sources"]}
@@ -233,7 +234,7 @@ def test_a_source_older_than_its_cycle_is_stale(small_lake, spark):
 
 
 def test_assess_uses_cycle_plus_grace_days(small_lake):
-    from jobs import timeliness
+    from jobs.governance import timeliness
 
     c = contracts_mod.load(small_lake["settings"].contracts_dir)
     landed = dt.datetime(2026, 1, 1, 8, 0)
@@ -259,7 +260,7 @@ def blocking_settings(s: Settings, tmp: Path, block: bool) -> Settings:
 
 
 def test_stale_sources_block_the_gate_when_the_policy_says_so(small_lake, spark):
-    from jobs.timeliness import StaleSources
+    from quality.gates import StaleSources
     from quality import gates
 
     s = small_lake["settings"]

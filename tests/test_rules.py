@@ -1,5 +1,5 @@
 """Native Spark identifier checks (lake.rules) cross-checked against python-stdnum (stdnum.cn.ric,
-stdnum.cn.uscc) and the Python references (lake.identifiers) on 100,000 generated ID numbers and
+stdnum.cn.uscc) and the Python references (sample.identifiers) on 100,000 generated ID numbers and
 100,000 generated credit codes, valid and corrupted, in one Spark job; then the normalisation,
 missing-ID and cross-field rules of ingest.check_rows on tiny inline frames.
 
@@ -8,6 +8,8 @@ Every intentional difference from stdnum is named in ``expected_id_rule_from_std
 ``test_intentional_differences_from_stdnum_occur_and_only_there``.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import datetime
 import random
@@ -22,8 +24,8 @@ from stdnum import numdb
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength
 
-from jobs import ingest
-from lake import identifiers as ref
+from jobs.landing import ingest
+from sample import identifiers as ref
 from lake import rules
 from lake.contracts import SourceColumn, SourceContract
 
@@ -614,7 +616,7 @@ def test_uscc_pairs_follow_gb32100():
     assert uscc.is_valid(bad) and expected_uscc_rule(bad) == "cn_uscc.authority"
 
 
-# ----------------------------------------------------------------------------- against lake.identifiers
+# ----------------------------------------------------------------------------- against sample.identifiers
 
 def test_cn_id_verdict_matches_reference(checked):
     rows = list(checked.itertuples(index=False))
@@ -1000,7 +1002,7 @@ def test_check_rows_handles_every_real_source(spark):
     """check_rows + split analyse for every contract in contracts/ (one null row each)."""
     from lake import contracts as contracts_mod
 
-    for sc in contracts_mod.load("/work/main/contracts").sources.values():
+    for sc in contracts_mod.load(str(Path(__file__).resolve().parent.parent / "contracts")).sources.values():
         row = [None] * len(sc.columns) + [len(sc.columns), None]
         raw, quarantine, found = ingest.split(ingest.check_rows(_parsed(spark, sc, [row]), sc), sc)
         assert [c for c, _ in found.dtypes][:5] == ["run_id", "stage", "source", "department", "record_key"]

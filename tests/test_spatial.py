@@ -1,19 +1,21 @@
-"""jobs/spatial.py on small inputs landed through the real ingest: base.admin_boundary and base.poi
+"""jobs.base.admin_boundary and jobs.base.poi on small inputs landed through the real ingest: base.admin_boundary and base.poi
 through their gates, outside points as findings, idempotent re-runs, the location evaluation."""
 from __future__ import annotations
 
 import csv
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import shapely
 from pyspark.sql import functions as F
 
-from jobs import ingest, spatial
+from jobs.base import admin_boundary
+from jobs.base import poi as poi_job
+from jobs.landing import ingest
 from lake import geo, io
+from sample import basemap, evaluate_spatial
 from quality import findings
 
 AS_OF = "2026-11-01"
@@ -26,11 +28,11 @@ def lake(spark, settings, tmp_path_factory):
     """A lake of its own with the 22 boundaries landed and base.admin_boundary built."""
     root = tmp_path_factory.mktemp("spatial")
     s = settings.with_root(str(root / "lake"))
-    units = geo.district_boundaries()
+    units = basemap.district_boundaries()
     f = root / "ghzrzy_boundaries_20260101.geojson"
     f.write_text(json.dumps(geo.boundaries_geojson(units), ensure_ascii=False), encoding="utf-8")
     landed = ingest.ingest_file(s, "ghzrzy_boundaries", f, spark=spark)
-    built = spatial.build_admin_boundary(s, AS_OF, spark)
+    built = admin_boundary.build_admin_boundary(s, AS_OF, spark)
     return {"settings": s, "root": root, "units": units, "landed": landed, "built": built}
 
 
@@ -55,7 +57,7 @@ def test_admin_boundary_published(spark, lake):
     val = io.read(spark, io.table_path(s, "quality", "validations")).where(F.col("table") == "base.admin_boundary")
     assert val.count() >= 8 and val.where(~F.col("success")).count() == 0
     # the boundaries read back for point in polygon are the published ones
-    loaded = spatial.load_boundaries(spark, s)
+    loaded = admin_boundary.load_boundaries(spark, s)
     assert [b["code"] for b in loaded] == [u["code"] for u in units]
     assert loaded[0]["lineage"]["source"] == "ghzrzy_boundaries"
 
@@ -63,7 +65,7 @@ def test_admin_boundary_published(spark, lake):
 def test_admin_boundary_rerun_changes_nothing(spark, lake):
     s = lake["settings"]
     before = _version(spark, s, "base", "admin_boundary")
-    again = spatial.build_admin_boundary(s, AS_OF, spark)
+    again = admin_boundary.build_admin_boundary(s, AS_OF, spark)
     assert again["status"] == "unchanged" and again["rows"] == 22
     assert _version(spark, s, "base", "admin_boundary") == before
 
@@ -72,7 +74,7 @@ def test_check_boundaries_names_every_problem(lake):
     units = lake["units"]
     fc = geo.boundaries_geojson(units[:4])
     rows = [{**f["properties"], "geometry": json.dumps(f["geometry"]), "_row": i + 1} for i, f in enumerate(fc["features"])]
-    ok, problems = spatial.check_boundaries(rows, "CGCS2000", "b.geojson")
+    ok, problems = admin_boundary.check_boundaries(rows, "CGCS2000", "b.geojson")
     assert problems == [] and [u["code"] for u in ok] == [u["code"] for u in units[:4]]
 
     bowtie = {"type": "Polygon", "coordinates": [[[116.3, 39.6], [116.4, 39.7], [116.4, 39.6], [116.3, 39.7], [116.3, 39.6]]]}
@@ -86,7 +88,7 @@ def test_check_boundaries_names_every_problem(lake):
         {**rows[3], "_row": 6, "code": "110115024", "geometry": "{not json"},
         {**rows[3], "_row": 7, "code": "110115025", "geometry": json.dumps({"type": "Point", "coordinates": [116.4, 39.7]})},
     ]
-    _, problems = spatial.check_boundaries(bad, "CGCS2000", "b.geojson")
+    _, problems = admin_boundary.check_boundaries(bad, "CGCS2000", "b.geojson")
     text = "\n".join(problems)
     assert len(problems) == 6, text
     assert "b.geojson rows 1 and 2: code 110115001 appears twice (rule code.unique)" in text
@@ -99,7 +101,7 @@ def test_check_boundaries_names_every_problem(lake):
     shifted = [{**r, "geometry": json.dumps(shapely.geometry.mapping(shapely.transform(
         u["geometry"], lambda c: np.column_stack(geo.from_wgs84(c[:, 0], c[:, 1], "GCJ02")))))}
         for r, u in zip(rows, units)]
-    back, problems = spatial.check_boundaries(shifted, "GCJ02", "g.geojson")
+    back, problems = admin_boundary.check_boundaries(shifted, "GCJ02", "g.geojson")
     assert problems == []
     assert max(shapely.hausdorff_distance(b["geometry"], u["geometry"]) for b, u in zip(back, units)) < 2e-7
 
@@ -147,12 +149,12 @@ def pois(spark, lake):
     again = {**rows[1], "name": rows[1]["name"] + "（重复）"}  # the same poi_id later in the file: a duplicate
     f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*rows, again]), encoding="utf-8")
     landed = ingest.ingest_file(s, "ghzrzy_poi", f, spark=spark)
-    # the address library matched one POI's address (jobs/address_library.py writes these links)
+    # the address library matched one POI's address (jobs.base.standard_address writes these links)
     links = spark.createDataFrame(
         [("address-test", "ghzrzy_poi", "POI00001", "11011500101234ABC", landed.batch_id)],
         "run_id string, source string, record_key string, address_code string, _batch_id string")
     io.replace_where(links, io.table_path(s, "quality", "address_links"), "run_id = 'address-test'")
-    built = spatial.build_poi(s, AS_OF, spark)
+    built = poi_job.build_poi(s, AS_OF, spark)
     return {"rows": rows, "truth": truth, "landed": landed, "built": built}
 
 
@@ -183,7 +185,7 @@ def test_poi_published_with_towns(spark, lake, pois):
 def test_outside_points_are_findings(spark, lake, pois):
     s, truth, landed = lake["settings"], pois["truth"], pois["landed"]
     f = (io.read(spark, io.table_path(s, *findings.FINDINGS))
-         .where(F.col("defect_type") == spatial.OUTSIDE).orderBy("_row").collect())
+         .where(F.col("defect_type") == poi_job.OUTSIDE).orderBy("_row").collect())
     outside = sorted(k for k, v in truth.items() if not v[2])
     assert [r["record_key"] for r in f] == outside
     for r in f:
@@ -200,10 +202,10 @@ def test_outside_points_are_findings(spark, lake, pois):
 def test_poi_rerun_changes_nothing(spark, lake, pois):
     s = lake["settings"]
     versions = [_version(spark, s, "base", "poi"), _version(spark, s, "quality", "findings")]
-    again = spatial.build_poi(s, AS_OF, spark)
+    again = poi_job.build_poi(s, AS_OF, spark)
     assert (again["status"], again["findings_written"], again["outside"]) == ("unchanged", False, len(OUTSIDE_POINTS))
     assert [_version(spark, s, "base", "poi"), _version(spark, s, "quality", "findings")] == versions
-    assert [r["status"] for r in spatial.run(s, AS_OF)] == ["unchanged", "unchanged"]
+    assert [r["status"] for r in admin_boundary.build(s, AS_OF) + poi_job.build(s, AS_OF)] == ["unchanged", "unchanged"]
 
 
 def test_evaluate_locations(spark, lake, pois, tmp_path):
@@ -218,19 +220,19 @@ def test_evaluate_locations(spark, lake, pois, tmp_path):
 
     rows = [("ghzrzy_poi", k, v[2]) for k, v in truth.items()] + [("psb_doorplates", "D1", "110115001")]
     write(rows)
-    res = spatial.evaluate_locations(spark, lake["settings"], tmp_path)
+    res = evaluate_spatial.evaluate_locations(spark, lake["settings"], tmp_path)
     assert list(res["sources"]) == ["ghzrzy_poi"]  # doorplates are not in this lake
     poi = res["sources"]["ghzrzy_poi"]
     assert (poi["truth"], poi["compared"], poi["not_placed"], poi["accuracy"]) == (len(truth), len(truth), 0, 1.0)
-    assert res[spatial.OUTSIDE] == {"true_positives": 3, "false_positives": 0, "false_negatives": 0,
+    assert res[poi_job.OUTSIDE] == {"true_positives": 3, "false_positives": 0, "false_negatives": 0,
                                     "precision": 1.0, "recall": 1.0}
     # a truth file that disagrees: one inside POI really outside, one outside POI really inside
     rows[0] = ("ghzrzy_poi", rows[0][1], "")
     rows[-2] = ("ghzrzy_poi", rows[-2][1], "110115005")
     write(rows)
-    res = spatial.evaluate_locations(spark, lake["settings"], tmp_path)
+    res = evaluate_spatial.evaluate_locations(spark, lake["settings"], tmp_path)
     assert res["sources"]["ghzrzy_poi"]["accuracy"] == round((len(truth) - 2) / len(truth), 4)
-    assert res[spatial.OUTSIDE] == {"true_positives": 2, "false_positives": 1, "false_negatives": 1,
+    assert res[poi_job.OUTSIDE] == {"true_positives": 2, "false_positives": 1, "false_negatives": 1,
                                     "precision": round(2 / 3, 4), "recall": round(2 / 3, 4)}
 
 
@@ -242,8 +244,8 @@ def test_bad_boundary_delivery_is_not_published(spark, lake):
     f = root / "ghzrzy_boundaries_20270101.geojson"
     f.write_text(json.dumps(fc, ensure_ascii=False), encoding="utf-8")
     ingest.ingest_file(s, "ghzrzy_boundaries", f, spark=spark)
-    with pytest.raises(spatial.BoundaryError) as e:
-        spatial.build_admin_boundary(s, AS_OF, spark)
+    with pytest.raises(admin_boundary.BoundaryError) as e:
+        admin_boundary.build_admin_boundary(s, AS_OF, spark)
     msg = str(e.value)
     assert "ghzrzy_boundaries_20270101.geojson rows 4 and " in msg and "(rule geometry.overlap)" in msg
     assert "not published" in msg
@@ -253,7 +255,7 @@ def test_bad_boundary_delivery_is_not_published(spark, lake):
 def test_generated_pois_are_located_as_the_truth_says(spark, lake, tmp_path):
     """The spatial generator's POIs (every row in its own coord_sys, ~0.3 % outside the district, a few
     duplicates) through ingest and build_poi, scored with evaluate_locations against its truth."""
-    from lake.generate_spatial import generate_spatial
+    from sample.generate_spatial import generate_spatial
 
     s = lake["settings"]
     out = generate_spatial(0.01, 7, tmp_path)
@@ -261,15 +263,15 @@ def test_generated_pois_are_located_as_the_truth_says(spark, lake, tmp_path):
     poi_file = tmp_path / next(e["path"] for e in out["files"] if e["source"] == "ghzrzy_poi")
     landed = ingest.ingest_file(s, "ghzrzy_poi", poi_file, spark=spark)
     assert landed.rows_quarantined == 0
-    built = spatial.build_poi(s, AS_OF, spark)
+    built = poi_job.build_poi(s, AS_OF, spark)
     assert built["batch_id"] == landed.batch_id and built["status"] == "published"
     with open(tmp_path / "truth" / "defects.csv", encoding="utf-8") as f:
         defects = [r for r in csv.DictReader(f) if r["source"] == "ghzrzy_poi"]
-    n_outside = sum(r["defect_type"] == spatial.OUTSIDE for r in defects)
+    n_outside = sum(r["defect_type"] == poi_job.OUTSIDE for r in defects)
     assert built["outside"] == n_outside > 0
     assert built["duplicates"] == sum(r["defect_type"] == "duplicate_record" for r in defects)
-    res = spatial.evaluate_locations(spark, s, tmp_path)
+    res = evaluate_spatial.evaluate_locations(spark, s, tmp_path)
     poi = res["sources"]["ghzrzy_poi"]
-    print(f"\ngenerated POIs: {poi['compared']} compared, accuracy {poi['accuracy']}, outside {res[spatial.OUTSIDE]}")
+    print(f"\ngenerated POIs: {poi['compared']} compared, accuracy {poi['accuracy']}, outside {res[poi_job.OUTSIDE]}")
     assert poi["not_placed"] == 0 and poi["accuracy"] >= 0.99
-    assert res[spatial.OUTSIDE]["precision"] == 1.0 and res[spatial.OUTSIDE]["recall"] == 1.0
+    assert res[poi_job.OUTSIDE]["precision"] == 1.0 and res[poi_job.OUTSIDE]["recall"] == 1.0

@@ -2,17 +2,22 @@
 topic builders, on small inline frames with the real contracts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import datetime
 import re
 
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import build_base, build_topic, ingest
+from jobs.base import golden as build_base
+from jobs.landing import ingest
+from jobs.topic import legal_entity as topic_legal_entity
+from jobs.topic import population as topic_population
 from lake import contracts as contracts_mod
-from lake import identifiers as ref
+from sample import identifiers as ref
 
-CONTRACTS_DIR = "/work/main/contracts"
+CONTRACTS_DIR = str(Path(__file__).resolve().parent.parent / "contracts")
 TS_OLD = datetime.datetime(2026, 10, 1, 8, 0, 0)
 TS_NEW = datetime.datetime(2026, 10, 2, 8, 0, 0)
 AS_OF = "2026-11-01"
@@ -319,7 +324,7 @@ AGE_CASES = [
 @pytest.fixture(scope="module")
 def age_bands(spark):
     df = spark.createDataFrame([(i, b) for i, (b, _) in enumerate(AGE_CASES)], "i int, birth_date date")
-    rows = df.select("i", build_topic.age_band(F.col("birth_date"), AS_OF).alias("band")).collect()
+    rows = df.select("i", topic_population.age_band(F.col("birth_date"), AS_OF).alias("band")).collect()
     return {r["i"]: r["band"] for r in rows}
 
 
@@ -336,7 +341,7 @@ def test_population_by_town_age_band(spark):
         (None, datetime.date(1950, 1, 1), "女"),
         ("旧宫镇", None, None),
     ], "town string, birth_date date, gender string")
-    out = build_topic.population_by_town_age_band(df, AS_OF)
+    out = topic_population.population_by_town_age_band(df, AS_OF)
     assert out.columns == ["town", "age_band", "gender", "persons"]
     got = sorted(tuple(r) for r in out.collect())
     assert got == sorted([
@@ -350,7 +355,7 @@ def test_legal_entity_by_town_industry(spark):
         ("黄村镇", "C", "存续"), ("黄村镇", "C", "在业"), ("黄村镇", "C", "注销"), ("黄村镇", "C", "吊销"),
         ("黄村镇", "I", "迁出"), ("黄村镇", "Z", None), (None, None, "存续"),
     ], "town string, industry string, status string")
-    out = build_topic.legal_entity_by_town_industry(df)
+    out = topic_legal_entity.legal_entity_by_town_industry(df)
     got = sorted((r["town"], r["industry"], r["status_group"], r["entities"], r["industry_name"]) for r in out.collect())
     assert got == sorted([
         ("黄村镇", "C", "active", 2, "制造业"),
