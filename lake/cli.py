@@ -21,6 +21,9 @@ from lake.settings import REPO, Settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help=__doc__.split("\n")[0])
 share_app = typer.Typer(no_args_is_help=True, help="Read the share zone as a department.")
 app.add_typer(share_app, name="share")
+from lake.cluster.cli import cluster_app  # noqa: E402 (the cluster tier's sub-app: lake/cluster/)
+
+app.add_typer(cluster_app, name="cluster")
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -402,7 +405,12 @@ def share_read(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context, root: Optional[str] = RootOpt):
-    """Run the airflow CLI with this project's settings (e.g. `lake airflow standalone`)."""
+    """Run the airflow CLI with this project's settings (e.g. `lake airflow standalone`); `lake airflow
+    up` / `lake airflow down` start and stop the PostgreSQL-backed Airflow (lake/cluster/)."""
+    if ctx.args[:1] in (["up"], ["down"]):
+        from lake.cluster.cli import airflow_tier
+
+        return airflow_tier(ctx.args)
     env = airflow_env(_settings(root))
     os.environ.update(env)
     exe = str(Path(sys.executable).parent / "airflow")
@@ -415,6 +423,8 @@ def airflow_env(s: Settings) -> dict:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "LAKE_ROOT": s.root,
+        # `airflow standalone` starts its components through PATH: the venv's airflow first
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
