@@ -3,12 +3,24 @@
 # command, the Delta jars in a local cache, and Airflow's SQLite metadata database.
 # Re-running is quick and changes nothing.
 #
+#   ./setup.sh --cluster   also the optional cluster tier (README "Running on a cluster"): the S3A
+#                          jars (hadoop-aws + the AWS SDK bundle, ~640 MB) into <jar cache>/s3a,
+#                          Debian's postgresql (apt-get, when initdb is missing) and SeaweedFS's
+#                          `weed` built from its Go module into .cache/bin (~230 MB, minutes)
+#
 # Offline / mirror options (government networks are often offline):
 #   LAKE_JARS_FROM=/path/to/folder    copy the jars from this folder instead of Maven
 #   LAKE_MAVEN_MIRROR=https://...     resolve jars through this Maven mirror instead of Maven Central
 #   PIP_INDEX_URL / PIP_FIND_LINKS    the usual pip settings for a PyPI mirror or a wheel folder
 #   LAKE_JARS_DIR=/path               where the jar cache lives (default .cache/jars)
 set -euo pipefail
+CLUSTER=0
+for arg in "$@"; do
+  case "$arg" in
+    --cluster) CLUSTER=1 ;;
+    *) printf '[setup] error: unknown option %s (known: --cluster)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")"
 REPO="$(pwd)"
 PY="${LAKE_PYTHON:-python3.11}"
@@ -37,24 +49,35 @@ else
 fi
 
 # 2. Delta jars into the local cache (Spark gets them as local jars; no Ivy at session start)
+S3A_JARS='hadoop-aws-*.jar bundle-*.jar analyticsaccelerator-s3-*.jar wildfly-openssl-*.jar'
+# fetch_jars WHAT OUTDIR MAVEN-ARGS...: resolve with Maven (through LAKE_MAVEN_MIRROR when set)
+fetch_jars() {
+  local what="$1" out="$2"; shift 2
+  command -v mvn >/dev/null || die "mvn not found: install Maven, or set LAKE_JARS_FROM to a folder with the $what jars"
+  local args=(-q -B -f jars/pom.xml dependency:copy-dependencies -DincludeScope=runtime "-DoutputDirectory=$out" "$@")
+  if [ -n "${LAKE_MAVEN_MIRROR:-}" ]; then
+    local settings
+    settings="$(mktemp)"
+    cat > "$settings" <<XML
+<settings><mirrors><mirror><id>lake-mirror</id><mirrorOf>*</mirrorOf><url>${LAKE_MAVEN_MIRROR}</url></mirror></mirrors></settings>
+XML
+    args=(-s "$settings" "${args[@]}")
+  fi
+  say "fetching $what jars with Maven into $out"
+  mvn "${args[@]}" || die "Maven could not fetch the $what jars (offline? set LAKE_MAVEN_MIRROR or LAKE_JARS_FROM)"
+}
 mkdir -p "$JARS_DIR"
 if ls "$JARS_DIR"/delta-spark_*.jar >/dev/null 2>&1 && ls "$JARS_DIR"/delta-storage-*.jar >/dev/null 2>&1; then
   say "Delta jars cached in $JARS_DIR"
 elif [ -n "${LAKE_JARS_FROM:-}" ]; then
   say "copying jars from $LAKE_JARS_FROM"
-  cp "$LAKE_JARS_FROM"/*.jar "$JARS_DIR"/
+  for jar in "$LAKE_JARS_FROM"/*.jar; do
+    skip=0
+    for pat in $S3A_JARS; do case "$(basename "$jar")" in $pat) skip=1 ;; esac; done
+    [ "$skip" = 1 ] || cp "$jar" "$JARS_DIR"/
+  done
 else
-  command -v mvn >/dev/null || die "mvn not found: install Maven, or set LAKE_JARS_FROM to a folder with the Delta jars"
-  MVN_ARGS=(-q -B -f jars/pom.xml dependency:copy-dependencies -DincludeGroupIds=io.delta -DincludeScope=runtime "-DoutputDirectory=$JARS_DIR")
-  if [ -n "${LAKE_MAVEN_MIRROR:-}" ]; then
-    SETTINGS="$(mktemp)"
-    cat > "$SETTINGS" <<XML
-<settings><mirrors><mirror><id>lake-mirror</id><mirrorOf>*</mirrorOf><url>${LAKE_MAVEN_MIRROR}</url></mirror></mirrors></settings>
-XML
-    MVN_ARGS=(-s "$SETTINGS" "${MVN_ARGS[@]}")
-  fi
-  say "fetching Delta jars with Maven into $JARS_DIR"
-  mvn "${MVN_ARGS[@]}" || die "Maven could not fetch the Delta jars (offline? set LAKE_MAVEN_MIRROR or LAKE_JARS_FROM)"
+  fetch_jars Delta "$JARS_DIR" -DincludeGroupIds=io.delta
 fi
 .venv/bin/python -m lake.spark --check-jars "$JARS_DIR" || die "the jar cache does not match the pinned pyspark"
 
@@ -73,5 +96,23 @@ fi
 if ! .venv/bin/airflow pools get lake_writes >/dev/null 2>&1; then
   .venv/bin/airflow pools set lake_writes 1 "Delta writers are serialised (lake_layout.md)" >/dev/null
   say "created Airflow pool lake_writes (1 slot)"
+fi
+
+# 4. Optional cluster tier: S3A jars, PostgreSQL, SeaweedFS
+if [ "$CLUSTER" = 1 ]; then
+  S3A_DIR="$JARS_DIR/s3a"
+  mkdir -p "$S3A_DIR"
+  if ls "$S3A_DIR"/hadoop-aws-*.jar >/dev/null 2>&1 && ls "$S3A_DIR"/bundle-*.jar >/dev/null 2>&1; then
+    say "S3A jars cached in $S3A_DIR"
+  elif [ -n "${LAKE_JARS_FROM:-}" ]; then
+    FROM="$LAKE_JARS_FROM"; [ -d "$LAKE_JARS_FROM/s3a" ] && FROM="$LAKE_JARS_FROM/s3a"
+    say "copying S3A jars from $FROM"
+    for pat in $S3A_JARS; do cp "$FROM"/$pat "$S3A_DIR"/ 2>/dev/null || true; done
+  else
+    # only what hadoop-aws brings (Spark already ships hadoop-client-api/-runtime)
+    fetch_jars S3A "$S3A_DIR" -Ps3a -DincludeArtifactIds=hadoop-aws,bundle,analyticsaccelerator-s3,wildfly-openssl
+  fi
+  .venv/bin/python -m lake.spark --check-s3a-jars "$JARS_DIR" || die "the S3A jars do not match the pinned pyspark"
+  .venv/bin/lake cluster install || die "the cluster tier could not be installed (see above)"
 fi
 say "done: run .venv/bin/lake --help"

@@ -28,6 +28,9 @@ share_app = typer.Typer(no_args_is_help=True, help="Read the share zone as a dep
 app.add_typer(share_app, name="share")
 contracts_app = typer.Typer(no_args_is_help=True, help="Check the contracts and export them in other formats.")
 app.add_typer(contracts_app, name="contracts")
+from lake.cluster.cli import cluster_app  # noqa: E402 (the cluster tier's sub-app: lake/cluster/)
+
+app.add_typer(cluster_app, name="cluster")
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -456,7 +459,12 @@ def contracts_export(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context, root: Optional[str] = RootOpt):
-    """Run the airflow CLI with this project's settings (e.g. `lake airflow standalone`)."""
+    """Run the airflow CLI with this project's settings (e.g. `lake airflow standalone`); `lake airflow
+    up` / `lake airflow down` start and stop the PostgreSQL-backed Airflow (lake/cluster/)."""
+    if ctx.args[:1] in (["up"], ["down"]):
+        from lake.cluster.cli import airflow_tier
+
+        return airflow_tier(ctx.args)
     env = airflow_env(_settings(root))
     os.environ.update(env)
     exe = str(Path(sys.executable).parent / "airflow")
@@ -475,6 +483,8 @@ def airflow_env(s: Settings) -> dict:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "LAKE_ROOT": s.root,
+        # `airflow standalone` starts its components through PATH: the venv's airflow first
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 

@@ -20,6 +20,13 @@ ENV_VARS = {
     "LAKE_SHUFFLE_PARTITIONS": "spark.sql.shuffle.partitions",
     "LAKE_DRIVER_MEMORY": "spark.driver.memory",
     "LAKE_INGEST_WORKERS": "files of different sources landed at once (threads sharing the Spark session)",
+    "LAKE_EXECUTOR_MEMORY": "spark.executor.memory on a cluster master (default: Spark's)",
+    "LAKE_SPARK_DRIVER_HOST": "spark.driver.host: the address executors reach the driver on",
+    "LAKE_S3_ENDPOINT": "S3 endpoint URL for s3a:// roots (http://127.0.0.1:8333; default: AWS)",
+    "LAKE_S3_ACCESS_KEY": "S3 access key id",
+    "LAKE_S3_SECRET_KEY": "S3 secret access key",
+    "LAKE_S3_REGION": "S3 region (default us-east-1)",
+    "LAKE_S3_PATH_STYLE": "path-style S3 URLs (true/false; default true when LAKE_S3_ENDPOINT is set)",
 }
 
 
@@ -33,6 +40,13 @@ class Settings:
     shuffle_partitions: int = 8
     driver_memory: str = "6g"
     ingest_workers: int = 2
+    executor_memory: str = ""  # default: Spark's (1g); set on a cluster
+    driver_host: str = ""  # default: Spark's (the host name)
+    s3_endpoint: str = ""  # default: AWS
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_region: str = "us-east-1"
+    s3_path_style: bool | None = None  # default: True when s3_endpoint is set
     extra_spark_conf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +73,13 @@ class Settings:
             kw["driver_memory"] = env["LAKE_DRIVER_MEMORY"]
         if env.get("LAKE_INGEST_WORKERS"):
             kw["ingest_workers"] = int(env["LAKE_INGEST_WORKERS"])
+        for var, key in (("LAKE_EXECUTOR_MEMORY", "executor_memory"), ("LAKE_SPARK_DRIVER_HOST", "driver_host"),
+                         ("LAKE_S3_ENDPOINT", "s3_endpoint"), ("LAKE_S3_ACCESS_KEY", "s3_access_key"),
+                         ("LAKE_S3_SECRET_KEY", "s3_secret_key"), ("LAKE_S3_REGION", "s3_region")):
+            if env.get(var):
+                kw[key] = env[var]
+        if env.get("LAKE_S3_PATH_STYLE"):
+            kw["s3_path_style"] = _bool("LAKE_S3_PATH_STYLE", env["LAKE_S3_PATH_STYLE"])
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if "root" in kw and "inbox" not in kw:
             kw["root"] = _normalise_root(kw["root"])
@@ -70,6 +91,40 @@ class Settings:
     def path(self, *parts: str) -> str:
         """URI of a lake location, as Spark wants it (s3a://... or an absolute local path)."""
         return join(self.root, *parts)
+
+    @property
+    def uses_s3(self) -> bool:
+        """True when the lake (or its inbox) is on S3 or S3 settings are given: Spark then needs S3A."""
+        return (is_s3(self.root) or is_s3(self.inbox)
+                or bool(self.s3_endpoint or self.s3_access_key or self.s3_secret_key))
+
+    def s3_storage_options(self) -> dict:
+        """The S3 settings as delta-rs / object_store storage options (JVM-free readers)."""
+        opts = {"AWS_REGION": self.s3_region}
+        if self.s3_endpoint:
+            opts["AWS_ENDPOINT_URL"] = self.s3_endpoint
+            if self.s3_endpoint.startswith("http://"):
+                opts["AWS_ALLOW_HTTP"] = "true"
+        if self.s3_access_key:
+            opts["AWS_ACCESS_KEY_ID"] = self.s3_access_key
+        if self.s3_secret_key:
+            opts["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_key
+        if self.s3_path_style if self.s3_path_style is not None else bool(self.s3_endpoint):
+            opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+        return opts
+
+
+def is_s3(uri: str) -> bool:
+    return uri.split("://", 1)[0].lower() in ("s3a", "s3", "s3n") if "://" in uri else False
+
+
+def _bool(var: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{var} must be true or false, got '{value}'")
 
 
 def _normalise_root(root: str) -> str:

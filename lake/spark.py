@@ -47,6 +47,76 @@ def delta_jars(jars_dir: str) -> list[str]:
     return jars
 
 
+# S3A: hadoop-aws at exactly the Hadoop version pyspark bundles, the AWS SDK v2 bundle it was built
+# against, and its two small runtime companions. ./setup.sh --cluster puts them in <jars_dir>/s3a/
+# (a sub-folder: they are handed to Spark only when an s3a root or LAKE_S3_* settings are in use).
+S3A_JAR_PREFIXES = ("hadoop-aws-", "bundle-", "analyticsaccelerator-s3-", "wildfly-openssl-")
+
+
+def bundled_hadoop_version() -> str:
+    """The Hadoop version inside the pinned pyspark (from its hadoop-client-api jar)."""
+    import pyspark
+
+    found = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar"))
+    if len(found) != 1:
+        raise SetupError(f"cannot tell pyspark's Hadoop version: hadoop-client-api jars found: {found}")
+    return os.path.basename(found[0])[len("hadoop-client-api-"):-len(".jar")]
+
+
+def s3a_jars(jars_dir: str) -> list[str]:
+    """The S3A jars in <jars_dir>/s3a, checked against pyspark's Hadoop version."""
+    folder = os.path.join(jars_dir, "s3a")
+    jars = sorted(glob.glob(os.path.join(folder, "*.jar")))
+    names = [os.path.basename(j) for j in jars]
+    hadoop = bundled_hadoop_version()
+    if not any(n.startswith("hadoop-aws-") for n in names) or not any(n.startswith("bundle-") for n in names):
+        raise SetupError(f"S3A jars (hadoop-aws {hadoop} + AWS SDK bundle) not found in {folder}: "
+                         "run ./setup.sh --cluster")
+    if f"hadoop-aws-{hadoop}.jar" not in names:
+        raise SetupError(f"the hadoop-aws jar in {folder} does not match pyspark's Hadoop {hadoop} "
+                         f"(found {[n for n in names if n.startswith('hadoop-aws-')]}); delete the folder "
+                         "and run ./setup.sh --cluster")
+    return jars
+
+
+def s3a_conf(settings: Settings) -> dict:
+    """Spark configuration for s3a:// paths from the settings (endpoint, keys, path style, no SSL on
+    plain http). Empty when the lake does not use S3, so local runs are configured as before."""
+    if not settings.uses_s3:
+        return {}
+    jars = s3a_jars(settings.jars_dir)
+    cp = os.pathsep.join(jars)
+    conf = {
+        # on the class path of driver and executors, not shipped through spark.jars: the SDK bundle
+        # is 640 MB (on a multi-machine cluster the jar cache must exist at the same path on workers)
+        "spark.driver.extraClassPath": cp,
+        "spark.executor.extraClassPath": cp,
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
+    }
+    if settings.s3_endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = settings.s3_endpoint
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(settings.s3_endpoint.startswith("https://")).lower()
+    path_style = settings.s3_path_style if settings.s3_path_style is not None else bool(settings.s3_endpoint)
+    conf["spark.hadoop.fs.s3a.path.style.access"] = str(path_style).lower()
+    if settings.s3_access_key or settings.s3_secret_key:
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        conf["spark.hadoop.fs.s3a.access.key"] = settings.s3_access_key
+        conf["spark.hadoop.fs.s3a.secret.key"] = settings.s3_secret_key
+    return conf
+
+
+def cluster_conf(settings: Settings) -> dict:
+    """Executor sizing and driver address for a cluster master; nothing for local[*]."""
+    conf = {}
+    if settings.executor_memory:
+        conf["spark.executor.memory"] = settings.executor_memory
+    if settings.driver_host:
+        conf["spark.driver.host"] = settings.driver_host
+        conf["spark.driver.bindAddress"] = settings.driver_host
+    return conf
+
+
 def spark_conf(settings: Settings, jars: list[str], log: str) -> dict[str, str]:
     """The lake's Spark configuration (the session's and the JVM's, which is started with it)."""
     conf = {
@@ -74,7 +144,8 @@ def spark_conf(settings: Settings, jars: list[str], log: str) -> dict[str, str]:
         # the JVM's log to a file (the run report names it), not to the user's terminal
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J} -Dlake.log.file={log}",
     }
-    conf.update({k: str(v) for k, v in settings.extra_spark_conf.items()})
+    conf.update({k: str(v) for k, v in {**s3a_conf(settings), **cluster_conf(settings),
+                                         **settings.extra_spark_conf}.items()})
     return conf
 
 
@@ -121,6 +192,14 @@ def get_spark(settings: Settings | None = None):
 
 
 def _check_jars_main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--check-s3a-jars":
+        try:
+            jars = s3a_jars(argv[1])
+        except SetupError as e:
+            print(f"[setup] {e}", file=sys.stderr)
+            return 1
+        print(f"[setup] {len(jars)} S3A jars ok for Hadoop {bundled_hadoop_version()}")
+        return 0
     if len(argv) == 2 and argv[0] == "--check-jars":
         try:
             jars = delta_jars(argv[1])
@@ -129,7 +208,7 @@ def _check_jars_main(argv: list[str]) -> int:
             return 1
         print(f"[setup] {len(jars)} jars ok for this pyspark")
         return 0
-    print("usage: python -m lake.spark --check-jars DIR", file=sys.stderr)
+    print("usage: python -m lake.spark --check-jars DIR | --check-s3a-jars DIR", file=sys.stderr)
     return 2
 
 

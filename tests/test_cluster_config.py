@@ -1,0 +1,118 @@
+"""Cluster configuration without servers (runs in the default suite): the S3A jars and settings reach
+Spark only for an s3a root or LAKE_S3_* settings, the JVM-free readers get the same S3 settings, the
+environment file and the CLI verbs behave."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lake.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fake_jars(tmp_path: Path, hadoop: str) -> str:
+    s3a = tmp_path / "jars" / "s3a"
+    s3a.mkdir(parents=True)
+    for name in (f"hadoop-aws-{hadoop}.jar", "bundle-2.29.52.jar", "analyticsaccelerator-s3-1.2.1.jar"):
+        (s3a / name).write_bytes(b"")
+    return str(tmp_path / "jars")
+
+
+def test_a_local_lake_gets_no_s3a_configuration(tmp_path):
+    from lake.spark import cluster_conf, s3a_conf
+
+    s = Settings(root=str(tmp_path), jars_dir=str(tmp_path / "nothing-here"))
+    assert not s.uses_s3
+    assert s3a_conf(s) == {}  # no jars needed, nothing added: local runs are configured as before
+    assert cluster_conf(s) == {}
+
+
+def test_an_s3a_root_gets_the_jars_endpoint_keys_and_path_style(tmp_path):
+    from lake.spark import bundled_hadoop_version, s3a_conf
+
+    jars = _fake_jars(tmp_path, bundled_hadoop_version())
+    s = Settings(root="s3a://lake/lake", jars_dir=jars, s3_endpoint="http://127.0.0.1:8333",
+                 s3_access_key="AK", s3_secret_key="SK")
+    conf = s3a_conf(s)
+    cp = conf["spark.driver.extraClassPath"].split(os.pathsep)
+    assert conf["spark.executor.extraClassPath"] == conf["spark.driver.extraClassPath"]
+    assert sorted(Path(p).name for p in cp) == sorted(os.listdir(Path(jars) / "s3a"))
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:8333"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert conf["spark.hadoop.fs.s3a.access.key"] == "AK" and conf["spark.hadoop.fs.s3a.secret.key"] == "SK"
+    assert s.s3_storage_options() == {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
+                                      "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "AK",
+                                      "AWS_SECRET_ACCESS_KEY": "SK", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false"}
+
+
+def test_s3a_jars_must_match_pysparks_hadoop(tmp_path):
+    from lake.spark import SetupError, s3a_conf
+
+    s = Settings(root="s3a://lake/lake", jars_dir=_fake_jars(tmp_path, "3.3.4"))
+    with pytest.raises(SetupError, match="does not match pyspark's Hadoop"):
+        s3a_conf(s)
+    with pytest.raises(SetupError, match=r"setup.sh --cluster"):
+        s3a_conf(Settings(root="s3a://lake/lake", jars_dir=str(tmp_path / "empty")))
+
+
+def test_settings_read_the_cluster_environment(monkeypatch):
+    for k, v in {"LAKE_ROOT": "s3a://lake/lake", "LAKE_SPARK_MASTER": "spark://127.0.0.1:7077",
+                 "LAKE_SPARK_DRIVER_HOST": "127.0.0.1", "LAKE_EXECUTOR_MEMORY": "4g",
+                 "LAKE_S3_ENDPOINT": "http://127.0.0.1:8333", "LAKE_S3_ACCESS_KEY": "AK",
+                 "LAKE_S3_SECRET_KEY": "SK", "LAKE_S3_REGION": "cn-north-1", "LAKE_S3_PATH_STYLE": "false"}.items():
+        monkeypatch.setenv(k, v)
+    s = Settings.from_env()
+    assert (s.root, s.inbox, s.spark_master, s.driver_host, s.executor_memory) == \
+        ("s3a://lake/lake", "s3a://lake/lake/inbox", "spark://127.0.0.1:7077", "127.0.0.1", "4g")
+    assert (s.s3_endpoint, s.s3_access_key, s.s3_secret_key, s.s3_region, s.s3_path_style) == \
+        ("http://127.0.0.1:8333", "AK", "SK", "cn-north-1", False)
+    from lake.spark import cluster_conf
+
+    assert cluster_conf(s) == {"spark.executor.memory": "4g", "spark.driver.host": "127.0.0.1",
+                               "spark.driver.bindAddress": "127.0.0.1"}
+    monkeypatch.setenv("LAKE_S3_PATH_STYLE", "ja")
+    with pytest.raises(ValueError, match="LAKE_S3_PATH_STYLE must be true or false, got 'ja'"):
+        Settings.from_env()
+
+
+def test_env_file_is_private_and_refuses_values_that_need_quoting(tmp_path):
+    from lake.cluster.procs import ClusterError, write_env_file
+
+    f = tmp_path / "cluster.env"
+    write_env_file(f, {"LAKE_ROOT": "s3a://lake/lake", "LAKE_S3_SECRET_KEY": "a-b_c"})
+    assert f.read_text() == "LAKE_ROOT=s3a://lake/lake\nLAKE_S3_SECRET_KEY=a-b_c\n"
+    assert f.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ClusterError, match="LAKE_X"):
+        write_env_file(f, {"LAKE_X": "a b"})
+
+
+def test_cli_verbs(tmp_path):
+    env = {**os.environ, "LAKE_CLUSTER_HOME": str(tmp_path / "state")}
+    lake = str(Path(sys.executable).parent / "lake")
+
+    def run(*args):
+        return subprocess.run([lake, *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    r = run("airflow", "up", "now")
+    assert r.returncode == 2 and "takes no arguments" in r.stderr
+    r = run("cluster", "down")  # nothing started: fine, and says so
+    assert r.returncode == 0 and "nothing was running" in r.stdout
+    r = run("airflow", "down")
+    assert r.returncode == 0 and "nothing was running" in r.stdout
+    r = run("cluster", "status")
+    assert r.returncode == 0 and "nothing started" in r.stdout
+    r = run("airflow", "version")  # the passthrough to the airflow CLI still works
+    assert r.returncode == 0 and r.stdout.strip().startswith("3.")
+
+
+def test_airflow_env_puts_the_venvs_bin_first_on_path():
+    from lake.cli import airflow_env
+
+    env = airflow_env(Settings(root="/tmp/lake"))
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
