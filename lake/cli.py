@@ -483,8 +483,6 @@ def airflow_env(s: Settings) -> dict:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "LAKE_ROOT": s.root,
-        # `airflow standalone` starts its components through PATH: the venv's airflow first
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
