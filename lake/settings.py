@@ -20,6 +20,7 @@ ENV_VARS = {
     "LAKE_SHUFFLE_PARTITIONS": "spark.sql.shuffle.partitions",
     "LAKE_DRIVER_MEMORY": "spark.driver.memory",
     "LAKE_INGEST_WORKERS": "files of different sources landed at once (threads sharing the Spark session)",
+    "LAKE_OPEN_BASE_URL": "public URL the open-data portal is served at (DCAT download URLs are relative to it)",
 }
 
 
@@ -33,6 +34,7 @@ class Settings:
     shuffle_partitions: int = 8
     driver_memory: str = "6g"
     ingest_workers: int = 2
+    open_base_url: str = "http://127.0.0.1:8000/"  # where the portal (a mirror of <root>/open) is served
     extra_spark_conf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +61,8 @@ class Settings:
             kw["driver_memory"] = env["LAKE_DRIVER_MEMORY"]
         if env.get("LAKE_INGEST_WORKERS"):
             kw["ingest_workers"] = int(env["LAKE_INGEST_WORKERS"])
+        if env.get("LAKE_OPEN_BASE_URL"):
+            kw["open_base_url"] = env["LAKE_OPEN_BASE_URL"]
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if "root" in kw and "inbox" not in kw:
             kw["root"] = _normalise_root(kw["root"])
