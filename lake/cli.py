@@ -21,6 +21,8 @@ from lake.settings import REPO, Settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help=__doc__.split("\n")[0])
 share_app = typer.Typer(no_args_is_help=True, help="Read the share zone as a department.")
 app.add_typer(share_app, name="share")
+portal_app = typer.Typer(no_args_is_help=True, help="Build and view the static open-data portal (opendata/portal.py).")
+app.add_typer(portal_app, name="portal")
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -398,6 +400,55 @@ def share_read(
     s = _settings(root)
     df = _guard(lambda: read_share(get_spark(s), s, table, department))
     console.print(df.limit(limit).toPandas().to_string())
+
+
+@portal_app.command("build")
+def portal_build(
+    out: Path = typer.Option(..., "--out", help="Folder to write the site into (DIR/index.html); replaced if an earlier build made it."),
+    root: Optional[str] = RootOpt,
+):
+    """Build the static open-data portal from the open zone (no JVM): one page per dataset, search,
+    charts, maps, downloads, DCAT metadata and the last gate result."""
+    from opendata import portal
+
+    r = _guard(lambda: portal.build(_settings(root), out))
+    console.print(f"wrote the open-data portal ({len(r['datasets'])} datasets) to {r['index']}; "
+                  f"view it with `lake portal serve --dir {out}` or open the file in a browser", soft_wrap=True)
+
+
+@portal_app.command("serve")
+def portal_serve(
+    port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="A site built by `lake portal build` (default: build one now into a temporary folder)."),
+    root: Optional[str] = RootOpt,
+):
+    """Serve the portal on http://127.0.0.1:PORT/ until Ctrl-C."""
+    import shutil
+    import signal
+    import tempfile
+
+    from opendata import portal
+
+    tmp = None
+    if directory is None:
+        tmp = Path(tempfile.mkdtemp(prefix="lake-portal-"))
+        directory = tmp / "site"
+        _guard(lambda: portal.build(_settings(root), directory))
+    httpd = _guard(lambda: portal.server(directory, port))
+    console.print(f"serving {directory} at http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C to stop)", soft_wrap=True)
+
+    def stop(signum, frame):  # a service manager's SIGTERM stops it like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        httpd.server_close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
