@@ -24,7 +24,7 @@ def package_show(m: DatasetModel, base: str) -> dict:
     modified = f"{m.modified}T00:00:00" if m.modified and "T" not in m.modified else m.modified
     resources = [{
         "id": f"{m.id}-{d.file.replace('.', '-')}", "package_id": m.id, "name": d.file, "description": d.title,
-        "url": f"{base}{m.id}/{d.file}", "format": d.format, "mimetype": d.media_type, "size": d.byte_size,
+        "url": f"{base}{m.id}/{d.file}" if m.public else f"{base}{m.id}/", "format": d.format, "mimetype": d.media_type, "size": d.byte_size,
         "hash": f"sha256:{d.sha256}", "last_modified": modified or None, "position": i, "state": "active",
         "url_type": None,
     } for i, d in enumerate(m.distributions)]

@@ -99,6 +99,11 @@ class DatasetModel:
     provenance: str
     distributions: tuple[Distribution, ...]
 
+    @property
+    def public(self) -> bool:
+        """Opened unconditionally: its files are downloadable by anyone (directed opening is not)."""
+        return self.access == "unconditional"
+
     def iri(self, base: str, fragment: str = "") -> URIRef:
         return URIRef(f"{base}{self.id}/" + (f"#{fragment}" if fragment else ""))
 
@@ -297,8 +302,11 @@ def dataset_graph(m: DatasetModel, base: str) -> Graph:
         g.add((node, RDF.type, DCAT.Distribution))
         g.add((node, DCTERMS.title, Literal(f"{m.title}（{d.title}）", lang="zh")))
         g.add((node, DCTERMS.description, Literal(f"{d.file}：{d.title}" + (f"，{d.note}" if d.note else ""), lang="zh")))
-        g.add((node, DCAT.accessURL, url))
-        g.add((node, DCAT.downloadURL, url))
+        if m.public:
+            g.add((node, DCAT.accessURL, url))
+            g.add((node, DCAT.downloadURL, url))
+        else:  # directed opening: reached through the dataset's page (an application), not downloaded
+            g.add((node, DCAT.accessURL, landing))
         media = URIRef(vocab.IANA + d.media_type)
         g.add((media, RDF.type, DCTERMS.MediaType))
         g.add((node, DCAT.mediaType, media))

@@ -12,6 +12,10 @@ is served at ``LAKE_OPEN_BASE_URL``. JavaScript and CSS come from the npm packag
 opendata/web/package.json (installed by ./setup.sh with ``npm ci``) and are copied into DIR/assets/:
 nothing is fetched from another site when a page is viewed. The data a page draws is embedded in it,
 so the site also works opened from the disk. Building twice from the same lake gives the same bytes.
+
+A dataset under directed opening (``open_type: directed``) shows its description, columns, gate and
+metadata only: its data files are neither copied nor linked (its DCAT distributions have no download
+URL either; the application procedure is issue 15's directed opening).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ TEMPLATES = HERE / "templates"
 MARKER = ".lake-portal"  # marks a folder this command built (and may therefore replace)
 RESERVED = {"assets", "ckan", "index.html", "catalog.ttl", "catalog.jsonld", MARKER}
 SITE_TITLE = "北京市大兴区公共数据开放平台"
+DESCRIPTION_FILES = ("metadata.json", "dcat.ttl", "dcat.jsonld")  # public even for directed opening
 PREVIEW_ROWS = 20
 CELL_CHARS = 60
 BEIJING = timezone(timedelta(hours=8))
@@ -246,8 +251,10 @@ def dcat_rows(ttl: bytes, base: str) -> list[tuple[str, list[dict]]]:
     rows.append(("来源说明", [{"text": str(g.value(o, RDFS.label))} for o in g.objects(ds, DCTERMS.provenance)]))
     for dist in sorted(g.objects(ds, DCAT.distribution)):
         lic = g.value(dist, DCTERMS.license)
-        rows.append((f"分发：{str(g.value(dist, DCAT.downloadURL)).rsplit('/', 1)[-1]}", [
-            link(g.value(dist, DCAT.downloadURL)),
+        url = g.value(dist, DCAT.downloadURL) or g.value(dist, DCAT.accessURL)
+        name = str(g.value(dist, DCTERMS.description) or url).split("：", 1)[0]
+        rows.append((f"分发：{name}", [
+            link(url),
             {"text": f"格式 {label(g.value(dist, DCTERMS.format))}，媒体类型 {str(g.value(dist, DCAT.mediaType)).split('media-types/')[-1]}，"
                      f"{g.value(dist, DCAT.byteSize)} 字节"},
             {"text": f"许可：{label(lic)}" if lic is not None else "许可：—"}]))
@@ -292,27 +299,30 @@ def _datasets(settings: Settings) -> list[dict]:
             raise OpenDataError(f"{folder}/data.csv is missing; the portal previews and charts it")
         rows = list(csv.DictReader(pyio.StringIO(files["data.csv"].decode("utf-8"))))
         col_names = [c["name"] for c in meta["columns"]]
-        chart = chart_data(od_contract.chart(tc), meta["columns"], rows)
+        chart = chart_data(od_contract.chart(tc), meta["columns"], rows) if model.public else None
         ttl = io.read_bytes(f"{folder}/dcat.ttl")
         # every file of the folder is mirrored and offered for download (data files first)
         names = [path.rsplit("/", 1)[1] for path in io.list_files(folder)]
+        if not model.public:  # directed opening: only the description is public, never the data
+            names = [n for n in names if n in DESCRIPTION_FILES]
         all_files = {n: io.read_bytes(f"{folder}/{n}") for n in names}
         fmt = {d.file: d.format for d in model.distributions}
         fmt.update({"metadata.json": "JSON（元数据）", "dcat.ttl": "Turtle（DCAT-AP 3）", "dcat.jsonld": "JSON-LD（DCAT-AP 3）"})
         downloads = [{"name": n, "format": fmt.get(n, ""), "size": _size(len(b)), "sha256": hashlib.sha256(b).hexdigest()}
                      for n, b in all_files.items()]
-        downloads.sort(key=lambda f: (f["name"] not in fmt or f["name"] in ("metadata.json", "dcat.ttl", "dcat.jsonld"), f["name"]))
+        downloads.sort(key=lambda f: (f["name"] not in fmt or f["name"] in DESCRIPTION_FILES, f["name"]))
         geo = None
-        if "data.geojson" in files:
+        if "data.geojson" in files and model.public:
             gj = json.loads(files["data.geojson"])
             label = chart["x"] if chart["x"] in col_names else next((c for c in col_names if c in ("name", "town")), "")
+            label = label if label in col_names else ""
             geo = {"data": gj, "label": label,
                    "attribution": f"数据：{model.publisher_zh}（WGS-84）",
                    "caption": f"由 data.geojson 绘制（WGS-84，{len(gj.get('features', []))} 个要素；几何相同的行合并显示），无底图。"}
         freq = vocab.FREQUENCIES[model.frequency][2]
         out.append({
             "id": ds_id, "tc": tc, "meta": meta, "model": model, "all_files": all_files, "downloads": downloads,
-            "rows": rows, "chart": chart, "geo": geo, "gate": gate_result(settings, meta.get("source_table", tc.table)),
+            "rows": rows if model.public else [], "chart": chart, "geo": geo, "gate": gate_result(settings, meta.get("source_table", tc.table)),
             "dcat_rows": dcat_rows(ttl, base),
             "view": {
                 "id": ds_id, "title": model.title, "description": model.description, "keywords": list(model.keywords),
@@ -321,7 +331,7 @@ def _datasets(settings: Settings) -> list[dict]:
                 "temporal": (model.temporal[0] if model.temporal and model.temporal[0] == model.temporal[1]
                              else f"{model.temporal[0]} 至 {model.temporal[1]}" if model.temporal else ""),
                 "access": vocab.ACCESS_RIGHTS[model.access][2], "licence": vocab.LICENCES[model.licence]["zh"],
-                "source_table": meta.get("source_table", tc.table),
+                "source_table": meta.get("source_table", tc.table), "public": model.public,
             },
         })
     return out
@@ -369,7 +379,7 @@ def _write(settings: Settings, out: Path, vendor: dict[str, Path], datasets: lis
         preview = [[_short(r.get(c["name"], "") or "") for c in cols] for r in d["rows"][:PREVIEW_ROWS]]
         html = env.get_template("dataset.html").render(
             **common, root="../", d=d["view"], downloads=d["downloads"], columns=cols, preview={"rows": preview},
-            chart=d["chart"], chart_json=_json_for_script(d["chart"]), geo=d["geo"],
+            chart=d["chart"], chart_json=_json_for_script(d["chart"]) if d["chart"] else "", geo=d["geo"],
             geo_json=_json_for_script({k: d["geo"][k] for k in ("data", "label", "attribution")}) if d["geo"] else "",
             gate=d["gate"], dcat_rows=d["dcat_rows"])
         (folder / "index.html").write_text(html, encoding="utf-8")

@@ -38,15 +38,15 @@ def _with_geojson(files: dict[str, bytes], geo: bytes) -> dict[str, bytes]:
     return files
 
 
-def build(root: str, base_url: str | None = None) -> tuple[Settings, list]:
+def build(root: str, base_url: str | None = None, contracts_dir: str | None = None) -> tuple[Settings, list]:
     """Write the three datasets and their DCAT files under ``<root>/open``; return the settings and
-    the contracts."""
+    the contracts (of ``contracts_dir``, default the repository's)."""
     from jobs import publish
     from lake import contracts as contracts_mod
     from lake import geo
     from opendata import dcat
 
-    settings = Settings(root=root, contracts_dir=str(REPO / "contracts"),
+    settings = Settings(root=root, contracts_dir=contracts_dir or str(REPO / "contracts"),
                         **({"open_base_url": base_url} if base_url else {}))
     contracts = contracts_mod.load(settings.contracts_dir)
 

@@ -299,3 +299,23 @@ def test_a_distribution_without_its_file_is_an_error(zone):
     meta = json.loads((zone["open"] / tc.open_dataset["id"] / "metadata.json").read_text(encoding="utf-8"))
     with pytest.raises(OpenDataError, match="lists 'data.json', which is not in the dataset's folder"):
         dcat.describe(meta, {"data.csv": b"town\n"}, tc)
+
+
+def test_directed_dataset_is_described_without_download_urls(zone, shapes):
+    """Directed (conditional) opening: the description is public, the files are reached through the
+    dataset's page (an application), never a download URL; still valid DCAT-AP 3."""
+    tc = next(t for t in zone["tables"] if t.open_dataset["id"] == "daxing-flood-points")
+    directed = dataclasses.replace(tc, open_type="directed")
+    meta, files = dcat.read_folder(zone["settings"], "daxing-flood-points")
+    model = dcat.describe(meta, files, directed)
+    g = dcat.dataset_graph(model, BASE)
+    ds = URIRef(f"{BASE}daxing-flood-points/#dataset")
+    assert str(g.value(ds, DCTERMS.accessRights)) == f"{EU}access-right/RESTRICTED"
+    dists = list(g.objects(ds, DCAT.distribution))
+    assert len(dists) == 3 and not list(g.objects(None, DCAT.downloadURL))
+    assert {str(g.value(d, DCAT.accessURL)) for d in dists} == {f"{BASE}daxing-flood-points/"}
+    assert _violations(dcat.validate(g, shapes)) == []
+    from opendata import ckan
+
+    pkg = ckan.package_show(model, BASE)["result"]
+    assert pkg["isopen"] is False and {r["url"] for r in pkg["resources"]} == {f"{BASE}daxing-flood-points/"}

@@ -186,6 +186,25 @@ def test_building_again_gives_the_same_bytes(zone, site, tmp_path):
         assert (site / f).read_bytes() == (again / f).read_bytes(), f
 
 
+def test_a_directed_dataset_shows_its_description_but_no_data(tmp_path):
+    contracts = tmp_path / "contracts"
+    shutil.copytree(REPO / "contracts", contracts)
+    yaml_path = contracts / "tables" / "topic_flood_points.yaml"
+    text = yaml_path.read_text(encoding="utf-8")
+    assert "open_type: unconditional" in text
+    yaml_path.write_text(text.replace("open_type: unconditional", "open_type: directed"), encoding="utf-8")
+    settings, _ = opendata_sample.build(str(tmp_path / "lake"), contracts_dir=str(contracts))
+    out = tmp_path / "site"
+    portal.build(settings, out)
+    folder = out / "daxing-flood-points"
+    assert sorted(p.name for p in folder.iterdir()) == ["dcat.jsonld", "dcat.ttl", "index.html", "metadata.json"]
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    assert 'id="directed"' in html and "有条件（定向）开放" in html
+    for absent in ('id="chart-section"', 'id="map-section"', 'id="preview"', 'href="data.csv"', 'href="data.geojson"', "兴华大街积水点"):
+        assert absent not in html, absent
+    assert (out / "daxing-population-by-town-age-band" / "data.csv").is_file()  # the others stay open
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 def test_build_refuses_a_folder_it_did_not_make(zone, tmp_path):
