@@ -429,24 +429,24 @@ def portal_serve(
 
     from opendata import portal
 
-    tmp = None
-    if directory is None:
-        tmp = Path(tempfile.mkdtemp(prefix="lake-portal-"))
-        directory = tmp / "site"
-        _guard(lambda: portal.build(_settings(root), directory))
-    httpd = _guard(lambda: portal.server(directory, port))
-    console.print(f"serving {directory} at http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C to stop)", soft_wrap=True)
-
     def stop(signum, frame):  # a service manager's SIGTERM stops it like Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    tmp = Path(tempfile.mkdtemp(prefix="lake-portal-")) if directory is None else None
     try:
-        httpd.serve_forever()
+        if tmp is not None:
+            directory = tmp / "site"
+            _guard(lambda: portal.build(_settings(root), directory))
+        httpd = _guard(lambda: portal.server(directory, port))
+        console.print(f"serving {directory} at http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C to stop)", soft_wrap=True)
+        try:
+            httpd.serve_forever()
+        finally:
+            httpd.server_close()
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
-        httpd.server_close()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -257,18 +257,21 @@ def test_server_serves_the_site(zone, site):
     assert httpd.server_address[0] == "127.0.0.1"
 
 
-def test_lake_portal_serve_command(zone, site):
-    """`lake portal serve` as a user runs it: a process serving the site until it is stopped."""
+@pytest.mark.parametrize("built", [True, False], ids=["--dir", "builds-first"])
+def test_lake_portal_serve_command(zone, site, built):
+    """`lake portal serve` as a user runs it: a process serving the site until it is stopped; without
+    --dir it builds the site into a temporary folder first and removes it when stopped."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "lake"), "portal", "serve", "--dir", str(site),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+    args = ["--dir", str(site)] if built else ["--root", zone["root"]]
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "lake"), "portal", "serve", "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
     try:
         body = None
-        for _ in range(100):
+        for _ in range(300):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=1) as r:
                     body = r.read().decode("utf-8")
@@ -278,9 +281,13 @@ def test_lake_portal_serve_command(zone, site):
         assert body is not None and "daxing-flood-points/index.html" in body
     finally:
         proc.terminate()
-        out = proc.communicate(timeout=10)[0].decode("utf-8")
-    assert f"serving {site} at http://127.0.0.1:{port}/ (Ctrl-C to stop)" in out and "stopped" in out
-    assert proc.returncode == 0
+        out = proc.communicate(timeout=30)[0].decode("utf-8")
+    served = re.search(r"serving (\S+) at http://127.0.0.1:(\d+)/ \(Ctrl-C to stop\)", out)
+    assert served and served.group(2) == str(port) and "stopped" in out and proc.returncode == 0, out
+    if built:
+        assert served.group(1) == str(site)
+    else:
+        assert served.group(1).endswith("/site") and not Path(served.group(1)).parent.exists()
 
 
 # ---------------------------------------------------------------------------------------- a real browser
