@@ -154,10 +154,15 @@ def describe(meta: dict, files: dict[str, bytes], tc: TableContract) -> DatasetM
 
 
 def _suppression_note(meta: dict, od: dict) -> str:
-    """How small cells were protected: metadata.json's ``suppression`` when it names the method, else
-    the primary suppression ``jobs.publish`` applies to the contract's ``count_columns``."""
+    """How the people behind the data are protected: a record-level dataset's ``quasi_identifiers``
+    and ``k`` (metadata.json), an aggregate's ``suppression`` method, else the primary suppression
+    ``jobs.publish`` applies to the contract's ``count_columns``."""
+    if meta.get("quasi_identifiers") and meta.get("k"):
+        return f"记录级数据：按准标识符（{'、'.join(map(str, meta['quasi_identifiers']))}）满足 k-匿名，k ≥ {meta['k']}。"
     if meta.get("suppression"):
-        return f"小单元格保护：{meta['suppression']}。"
+        method = meta["suppression"]
+        method = method if isinstance(method, str) else json.dumps(method, ensure_ascii=False, sort_keys=True)
+        return f"小单元格保护：{method}。"
     if od.get("count_columns"):
         from jobs.publish import SMALL_CELL
 

@@ -319,3 +319,15 @@ def test_directed_dataset_is_described_without_download_urls(zone, shapes):
 
     pkg = ckan.package_show(model, BASE)["result"]
     assert pkg["isopen"] is False and {r["url"] for r in pkg["resources"]} == {f"{BASE}daxing-flood-points/"}
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"quasi_identifiers": ["town", "age_band", "gender"], "k": 5}, "准标识符（town、age_band、gender）满足 k-匿名，k ≥ 5。"),
+    ({"suppression": "complementary"}, "小单元格保护：complementary。"),
+    ({}, "计数列（persons）中小于5的值已抑制（留空）。"),
+])
+def test_provenance_names_how_people_are_protected(zone, extra, words):
+    tc = zone["tables"][0]
+    meta, files = dcat.read_folder(zone["settings"], tc.open_dataset["id"])
+    model = dcat.describe({**meta, **extra}, files, tc)
+    assert model.provenance.endswith(words)
