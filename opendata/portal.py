@@ -150,6 +150,13 @@ def gate_result(settings: Settings, table: str) -> dict | None:
             "rows": out, "passed": failed == 0, "failed": failed}
 
 
+def _cell(text: str, kind: str | None) -> str:
+    """A preview cell: booleans in Chinese, long text shortened."""
+    if kind == "boolean" and text in ("True", "False"):
+        return "是" if text == "True" else "否"
+    return _short(text)
+
+
 def _short(text: str, n: int = CELL_CHARS) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -376,7 +383,8 @@ def _write(settings: Settings, out: Path, vendor: dict[str, Path], datasets: lis
             (folder / name).write_bytes(data)
         cols = [{"name": c["name"], "title": c.get("title", ""), "type": TYPE_LABELS.get(c.get("type"), c.get("type", ""))}
                 for c in d["meta"]["columns"]]
-        preview = [[_short(r.get(c["name"], "") or "") for c in cols] for r in d["rows"][:PREVIEW_ROWS]]
+        kinds = {c["name"]: c.get("type") for c in d["meta"]["columns"]}
+        preview = [[_cell(r.get(c["name"], "") or "", kinds[c["name"]]) for c in cols] for r in d["rows"][:PREVIEW_ROWS]]
         html = env.get_template("dataset.html").render(
             **common, root="../", d=d["view"], downloads=d["downloads"], columns=cols, preview={"rows": preview},
             chart=d["chart"], chart_json=_json_for_script(d["chart"]) if d["chart"] else "", geo=d["geo"],
