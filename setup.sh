@@ -115,4 +115,23 @@ if [ "$CLUSTER" = 1 ]; then
   .venv/bin/python -m lake.spark --check-s3a-jars "$JARS_DIR" || die "the S3A jars do not match the pinned pyspark"
   .venv/bin/lake cluster install || die "the cluster tier could not be installed (see above)"
 fi
+
+# 5. The open-data portal's browser libraries (opendata/web/package.json, exact versions in its
+#    package-lock.json) with npm ci into opendata/web/node_modules (git-ignored); skipped when the lock
+#    is unchanged. Without npm everything else works and `lake portal build` says what is missing.
+WEB=opendata/web
+if command -v npm >/dev/null; then
+  WEB_STAMP="$WEB/node_modules/.lake-installed"
+  WEB_WANT="$(cat "$WEB/package.json" "$WEB/package-lock.json" | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$WEB_STAMP" 2>/dev/null)" != "$WEB_WANT" ]; then
+    say "installing the portal's npm packages (npm ci in $WEB)"
+    (cd "$WEB" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) \
+      || die "npm ci failed in $WEB (offline? point npm at a mirror: npm config set registry <url>)"
+    echo "$WEB_WANT" > "$WEB_STAMP"
+  else
+    say "portal npm packages up to date ($WEB/node_modules)"
+  fi
+else
+  say "npm not found: the open-data portal (lake portal build) needs Node.js with npm; the rest works without it"
+fi
 say "done: run .venv/bin/lake --help"

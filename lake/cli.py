@@ -31,6 +31,8 @@ app.add_typer(contracts_app, name="contracts")
 from lake.cluster.cli import cluster_app  # noqa: E402 (the cluster tier's sub-app: lake/cluster/)
 
 app.add_typer(cluster_app, name="cluster")
+portal_app = typer.Typer(no_args_is_help=True, help="Build and view the static open-data portal (opendata/portal.py).")
+app.add_typer(portal_app, name="portal")
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -455,6 +457,53 @@ def contracts_export(
         (out / f"{tc.table}.odcs.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False),
                                                    encoding="utf-8")
     console.print(f"wrote {len(c.tables)} ODCS v3 contracts to {out}")
+@portal_app.command("build")
+def portal_build(
+    out: Path = typer.Option(..., "--out", help="Folder to write the site into (DIR/index.html); replaced if an earlier build made it."),
+    root: Optional[str] = RootOpt,
+):
+    """Build the static open-data portal from the open zone (no JVM): one page per dataset, search,
+    charts, maps, downloads, DCAT metadata and the last gate result."""
+    from opendata import portal
+
+    r = _guard(lambda: portal.build(_settings(root), out))
+    console.print(f"wrote the open-data portal ({len(r['datasets'])} datasets) to {r['index']}; "
+                  f"view it with `lake portal serve --dir {out}` or open the file in a browser", soft_wrap=True)
+
+
+@portal_app.command("serve")
+def portal_serve(
+    port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="A site built by `lake portal build` (default: build one now into a temporary folder)."),
+    root: Optional[str] = RootOpt,
+):
+    """Serve the portal on http://127.0.0.1:PORT/ until Ctrl-C."""
+    import shutil
+    import signal
+    import tempfile
+
+    from opendata import portal
+
+    def stop(signum, frame):  # a service manager's SIGTERM stops it like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    tmp = Path(tempfile.mkdtemp(prefix="lake-portal-")) if directory is None else None
+    try:
+        if tmp is not None:
+            directory = tmp / "site"
+            _guard(lambda: portal.build(_settings(root), directory))
+        httpd = _guard(lambda: portal.server(directory, port))
+        console.print(f"serving {directory} at http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C to stop)", soft_wrap=True)
+        try:
+            httpd.serve_forever()
+        finally:
+            httpd.server_close()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -205,6 +205,20 @@ class GeoJsonSpec(_Strict):
         return self
 
 
+class ContactPoint(_Strict):
+    name: str = Field(min_length=1)
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ChartSpec(_Strict):
+    """The portal's chart of the dataset's main measure by its main dimension (opendata/contract.py)."""
+    x: str
+    y: str | None = None
+    agg: Literal["sum", "mean", "max", "min", "count"] = "sum"
+    type: Literal["bar", "line"] = "bar"
+    where: dict[str, Any] = {}
+
+
 class OpenDatasetModel(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
@@ -212,6 +226,19 @@ class OpenDatasetModel(_Strict):
     keywords: list[str] = []
     geojson: GeoJsonSpec | None = None
     count_columns: list[str] = []
+    theme: list[str] = Field(min_length=1)  # EU data themes (DCAT-AP dcat:theme, opendata/vocab.py)
+    contact_point: ContactPoint
+    chart: ChartSpec
+
+    @field_validator("theme")
+    @classmethod
+    def _themes(cls, v: list[str]) -> list[str]:
+        from opendata.vocab import THEMES
+
+        bad = [t for t in v if t not in THEMES]
+        if bad:
+            raise ValueError(f"unknown EU data theme(s) {bad}; known: {', '.join(THEMES)}")
+        return v
 
 
 class TableModel(_Strict):
@@ -556,6 +583,8 @@ def parse_table(path: Path) -> TableContract:
     od = m.open_dataset.model_dump(exclude_none=True, exclude_unset=True) if m.open_dataset else {}
     if m.open_dataset and m.open_dataset.geojson:
         od["geojson"] = m.open_dataset.geojson.model_dump(exclude_none=True, exclude_unset=True)
+    if m.open_dataset:
+        od["chart"] = m.open_dataset.chart.model_dump(exclude_none=True, exclude_unset=True)
     tc = TableContract(
         table=m.table, title=m.title, description=m.description, grain=m.grain, key=tuple(m.key), owner=m.owner,
         domain=m.domain, grade=m.grade, share_type=m.share_type, share_grants=tuple(m.share_grants),

@@ -27,6 +27,7 @@ ENV_VARS = {
     "LAKE_S3_SECRET_KEY": "S3 secret access key",
     "LAKE_S3_REGION": "S3 region (default us-east-1)",
     "LAKE_S3_PATH_STYLE": "path-style S3 URLs (true/false; default true when LAKE_S3_ENDPOINT is set)",
+    "LAKE_OPEN_BASE_URL": "public URL the open-data portal is served at (DCAT download URLs are relative to it)",
 }
 
 
@@ -47,6 +48,7 @@ class Settings:
     s3_secret_key: str = ""
     s3_region: str = "us-east-1"
     s3_path_style: bool | None = None  # default: True when s3_endpoint is set
+    open_base_url: str = "http://127.0.0.1:8000/"  # where the portal (a mirror of <root>/open) is served
     extra_spark_conf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,6 +82,8 @@ class Settings:
                 kw[key] = env[var]
         if env.get("LAKE_S3_PATH_STYLE"):
             kw["s3_path_style"] = _bool("LAKE_S3_PATH_STYLE", env["LAKE_S3_PATH_STYLE"])
+        if env.get("LAKE_OPEN_BASE_URL"):
+            kw["open_base_url"] = env["LAKE_OPEN_BASE_URL"]
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if "root" in kw and "inbox" not in kw:
             kw["root"] = _normalise_root(kw["root"])

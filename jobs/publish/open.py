@@ -175,4 +175,9 @@ def publish_open(spark: SparkSession, settings: Settings) -> list[dict]:
             io.write_if_changed(f"{folder}/{n}", b)
         out.append({"dataset": tc.open_dataset["id"], "status": "published", "rows": len(pdf)})
         log.info("open/%s: published %d rows (%s)", tc.open_dataset["id"], len(pdf), ", ".join(changed))
+    # DCAT-AP 3 (dcat.ttl, dcat.jsonld), the open catalogue (catalog.ttl) and the CKAN package list of
+    # every open dataset: opendata/dcat.py; files whose bytes do not change are not rewritten
+    from opendata import dcat
+
+    dcat.publish(settings, [tc for tc in contracts.tables.values() if tc.open_type != "none" and tc.open_dataset])
     return out
