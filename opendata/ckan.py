@@ -8,8 +8,12 @@ mimetype, size, hash) and extras (frequency, temporal and spatial coverage, …)
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opendata import vocab
-from opendata.dcat import DatasetModel
+
+if TYPE_CHECKING:  # dcat writes the CKAN files: only the type comes from it
+    from opendata.dcat import DatasetModel
 
 HELP = "https://docs.ckan.org/en/latest/api/index.html#ckan.logic.action.get."
 ORG_NAME = "daxing-big-data-bureau"

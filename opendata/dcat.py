@@ -1,6 +1,6 @@
 """DCAT-AP 3 descriptions of the open zone, built with rdflib.
 
-For every open dataset folder ``<root>/open/<id>/`` (written by ``jobs.publish.publish_open``):
+For every open dataset folder ``<root>/open/<id>/`` (written by ``jobs.publish.open.publish_open``):
 ``dcat.ttl`` and ``dcat.jsonld`` describe it as a dcat:Dataset with one dcat:Distribution per data
 file; ``<root>/open/catalog.ttl`` and ``catalog.jsonld`` are the dcat:Catalog of every dataset that
 has a ``dcat.ttl``; ``<root>/open/ckan/`` holds a CKAN-compatible ``package_list.json`` and one
@@ -156,17 +156,15 @@ def describe(meta: dict, files: dict[str, bytes], tc: TableContract) -> DatasetM
 def _suppression_note(meta: dict, od: dict) -> str:
     """How the people behind the data are protected: a record-level dataset's ``quasi_identifiers``
     and ``k`` (metadata.json), an aggregate's ``suppression`` method, else the primary suppression
-    ``jobs.publish`` applies to the contract's ``count_columns``."""
+    ``jobs.publish.open`` applies to the contract's ``count_columns`` (its threshold in metadata.json)."""
     if meta.get("quasi_identifiers") and meta.get("k"):
         return f"记录级数据：按准标识符（{'、'.join(map(str, meta['quasi_identifiers']))}）满足 k-匿名，k ≥ {meta['k']}。"
     if meta.get("suppression"):
         method = meta["suppression"]
         method = method if isinstance(method, str) else json.dumps(method, ensure_ascii=False, sort_keys=True)
         return f"小单元格保护：{method}。"
-    if od.get("count_columns"):
-        from jobs.publish import SMALL_CELL
-
-        return f"计数列（{'、'.join(od['count_columns'])}）中小于{SMALL_CELL}的值已抑制（留空）。"
+    if od.get("count_columns") and meta.get("small_cell_threshold"):
+        return f"计数列（{'、'.join(od['count_columns'])}）中小于{meta['small_cell_threshold']}的值已抑制（留空）。"
     return ""
 
 

@@ -1,4 +1,4 @@
-"""A small open zone for the open-data tests, written without Spark by jobs.publish's own file
+"""A small open zone for the open-data tests, written without Spark by jobs.publish.open's own file
 writers (``suppress``, ``open_files``, ``geojson_file`` for points) and described by
 ``opendata.dcat.publish`` exactly as ``publish_open`` does at its end.
 
@@ -41,9 +41,10 @@ def _with_geojson(files: dict[str, bytes], geo: bytes) -> dict[str, bytes]:
 def build(root: str, base_url: str | None = None, contracts_dir: str | None = None) -> tuple[Settings, list]:
     """Write the three datasets and their DCAT files under ``<root>/open``; return the settings and
     the contracts (of ``contracts_dir``, default the repository's)."""
-    from jobs import publish
+    from jobs.publish import open as publish
     from lake import contracts as contracts_mod
     from lake import geo
+    from sample import basemap
     from opendata import dcat
 
     settings = Settings(root=root, contracts_dir=contracts_dir or str(REPO / "contracts"),
@@ -70,7 +71,7 @@ def build(root: str, base_url: str | None = None, contracts_dir: str | None = No
     _write(settings, flood, _with_geojson(files, publish.geojson_file(None, settings, flood, fpdf)))
 
     cov = contracts.table("topic.sensor_coverage_by_town")
-    units = geo.district_boundaries()[:4]
+    units = basemap.district_boundaries()[:4]
     rows = []
     for u in units:
         area = geo.area_km2(u["geometry"])

@@ -389,7 +389,7 @@ def test_tiny_lake_open_zone_is_described_and_the_portal_shows_its_gates(tiny_la
     """End to end: publish_open wrote DCAT for every open dataset (conforming to DCAT-AP 3), publishing
     again changes no byte, and the portal built from the lake shows each source table's last gate
     (the rows Spark reads from quality/validations for the run named by the table's last commit)."""
-    from jobs import publish
+    from jobs.publish import open as publish
     from lake import contracts as contracts_mod
     from lake import io
     from opendata import dcat

@@ -66,7 +66,7 @@ def open_files(tc: TableContract, pdf, as_of: str) -> dict[str, bytes]:
         "spatial": SPATIAL, "temporal": {"as_of": as_of}, "modified": as_of,
         "source_table": tc.table, "grain": tc.grain,
         "columns": [{"name": c.name, "title": c.title, "type": c.type} for c in tc.columns],
-        "small_cell_suppression": f"counts below {SMALL_CELL} are left blank",
+        "small_cell_suppression": f"counts below {SMALL_CELL} are left blank", "small_cell_threshold": SMALL_CELL,
         "distributions": [{"format": "CSV", "mediaType": "text/csv", "encoding": "UTF-8", "file": "data.csv"},
                           {"format": "JSON", "mediaType": "application/json", "file": "data.json"}],
     }
