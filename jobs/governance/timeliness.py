@@ -19,7 +19,9 @@ from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
 from quality import findings
-from quality.freshness import DEFECT, RULE, SEVERITY, STAGE, Delivery, assess_lake, last_deliveries, run_id  # noqa: F401
+from quality.freshness import (  # noqa: F401 (assess and last_deliveries: what the reports read here)
+    DEFECT, RULE, SEVERITY, STAGE, Delivery, assess, assess_lake, last_deliveries, run_id,
+)
 
 
 def findings_frame(spark: SparkSession, items: list[Delivery], as_of: str) -> DataFrame:
