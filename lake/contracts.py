@@ -219,6 +219,26 @@ class ChartSpec(_Strict):
     where: dict[str, Any] = {}
 
 
+# generalisation levels of a de-identification rule (opendata/deid.py implements them)
+GENERALISE_LEVELS = ("value", "month", "quarter", "year", "age_5y", "age_10y", "age_20y", "town", "district",
+                     "grid_1km", "grid_5km", "*")
+COLUMN_ACTIONS = ("keep", "drop", "pseudonymise", "suppress")
+
+
+class GeneraliseRule(_Strict):
+    """``{generalise: [month, quarter, year], as: event_month, title: 事件月份}``: the column's value at
+    the first level, coarser levels the k-anonymity gate may move to (in order), the output name."""
+    generalise: list[Literal["value", "month", "quarter", "year", "age_5y", "age_10y", "age_20y", "town", "district",
+                             "grid_1km", "grid_5km", "*"]] = Field(min_length=1)
+    as_: str | None = Field(default=None, alias="as", pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = ""
+    at: str | None = None   # age_*: the date column the age is taken at (default: the run's reference date)
+    lat: str | None = None  # grid_*: the latitude column (the rule sits on the longitude column)
+
+
+ColumnRule = Union[Literal["keep", "drop", "pseudonymise", "suppress"], GeneraliseRule]
+
+
 class OpenDatasetModel(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
@@ -229,6 +249,15 @@ class OpenDatasetModel(_Strict):
     theme: list[str] = Field(min_length=1)  # EU data themes (DCAT-AP dcat:theme, opendata/vocab.py)
     contact_point: ContactPoint
     chart: ChartSpec
+    # de-identification and disclosure control (opendata/deid.py, opendata/cells.py; README "De-identification")
+    kind: Literal["aggregate", "record"] = "aggregate"
+    deidentify: dict[str, ColumnRule] = {}      # record: one rule per column of the table
+    quasi_identifiers: list[str] | None = None  # record: output column names (as in data.csv)
+    sensitive: list[str] = []                   # record: sensitive attributes for l-diversity
+    k: Annotated[int, Field(ge=2)] = 5
+    l: Annotated[int, Field(ge=1)] | None = None  # default 2 when sensitive attributes are named
+    max_suppression: Annotated[float, Field(ge=0, lt=1)] = 0.05  # record: share of rows the gate may drop
+    agreement: str = ""                         # directed opening: the data-use agreement applicants accept
 
     @field_validator("theme")
     @classmethod
@@ -239,6 +268,12 @@ class OpenDatasetModel(_Strict):
         if bad:
             raise ValueError(f"unknown EU data theme(s) {bad}; known: {', '.join(THEMES)}")
         return v
+
+
+class SandboxModel(_Strict):
+    """The table can be queried in the sandbox (可用不可见, opendata/sandbox.py) by approved applicants:
+    aggregates only, every cell of at least ``k`` records; personal columns (pii) are never loaded."""
+    k: Annotated[int, Field(ge=2)] = 10
 
 
 class TableModel(_Strict):
@@ -266,6 +301,7 @@ class TableModel(_Strict):
     expectations: list[Expectation] = []
     open_dataset: OpenDatasetModel | None = None
     cross_rules: list[str] = []
+    sandbox: SandboxModel | None = None
 
     @model_validator(mode="after")
     def _flow(self):
@@ -398,6 +434,7 @@ class TableContract:
     schedule: str = ""  # a cron expression when built on a clock; "" = when an upstream table changes
     partition_by: str = ""  # published per partition of this column (a key column)
     gate: bool = True  # False: written by its job without a GX gate (checked row by row instead)
+    sandbox: dict = field(default_factory=dict)  # {k: ...}: queryable in the sandbox (opendata/sandbox.py)
 
     @property
     def zone(self) -> str:
@@ -459,6 +496,8 @@ def _errors(path: Path, e: ValidationError, data: dict) -> ContractError:
             elif isinstance(part, str) and part in ("not_null", "unique", "compound_unique", "regex", "in_set",
                                                      "between", "row_count_between", "function-after[_one()]"):
                 continue  # pydantic's union tag, not a key of the file
+            elif isinstance(part, str) and (part.startswith("literal[") or part == "GeneraliseRule"):
+                continue  # a member of the union a de-identification rule is (keep/drop/... or {generalise: ...})
             else:
                 where.append(f".{part}")
         key = "".join(where).lstrip(".") or "(top level)"
@@ -585,6 +624,10 @@ def parse_table(path: Path) -> TableContract:
         od["geojson"] = m.open_dataset.geojson.model_dump(exclude_none=True, exclude_unset=True)
     if m.open_dataset:
         od["chart"] = m.open_dataset.chart.model_dump(exclude_none=True, exclude_unset=True)
+        od["deidentify"] = {c: r if isinstance(r, str) else r.model_dump(by_alias=True, exclude_none=True)
+                            for c, r in m.open_dataset.deidentify.items()}
+        for key in ("kind", "k", "max_suppression"):  # defaults spelt out: the open side reads them
+            od[key] = getattr(m.open_dataset, key)
     tc = TableContract(
         table=m.table, title=m.title, description=m.description, grain=m.grain, key=tuple(m.key), owner=m.owner,
         domain=m.domain, grade=m.grade, share_type=m.share_type, share_grants=tuple(m.share_grants),
@@ -593,6 +636,7 @@ def parse_table(path: Path) -> TableContract:
         cross_rules=tuple(m.cross_rules), built_by=m.built_by or "", written_by=tuple(m.written_by),
         upstream=tuple(m.upstream), requires=tuple(m.requires if m.requires is not None else m.upstream),
         schedule=m.schedule or "", partition_by=m.partition_by or "", gate=m.gate,
+        sandbox=m.sandbox.model_dump() if m.sandbox else {},
     )
     if tc.name != path.stem.split("_", 1)[1] or path.stem.split("_", 1)[0] != tc.zone:
         raise ContractError(f"{path}: table '{tc.table}' must be in the file {tc.zone}_{tc.name}.yaml")
@@ -601,10 +645,12 @@ def parse_table(path: Path) -> TableContract:
             raise ContractError(f"{path}: key column '{k}' is not among the columns")
     if tc.partition_by and tc.partition_by not in tc.key:
         raise ContractError(f"{path}: partition_by '{tc.partition_by}' must be a key column {list(tc.key)}")
-    if tc.open_type != "none" and any(c.pii for c in tc.columns):
-        raise ContractError(f"{path}: a table with personal columns cannot be opened (open_type must be none)")
     if tc.open_type != "none" and not tc.open_dataset:
         raise ContractError(f"{path}: open_type {tc.open_type} needs an open_dataset (id, title, description)")
+    if tc.open_dataset:
+        _check_open_protection(tc, path)
+    if tc.sandbox and tc.zone not in GATED_ZONES:
+        raise ContractError(f"{path}: sandbox is for base and topic tables")
     if tc.share_type == "conditional" and not tc.share_grants:
         raise ContractError(f"{path}: conditional sharing needs share_grants (the departments it is granted to)")
     for c in od.get("count_columns", []):
@@ -619,6 +665,90 @@ def parse_table(path: Path) -> TableContract:
         if c.authority and not tc.built:
             raise ContractError(f"{path}: column '{c.name}': authority is for base and topic tables")
     return tc
+
+
+def _check_open_protection(tc: TableContract, path: Path) -> None:
+    """What an opened table's ``open_dataset`` must say to protect the people behind it: an aggregate
+    opens no personal column; a record-level dataset has a de-identification rule for every column
+    (a personal column's rule is never ``keep``), names its quasi-identifiers and sensitive attributes
+    among the columns it publishes, and its generalisation levels fit the columns' types."""
+    od = tc.open_dataset
+    where = f"{path}: open_dataset"
+    pii = [c.name for c in tc.columns if c.pii]
+    if od["kind"] == "aggregate":
+        if tc.open_type != "none" and pii:
+            raise ContractError(f"{path}: would open the personal column(s) {pii} (pii: true) in an aggregate; "
+                                "open_type must be none, or publish it as kind: record with a de-identification rule "
+                                "for each (drop, pseudonymise, generalise or suppress)")
+        for key in ("deidentify", "quasi_identifiers", "sensitive"):
+            if od.get(key):
+                raise ContractError(f"{where}.{key} is for record-level datasets (kind: record)")
+        return
+    rules = od["deidentify"]
+    names = tc.column_names
+    unknown = sorted(set(rules) - set(names))
+    if unknown:
+        raise ContractError(f"{where}.deidentify names column(s) {unknown}, which are not among the columns")
+    missing = [c for c in names if c not in rules]
+    if missing:
+        raise ContractError(f"{where}.deidentify has no rule for column(s) {missing}: a record-level dataset names "
+                            f"one rule per column ({', '.join(COLUMN_ACTIONS)} or {{generalise: [...]}})")
+    opened = [c for c in pii if rules[c] == "keep"]
+    if opened:
+        raise ContractError(f"{where} would open the personal identifier column(s) {opened} (pii: true): give each "
+                            "a de-identification rule (drop, pseudonymise, generalise or suppress), not keep")
+    if od.get("count_columns"):
+        raise ContractError(f"{where}.count_columns is for aggregates; a record-level dataset is protected by k")
+    types = {c.name: c.type for c in tc.columns}
+    out = []
+    for c in names:
+        r = rules[c]
+        if r == "drop":
+            continue
+        if isinstance(r, dict):
+            levels = r["generalise"]
+            kinds = {("date" if lv in ("month", "quarter", "year") else "age" if lv.startswith("age_") else
+                      "grid" if lv.startswith("grid_") else "area" if lv in ("town", "district") else "*") for lv in levels}
+            kinds.discard("*")
+            if len(kinds) > 1:
+                raise ContractError(f"{where}.deidentify.{c}: levels {levels} mix kinds of generalisation")
+            kind = next(iter(kinds), "*")
+            if kind in ("date", "age") and types[c] not in ("date", "timestamp"):
+                raise ContractError(f"{where}.deidentify.{c}: {levels[0]} needs a date column; '{c}' is {types[c]}")
+            if kind == "area" and types[c] != "string":
+                raise ContractError(f"{where}.deidentify.{c}: {levels[0]} needs a text column (a town or an address)")
+            if kind == "grid":
+                if not r.get("lat") or r["lat"] not in names:
+                    raise ContractError(f"{where}.deidentify.{c}: grid levels need 'lat', the latitude column")
+            elif r.get("lat"):
+                raise ContractError(f"{where}.deidentify.{c}: 'lat' is for grid levels")
+            if r.get("at") is not None:
+                if kind != "age":
+                    raise ContractError(f"{where}.deidentify.{c}: 'at' is for age levels")
+                if r["at"] not in names or types[r["at"]] not in ("date", "timestamp"):
+                    raise ContractError(f"{where}.deidentify.{c}: 'at' names '{r['at']}', which is not a date column")
+            out.append(r.get("as") or c)
+        else:
+            out.append(c)
+    if len(set(out)) != len(out):
+        raise ContractError(f"{where}.deidentify: published column names repeat: {sorted({o for o in out if out.count(o) > 1})}")
+    qi = od.get("quasi_identifiers")
+    if qi is None:
+        raise ContractError(f"{where}: a record-level dataset names its quasi_identifiers (column names as in "
+                            "data.csv; [] when no row describes a person)")
+    for key, cols in (("quasi_identifiers", qi), ("sensitive", od.get("sensitive", []))):
+        bad = [c for c in cols if c not in out]
+        if bad:
+            raise ContractError(f"{where}.{key} names {bad}, which data.csv does not have (it has {out})")
+    both = sorted(set(qi) & set(od.get("sensitive", [])))
+    if both:
+        raise ContractError(f"{where}: {both} both a quasi-identifier and a sensitive attribute")
+    if od.get("l") is not None and not od.get("sensitive"):
+        raise ContractError(f"{where}.l needs sensitive: the attribute(s) l-diversity is measured on")
+    if od.get("sensitive") and od.get("l") is None:
+        od["l"] = 2
+    if od.get("l") and od["l"] > od["k"]:
+        raise ContractError(f"{where}: l ({od['l']}) cannot exceed k ({od['k']})")
 
 
 @dataclass(frozen=True)
