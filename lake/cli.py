@@ -33,6 +33,10 @@ from lake.cluster.cli import cluster_app  # noqa: E402 (the cluster tier's sub-a
 app.add_typer(cluster_app, name="cluster")
 portal_app = typer.Typer(no_args_is_help=True, help="Build and view the static open-data portal (opendata/portal.py).")
 app.add_typer(portal_app, name="portal")
+from opendata.cli import open_app, sandbox_app  # noqa: E402 (directed opening and the sandbox: opendata/)
+
+app.add_typer(open_app, name="open")
+app.add_typer(sandbox_app, name="sandbox")
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)
 
