@@ -37,11 +37,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 STAMP=.venv/.lake-installed
-WANT="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+WANT="$(cat requirements.lock requirements-nodeps.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   say "installing pinned packages (requirements.lock); the first time takes a few minutes"
   .venv/bin/python -m pip install --quiet --upgrade "pip==26.3"
   .venv/bin/python -m pip install --quiet -r requirements.lock
+  .venv/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.lock   # exact pins that conflict (see the file)
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$WANT" > "$STAMP"
 else

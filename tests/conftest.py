@@ -20,6 +20,8 @@ os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow"))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# the open zone's pseudonymisation key (opendata/deid.py): a fresh random one per test run, never a file
+os.environ.setdefault("LAKE_PSEUDONYM_KEY", __import__("secrets").token_hex(32))
 
 # fixtures that run a whole pipeline (their tests are the e2e tier)
 E2E_FIXTURES = {"tiny_lake", "iot_lake"}
