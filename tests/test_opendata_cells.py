@@ -155,7 +155,7 @@ def test_population_files_publish_totals_and_survive_the_attack():
     rows = [(t, a, g, rng.choice([1, 2, 3, 4, 6, 9, 15, 30, 80]))
             for t in ("黄村镇", "旧宫镇", "西红门镇") for a in ("0-17", "18-34", "60-79") for g in ("男", "女") if rng.random() < 0.9]
     pdf = pd.DataFrame(rows, columns=tc.column_names).astype(object)
-    files = publish.candidate(None, None, tc, pdf, "2026-11-01", None)
+    files, _ = publish.candidate(None, None, tc, pdf, "2026-11-01", None)
     meta = json.loads(files["metadata.json"])
     assert "totals.csv" in [d["file"] for d in meta["distributions"]]
     assert meta["kind"] == "aggregate" and "互补" in meta["suppression"]

@@ -420,6 +420,10 @@ def test_tiny_lake_open_zone_is_described_and_the_portal_shows_its_gates(tiny_la
         assert re.search(rf'id="gate-status" class="gate passed">\s*通过：来源表 <code>{re.escape(tc.table)}</code>', html)
         assert f"{len(rows)} 项检查全部通过" in html, tc.table
         assert html.count("<td>通过</td>") == len(rows)
+        if tc.open_type == "directed":  # the description only: no chart, map, preview or data file
+            assert 'id="directed"' in html and 'id="chart-data"' not in html and 'href="data.csv"' not in html
+            assert not (out / tc.open_dataset["id"] / "data.csv").exists()
+            continue
         data = json.loads(re.search(r'id="chart-data">(.*?)</script>', html, re.S).group(1))
         from opendata import contract as od_contract
 

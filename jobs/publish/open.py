@@ -264,23 +264,26 @@ def check_files(spark, settings: Settings, tc: TableContract, files: dict[str, b
     from opendata import deid, leaks
 
     ds = tc.open_dataset["id"]
-    found = leaks.scan(files, ds, known_names)
+    found = leaks.scan(files, ds, known_names) if files else []
     if found:
         raise deid.Refused(f"{len(found)} value(s) look like personal data: " + "; ".join(str(x) for x in found[:3])
                            + (" …" if len(found) > 3 else ""))
     text_cols = list(pdf.columns)
     if spark is None or not len(pdf):
         return
-    export = spark.createDataFrame(pdf.astype(object).where(pdf.notna(), None).astype(str).replace("None", None),
-                                   schema=", ".join(f"`{c}` string" for c in text_cols))
-    failures = gates.validate(spark, settings, f"open.{ds}", export, pii_specs(text_cols),
-                              run_id=f"open-{ds}-{hashlib.sha256(files['data.csv']).hexdigest()[:8]}")
+    text = pdf.astype(object).where(pdf.notna(), None)
+    text = text.apply(lambda col: col.map(lambda v: None if v is None else str(v)))
+    export = spark.createDataFrame(text, schema=", ".join(f"`{c}` string" for c in text_cols))
+    digest = hashlib.sha256(pdf.to_csv(index=False).encode("utf-8")).hexdigest()[:8]
+    failures = gates.validate(spark, settings, f"open.{ds}", export, pii_specs(text_cols), run_id=f"open-{ds}-{digest}")
     if failures:
         raise gates.GateFailed(f"open.{ds}", failures)
 
 
-def candidate(spark, settings: Settings, tc: TableContract, pdf, as_of: str, known_names, key: bytes | None = None) -> dict[str, bytes]:
-    """Every file of one open dataset, through its gates (raises deid.Refused or gates.GateFailed)."""
+def candidate(spark, settings: Settings, tc: TableContract, pdf, as_of: str, known_names,
+              key: bytes | None = None) -> tuple[dict[str, bytes], object]:
+    """Every file of one open dataset and the frame they were written from, through the de-identification
+    or cell-suppression gate and the leak scan (raises deid.Refused); the GX gate is ``check_files``."""
     if tc.open_dataset.get("kind") == "record":
         files, out = record_files(tc, pdf, as_of, key)
     else:
@@ -292,8 +295,8 @@ def candidate(spark, settings: Settings, tc: TableContract, pdf, as_of: str, kno
             meta["distributions"].append({"format": "GeoJSON", "mediaType": "application/geo+json",
                                           "crs": "WGS-84 (EPSG:4326)", "file": "data.geojson"})
             files["metadata.json"] = json.dumps(meta, ensure_ascii=False, indent=2).encode("utf-8")
-    check_files(spark, settings, tc, files, out, known_names)
-    return files
+    check_files(None, settings, tc, files, out, known_names)  # the leak scan; the GX gate runs when bytes change
+    return files, out
 
 
 def publish_open(spark: SparkSession, settings: Settings, key: bytes | None = None) -> list[dict]:
@@ -315,15 +318,17 @@ def publish_open(spark: SparkSession, settings: Settings, key: bytes | None = No
         pdf = io.read(spark, src).select(*tc.column_names).toPandas()
         if tc.open_dataset.get("kind") != "record":
             pdf = pdf.astype(object).where(pdf.notna(), None) if len(pdf) else pdf
+        folder = settings.path("open", ds)
         try:
-            files = candidate(spark, settings, tc, pdf, as_of, known_names, key)
+            files, frame = candidate(spark, settings, tc, pdf, as_of, known_names, key)
+            changed = [n for n, b in files.items() if not (io.file_exists(f"{folder}/{n}") and io.read_bytes(f"{folder}/{n}") == b)]
+            if changed:  # the GX gate on every value as text (its results go to quality/validations)
+                check_files(spark, settings, tc, {}, frame, None)
         except (deid.Refused, gates.GateFailed) as e:
             refusals.append((ds, str(e).replace("\n", " ")))
             log.error("open/%s: not published, the previous version stays: %s", ds, e)
             out.append({"dataset": ds, "status": "refused", "rows": len(pdf)})
             continue
-        folder = settings.path("open", ds)
-        changed = [n for n, b in files.items() if not (io.file_exists(f"{folder}/{n}") and io.read_bytes(f"{folder}/{n}") == b)]
         rows = files["data.csv"].count(b"\n") - 1
         if not changed:
             out.append({"dataset": ds, "status": "unchanged", "rows": rows})
