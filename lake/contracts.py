@@ -677,9 +677,9 @@ def _check_open_protection(tc: TableContract, path: Path) -> None:
     pii = [c.name for c in tc.columns if c.pii]
     if od["kind"] == "aggregate":
         if tc.open_type != "none" and pii:
-            raise ContractError(f"{path}: would open the personal column(s) {pii} (pii: true) in an aggregate; "
-                                "open_type must be none, or publish it as kind: record with a de-identification rule "
-                                "for each (drop, pseudonymise, generalise or suppress)")
+            raise ContractError(f"{path}: a table with personal columns cannot be opened as an aggregate: it would open "
+                                f"the personal column(s) {pii} (pii: true); open_type must be none, or publish it as "
+                                "kind: record with a de-identification rule for each (drop, pseudonymise, generalise or suppress)")
         for key in ("deidentify", "quasi_identifiers", "sensitive"):
             if od.get(key):
                 raise ContractError(f"{where}.{key} is for record-level datasets (kind: record)")
