@@ -140,11 +140,13 @@ def pii_specs(columns: list[str]) -> list[dict]:
     return specs
 
 
-def publish_open(spark: SparkSession, settings: Settings) -> list[dict]:
+def publish_open(spark: SparkSession, settings: Settings, tables: list[str] | None = None) -> list[dict]:
+    """Write every opened table's dataset (or only those of ``tables``: the DAG passes the ones built so
+    far) to the open zone, through the PII gate."""
     contracts = contracts_mod.load(settings.contracts_dir)
     out = []
     for tc in sorted(contracts.tables.values(), key=lambda t: t.table):
-        if tc.open_type == "none" or not tc.open_dataset:
+        if tc.open_type == "none" or not tc.open_dataset or (tables is not None and tc.table not in tables):
             continue
         src = io.table_path(settings, tc.zone, tc.name)
         if not io.is_table(spark, src):
