@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, AssetAny, CronTriggerTimetable, get_current_context, task
 
-from jobs.orchestration import (COMMON_DAG_KWARGS, TIMEZONE, WAIT, inputs_ready, run_build_task, the_registry,
-                                wait_task_id)
+from jobs.orchestration import (COMMON_DAG_KWARGS, TIMEZONE, WAIT, inputs_ready, priority, run_build_task,
+                                the_registry, wait_task_id)
 
 for job in the_registry().order():
     schedule = (CronTriggerTimetable(job.schedule, timezone=TIMEZONE) if job.schedule
@@ -30,7 +30,7 @@ for job in the_registry().order():
         tags=["lake", "build", job.layer],
     ) as dag:
 
-        @task(task_id=job.task_id, outlets=[Asset(t) for t in job.tables])
+        @task(task_id=job.task_id, outlets=[Asset(t) for t in job.tables], priority_weight=priority(job))
         def build(module: str = job.module) -> list[dict]:
             return run_build_task(module, get_current_context())
 

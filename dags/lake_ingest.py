@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, task
 
-from jobs.orchestration import COMMON_DAG_KWARGS, domains, run_ingest_task
+from jobs.orchestration import COMMON_DAG_KWARGS, INGEST_PRIORITY, domains, run_ingest_task
 
 for domain, sources in domains().items():
     with DAG(
@@ -21,7 +21,7 @@ for domain, sources in domains().items():
     ) as dag:
         for source in sources:
 
-            @task(task_id=f"ingest__{source}", outlets=[Asset(f"raw.{source}")])
+            @task(task_id=f"ingest__{source}", outlets=[Asset(f"raw.{source}")], priority_weight=INGEST_PRIORITY)
             def ingest(source: str = source) -> list[dict]:
                 return run_ingest_task(source)
 

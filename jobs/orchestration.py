@@ -33,11 +33,20 @@ REPORT_CRON = "0 6 * * *"  # department reports daily at 06:00 Beijing time, and
 TIMEZONE = "Asia/Shanghai"
 POOL = "lake_writes"  # one slot: Delta writers on a local filesystem are serialised (see lake_layout.md)
 
+# The one pool slot goes to the waiting task of highest priority: landing first, then the builds in
+# registry depth (base before what is built on it), then publication and reports. So files delivered
+# together are all landed before the builds run, and a build runs once on all of them instead of once
+# per landed source (each run triggering its downstream DAGs again).
+INGEST_PRIORITY = 100
+GOVERNANCE_PRIORITY = 1  # publish, report
+
 DEFAULT_ARGS = {
     "owner": "daxing-big-data-bureau",
     "retries": 2,
     "retry_delay": timedelta(minutes=1),
     "pool": POOL,
+    "priority_weight": GOVERNANCE_PRIORITY,
+    "weight_rule": "absolute",
 }
 
 # the sensor a clock-driven job's run waits with for the tables it requires: poked every minute (a check
@@ -79,6 +88,17 @@ def published_tables() -> list[str]:
 
 def base_tables() -> list[str]:
     return [t.table for t in contracts_mod.load(contracts_dir()).built_tables() if t.zone == "base"]
+
+
+def priority(job: registry.Job) -> int:
+    """A build task's priority for the pool: below landing, and lower the deeper the job sits in the
+    registry (a job building on another job's table waits for that job's pending run)."""
+    reg = the_registry()
+    depth: dict[str, int] = {}
+    for j in reg.order():  # dependency order: every job after the jobs it builds on
+        deps = [depth[reg.job_of(u).module] for u in j.upstream if not u.startswith("raw.") and u not in j.tables]
+        depth[j.module] = 1 + max(deps, default=-1)
+    return INGEST_PRIORITY - 10 * (1 + depth[job.module])
 
 
 def local_date(when: datetime) -> date:

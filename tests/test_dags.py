@@ -106,3 +106,26 @@ def test_ingest_dag_runs_with_dag_test(dagbag, spark, tmp_path, monkeypatch):
         raw = DeltaTable(str(root / "raw" / f["source"])).to_pyarrow_table().num_rows
         q = DeltaTable(str(root / "quarantine" / f["source"])).to_pyarrow_table().num_rows
         assert raw + q == f["rows"]
+
+
+def test_the_pool_serves_landing_then_builds_in_depth_order_then_governance(dagbag):
+    """The one writer slot goes to landing first, then to each build before the builds on its tables,
+    publication and reports last: files delivered together land before a build runs on them."""
+    from jobs.orchestration import the_registry
+
+    def weight(dag_id, task_id=None):
+        dag = dagbag.get_dag(dag_id)
+        return {t.priority_weight for t in dag.tasks if task_id in (None, t.task_id)}
+
+    [ingest] = {w for d in dagbag.dags if d.startswith("lake__ingest__") for w in weight(d)}
+    [governance] = weight("lake__publish") | weight("lake__report")
+    reg = the_registry()
+    for job in reg.order():
+        [w] = weight(job.dag_id, job.task_id)
+        assert governance < w < ingest, job.name
+        for u in job.upstream:
+            if not u.startswith("raw."):
+                [wu] = weight(reg.job_of(u).dag_id, reg.job_of(u).task_id)
+                assert wu > w, (job.name, u)
+    for dag in dagbag.dags.values():
+        assert {t.weight_rule for t in dag.tasks} == {"absolute"}, dag.dag_id
