@@ -87,3 +87,62 @@ def test_files_already_landed_are_told_without_a_jvm(spark, tmp_path, monkeypatc
     [other] = (tmp_path / "other" / source).iterdir()
     second = shutil.copy(other, first.with_name("seo_institutions_20261102.jsonl"))
     assert ingest.new_files(s, source) == [Path(second)]
+
+
+def test_lake_airflow_waits_for_a_locked_sqlite_database(tmp_path):
+    """On SQLite, `lake airflow` gives the metadata database a long busy timeout: Airflow meeting the
+    database locked by another writer for longer than sqlite3's default 5 s waits instead of failing
+    with "database is locked" (what killed standalone's scheduler on a loaded machine)."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from lake import airflow_db
+    from lake.cli import airflow_env
+    from lake.settings import Settings
+
+    home = tmp_path / "airflow"
+    home.mkdir()
+    db = sqlite3.connect(home / "airflow.db", isolation_level=None)
+    db.execute("CREATE TABLE t (x int)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["AIRFLOW_HOME"] = str(home)
+    env.update(airflow_db.env_for(str(home)))
+    assert set(airflow_db.env_for(str(home))) <= set(airflow_env(Settings()))
+    child = r"""
+import pathlib, sys, time
+from sqlalchemy import text
+from airflow import settings
+home = pathlib.Path(sys.argv[1])
+(home / "ready").touch()
+while not (home / "locked").exists():
+    time.sleep(0.1)
+t0 = time.time()
+with settings.engine.begin() as c:
+    c.execute(text("INSERT INTO t VALUES (1)"))
+print(f"waited {time.time() - t0:.1f}")
+"""
+    p = subprocess.Popen([sys.executable, "-c", child, str(home)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (home / "ready").exists():
+            assert p.poll() is None and time.time() < deadline, p.communicate()
+            time.sleep(0.2)
+        db.execute("BEGIN EXCLUSIVE")  # no other connection may read or write until the commit
+        (home / "locked").touch()
+        time.sleep(9)
+        db.execute("COMMIT")
+        out, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err[-3000:]
+    assert float(out.split()[-1]) >= 8, out  # it waited for the lock (sqlite3 alone gives up after 5 s)
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    # another database, or connection arguments of the user's own, are left alone
+    (home / "airflow.cfg").write_text("[database]\nsql_alchemy_conn = postgresql://u@h/airflow\n")
+    assert airflow_db.env_for(str(home)) == {}
+    (home / "airflow.cfg").write_text("[database]\nsql_alchemy_connect_args = mine.ARGS\n")
+    assert list(airflow_db.env_for(str(home))) == ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"]
