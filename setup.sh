@@ -98,6 +98,11 @@ if ! .venv/bin/airflow pools get lake_writes >/dev/null 2>&1; then
   .venv/bin/airflow pools set lake_writes 1 "Delta writers are serialised (lake_layout.md)" >/dev/null
   say "created Airflow pool lake_writes (1 slot)"
 fi
+# 3b. Serialise the DAGs into the metadata database now, so that `lake airflow dags list` and the UI show
+# them right after set-up (otherwise "No data found" until a dag-processor has parsed the folder).
+.venv/bin/airflow dags reserialize >"$AIRFLOW_HOME/dags-reserialize.log" 2>&1 \
+  || { tail -20 "$AIRFLOW_HOME/dags-reserialize.log"; die "airflow dags reserialize failed (a DAG does not import?)"; }
+say "DAGs serialised into the Airflow database ($(.venv/bin/airflow dags list --output plain 2>/dev/null | grep -c '^lake__') lake DAGs)"
 
 # 4. Optional cluster tier: S3A jars, PostgreSQL, SeaweedFS
 if [ "$CLUSTER" = 1 ]; then

@@ -1,11 +1,12 @@
 """Publish whenever a shared or opened table changes: the share zone (departments, by grant), the
 open zone (open-data portal; its PII gate runs before any file is written) and the resource
-catalogue, so that the catalogue always describes what is published."""
+catalogue, so that the catalogue always describes what is published. The tables not built yet are
+published when they are (their first version triggers this DAG again)."""
 from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, AssetAny, task
 
-from jobs.orchestration import COMMON_DAG_KWARGS, published_tables
+from jobs.orchestration import COMMON_DAG_KWARGS, published_tables, run_publish_task
 
 with DAG(
     dag_id="lake__publish",
@@ -18,29 +19,14 @@ with DAG(
 
     @task(task_id="publish__share", outlets=[Asset("share")])
     def share() -> list[dict]:
-        from jobs.publish.share import publish_share
-        from lake.settings import Settings
-        from lake.spark import get_spark
-
-        s = Settings.from_env()
-        return publish_share(get_spark(s), s)
+        return run_publish_task("share")
 
     @task(task_id="publish__open", outlets=[Asset("open")])
     def open_zone() -> list[dict]:
-        from jobs.publish.open import publish_open
-        from lake.settings import Settings
-        from lake.spark import get_spark
-
-        s = Settings.from_env()
-        return publish_open(get_spark(s), s)
+        return run_publish_task("open")
 
     @task(task_id="publish__catalog", outlets=[Asset("catalog.resources")])
     def catalogue() -> dict:
-        from catalog import resources
-        from lake.settings import Settings
-        from lake.spark import get_spark
-
-        s = Settings.from_env()
-        return resources.publish(get_spark(s), s)
+        return run_publish_task("catalog")
 
     share() >> open_zone() >> catalogue()

@@ -526,16 +526,21 @@ def airflow(ctx: typer.Context, root: Optional[str] = RootOpt):
 
 def airflow_env(s: Settings) -> dict:
     """The environment the airflow CLI runs with: this project's AIRFLOW_HOME and DAG folder, the
-    lake root, and the venv's bin first on PATH (``airflow standalone`` starts its components as
-    ``airflow`` through PATH)."""
+    lake root, the venv's bin first on PATH (``airflow standalone`` starts its components as
+    ``airflow`` through PATH) and, on SQLite, a busy timeout long enough for a loaded machine
+    (``lake.airflow_db``)."""
+    from lake import airflow_db
+
     venv_bin = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
+    home = os.environ.get("AIRFLOW_HOME", str(REPO / ".airflow"))
     return {
         "PATH": venv_bin + (os.pathsep + path if path else ""),
-        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(REPO / ".airflow")),
+        "AIRFLOW_HOME": home,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "LAKE_ROOT": s.root,
+        **airflow_db.env_for(home),
     }
 
 

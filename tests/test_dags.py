@@ -32,6 +32,9 @@ def test_dags_are_documented_retried_and_serialised(dagbag):
         assert dag.doc_md and dag.tags and dag.max_active_runs == 1
         for t in dag.tasks:
             assert t.retries >= 1, t.task_id
+            if t.task_id.startswith("wait__"):  # a sensor only reads Delta logs: no writer slot, no asset
+                assert t.pool != "lake_writes" and t.mode == "reschedule" and t.soft_fail, t.task_id
+                continue
             assert t.pool == "lake_writes", t.task_id
             assert t.outlets, f"{t.task_id} must update an asset"
 
@@ -46,11 +49,14 @@ def test_dags_follow_the_registry(dagbag):
     reg = registry.load(s.contracts_dir)
     for job in reg.order():
         dag = dagbag.get_dag(job.dag_id)
-        [t] = dag.tasks
+        t = dag.get_task(job.task_id)
         assert sorted(a.name for a in t.outlets) == sorted(job.tables)
-        if job.schedule:
+        if job.schedule:  # a clock-driven run waits for the tables the job requires, then builds
             assert job.schedule in repr(dag.timetable)
+            assert [x.task_id for x in dag.topological_sort()] == [f"wait__{job.task_id.removeprefix('build__')}",
+                                                                    job.task_id]
         else:
+            assert [x.task_id for x in dag.tasks] == [job.task_id]
             for u in job.upstream:
                 assert f"'{u}'" in str(dag.timetable.asset_condition), (job.dag_id, u)
     c = contracts.load(s.contracts_dir)
@@ -101,3 +107,26 @@ def test_ingest_dag_runs_with_dag_test(dagbag, spark, tmp_path, monkeypatch):
         raw = DeltaTable(str(root / "raw" / f["source"])).to_pyarrow_table().num_rows
         q = DeltaTable(str(root / "quarantine" / f["source"])).to_pyarrow_table().num_rows
         assert raw + q == f["rows"]
+
+
+def test_the_pool_serves_landing_then_builds_in_depth_order_then_governance(dagbag):
+    """The one writer slot goes to landing first, then to each build before the builds on its tables,
+    publication and reports last: files delivered together land before a build runs on them."""
+    from jobs.orchestration import the_registry
+
+    def weight(dag_id, task_id=None):
+        dag = dagbag.get_dag(dag_id)
+        return {t.priority_weight for t in dag.tasks if task_id in (None, t.task_id)}
+
+    [ingest] = {w for d in dagbag.dags if d.startswith("lake__ingest__") for w in weight(d)}
+    [governance] = weight("lake__publish") | weight("lake__report")
+    reg = the_registry()
+    for job in reg.order():
+        [w] = weight(job.dag_id, job.task_id)
+        assert governance < w < ingest, job.name
+        for u in job.upstream:
+            if not u.startswith("raw."):
+                [wu] = weight(reg.job_of(u).dag_id, reg.job_of(u).task_id)
+                assert wu > w, (job.name, u)
+    for dag in dagbag.dags.values():
+        assert {t.weight_rule for t in dag.tasks} == {"absolute"}, dag.dag_id

@@ -162,7 +162,6 @@ def test_an_aggregate_query_passes_and_is_audited(granted):
     r = sandbox.query(granted, "大学", "SELECT town, count(*) AS n, count(marital_status) AS m FROM base.population "
                                           "WHERE year(birth_date) < 2030 GROUP BY town ORDER BY town")
     assert r.columns == ["town", "n", "m"]
-    import pandas as pd
     from deltalake import DeltaTable
     df = DeltaTable(granted.path("base", "population")).to_pandas()
     expected = df.groupby("town").size().sort_index()

@@ -6,9 +6,7 @@ browser test (marker `browser`) drives Debian's headless Chromium with Playwrigh
 One integration test builds the portal from the tiny lake (gate results from quality/validations)."""
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess

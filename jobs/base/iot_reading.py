@@ -740,6 +740,12 @@ def _remove(uri: str) -> None:
         pass
 
 
+def delivered(settings: Settings, day) -> bool:
+    """Whether any reading file of delivery day ``day`` is in the inbox (the daily DAG run skips its day
+    without one: nothing delivered is not a failure; timeliness reports the late department)."""
+    return bool(delivery_files(settings, as_date(day)))
+
+
 def build(settings: Settings, as_of, days=None, **context) -> list[dict]:
     """Ingest the readings of every delivery day ``days`` (default: every delivery day in the inbox),
     each checked against the ledger as of its day (``base.iot_device`` is brought up to that day

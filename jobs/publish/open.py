@@ -16,7 +16,7 @@ import json
 from pyspark.sql import SparkSession
 
 from lake import contracts as contracts_mod
-from lake import io, rules
+from lake import io
 from lake.contracts import TableContract
 from lake.log import log
 from lake.reference import DISTRICT
@@ -299,16 +299,18 @@ def candidate(spark, settings: Settings, tc: TableContract, pdf, as_of: str, kno
     return files, out
 
 
-def publish_open(spark: SparkSession, settings: Settings, key: bytes | None = None) -> list[dict]:
-    """Publish every open dataset that passes its gates; a refused one keeps its previous version and
-    is named in the PublicationRefused raised at the end (after the others and the DCAT files)."""
+def publish_open(spark: SparkSession, settings: Settings, key: bytes | None = None,
+                 tables: list[str] | None = None) -> list[dict]:
+    """Publish every open dataset (or only those of ``tables``: the DAG passes the ones built so far)
+    that passes its gates; a refused one keeps its previous version and is named in the
+    PublicationRefused raised at the end (after the others and the DCAT files)."""
     from opendata import deid, leaks
 
     contracts = contracts_mod.load(settings.contracts_dir)
     known_names = leaks.population_names(settings)
     out, refusals = [], []
     for tc in sorted(contracts.tables.values(), key=lambda t: t.table):
-        if tc.open_type == "none" or not tc.open_dataset:
+        if tc.open_type == "none" or not tc.open_dataset or (tables is not None and tc.table not in tables):
             continue
         ds = tc.open_dataset["id"]
         src = io.table_path(settings, tc.zone, tc.name)

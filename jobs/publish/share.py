@@ -22,12 +22,14 @@ def share_name(tc: TableContract) -> str:
     return f"{tc.zone}__{tc.name}"
 
 
-def publish_share(spark: SparkSession, settings: Settings) -> list[dict]:
+def publish_share(spark: SparkSession, settings: Settings, tables: list[str] | None = None) -> list[dict]:
+    """Copy every shared table (or only those of ``tables``: the DAG passes the ones built so far) to
+    the share zone, with its grants."""
     contracts = contracts_mod.load(settings.contracts_dir)
     out = []
     grants = []
     for tc in sorted(contracts.tables.values(), key=lambda t: t.table):
-        if tc.share_type == "none":
+        if tc.share_type == "none" or (tables is not None and tc.table not in tables):
             continue
         src = io.table_path(settings, tc.zone, tc.name)
         if not io.is_table(spark, src):
