@@ -355,7 +355,10 @@ def catalog_verify(root: Optional[str] = RootOpt):
     from catalog import chain, resources
 
     s = _settings(root)
-    blocks = chain.blocks(s)
+    try:
+        blocks = chain.blocks(s)
+    except Exception as e:  # a data file or log of the chain that cannot be read is itself tampering
+        _fail(f"the catalogue chain cannot be read (catalog/chain): {str(e).splitlines()[0][:200]}")
     if not blocks:
         _fail("no catalogue chain yet (catalog/chain); run `lake publish`")
     problem = chain.verify_blocks(blocks)

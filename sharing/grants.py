@@ -59,7 +59,7 @@ def parse_row_filter(text: str | None, tc: TableContract) -> list[dict]:
             values.append(vm.group(1).replace("''", "'") if vm.group(1) is not None else vm.group(2))
             pos = vm.end()
         if body[pos:].strip() or not values or (op == "=" and len(values) != 1):
-            raise RequestError(f"row filter '{part}': expected one quoted value after = or a list after in")
+            raise RequestError(f"row filter '{part}': expected one quoted value after = or a list after in (quote text values: 'x')")
         out.append({"column": column, "op": "in", "values": values})
     return out
 
