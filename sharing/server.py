@@ -352,12 +352,17 @@ def create_app(settings: Settings) -> Starlette:
         return await run_in_threadpool(query, request)
 
     async def not_found(request: Request, exc):
-        audit.record(settings, channel="http", action="unknown", decision="refused", status=404,
-                     reason="no such endpoint", token_id=tokens.token_id_of(_token_of(request)),
-                     client=request.client.host if request.client else "",
-                     request=f"{request.method} {request.url.path[:200]}")
-        return JSONResponse({"errorCode": "RESOURCE_DOES_NOT_EXIST",
-                             "message": "no such endpoint; see the Delta Sharing protocol"}, status_code=404)
+        path = request.url.path
+        parts = path.split("/")
+        if ".." in parts or "." in parts or "" in parts[1:-1] or "\\" in path:
+            status, code, msg = 400, "INVALID_PARAMETER_VALUE", ("malformed path: a share, schema or table name "
+                                                                 "cannot contain '/', '.' or '..'")
+        else:
+            status, code, msg = 404, "RESOURCE_DOES_NOT_EXIST", "no such endpoint; see the Delta Sharing protocol"
+        audit.record(settings, channel="http", action="unknown", decision="refused", status=status, reason=msg,
+                     token_id=tokens.token_id_of(_token_of(request)),
+                     client=request.client.host if request.client else "", request=f"{request.method} {path[:200]}")
+        return JSONResponse({"errorCode": code, "message": msg}, status_code=status)
 
     async def not_allowed(request: Request, exc):
         return JSONResponse({"errorCode": "INVALID_PARAMETER_VALUE", "message": "method not allowed"},
