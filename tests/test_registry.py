@@ -196,7 +196,7 @@ def test_every_contract_exports_as_valid_odcs(tmp_path):
 
 # ----------------------------------------------------------------------------- module structure
 
-RUNTIME = ("lake", "jobs", "quality", "catalog")
+RUNTIME = ("lake", "jobs", "quality", "catalog", "sharing")
 
 
 def _imports(path: Path, package_root: Path) -> set[str]:
