@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from lake import contracts as contracts_mod
 from lake import io
+from lake.log import log
 from lake.settings import Settings
 from sharing import access, audit, store, tokens
 from sharing import policy as policy_mod
@@ -97,6 +98,13 @@ def _handler(action: str):
                              status=r.status, client=request.client.host if request.client else "",
                              request=req_text, **info)
                 return JSONResponse({"errorCode": r.code, "message": r.reason}, status_code=r.status)
+            except Exception as e:  # a fault of the server: logged, audited, answered without any detail of the data
+                log.exception("sharing server: %s %s failed", request.method, request.url.path)
+                audit.record(ctx.settings, channel="http", action=action, decision="error",
+                             reason=f"server error: {type(e).__name__}", status=500,
+                             client=request.client.host if request.client else "", request=req_text, **info)
+                return JSONResponse({"errorCode": "INTERNAL_ERROR", "message": "the server failed; it is logged"},
+                                    status_code=500)
             audit.record(ctx.settings, channel="http", action=action, decision="granted",
                          status=response.status_code, client=request.client.host if request.client else "",
                          request=req_text, **info)
