@@ -67,6 +67,7 @@ def read(settings: Settings, contracts: Contracts, policy: Policy, name: str, pr
             df = df[columns]
         info["columns"] = list(df.columns)
     except Refused as r:
+        info["department_code"] = info["department_code"] or r.department_code
         audit.record(settings, channel="cli", action="read", decision="refused", reason=r.reason, status=r.status,
                      request=f"lake share read {name[:120]}", **info)
         raise

@@ -94,6 +94,7 @@ def _handler(action: str):
                     info["token_id"] = tok.token_id
                 response = fn(request, ctx, info)
             except Refused as r:
+                info["department_code"] = info["department_code"] or r.department_code
                 audit.record(ctx.settings, channel="http", action=action, decision="refused", reason=r.reason,
                              status=r.status, client=request.client.host if request.client else "",
                              request=req_text, **info)

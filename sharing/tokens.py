@@ -110,14 +110,15 @@ def verify(settings: Settings, token: str | None, now: datetime | None = None) -
     if rec is None:
         raise Refused(401, f"unknown bearer token {m.group(1)}: it was never issued by this lake")
     if not hmac.compare_digest(rec.sha256, _sha(token)):
-        raise Refused(401, f"bearer token {rec.token_id} does not match the token issued (forged or altered)")
+        raise Refused(401, f"bearer token {rec.token_id} does not match the token issued (forged or altered)",
+                      department_code=rec.department_code)
     state = rec.state(now)
     if state == "revoked":
         raise Refused(401, f"bearer token {rec.token_id} was revoked on {rec.revoked_at:%Y-%m-%d %H:%M} UTC; "
-                           "ask the big-data bureau for a new profile file")
+                           "ask the big-data bureau for a new profile file", department_code=rec.department_code)
     if state == "expired":
         raise Refused(401, f"bearer token {rec.token_id} expired on {rec.expires_at:%Y-%m-%d %H:%M} UTC; "
-                           "ask the big-data bureau for a new profile file")
+                           "ask the big-data bureau for a new profile file", department_code=rec.department_code)
     return rec
 
 

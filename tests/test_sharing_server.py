@@ -196,6 +196,7 @@ def test_every_bad_input_gets_a_clear_refusal_and_an_audit_record(lake, tmp_path
     tokens.revoke(s, token_id=rec.token_id)
     r = _refused(lake, "POST", q, tok, "{}", 401, "was revoked")
     assert r["token_id"] == rec.token_id and tok not in json.dumps(r, default=str)  # the token itself never
+    assert r["department_code"] == MCA  # who tried, when the token is known
     psb = lake["tokens"][PSB][0]
     _refused(lake, "POST", q, psb, "{}", 403, f"department {PSB} has no grant for daxing.base.population")
     _refused(lake, "GET", "/shares/daxing/schemas/base/tables/iot_reading/metadata", psb, None, 403, "not shared")
