@@ -74,6 +74,25 @@ def _json(data) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+ProfileOpt = typer.Option(None, "--profile", help="Act as the department of this profile file (its token).")
+
+
+def _who(s, code: Optional[str], profile: Optional[Path], flag: str) -> str:
+    """The acting department: from a profile file's token (verified), or the code an operator of the
+    bureau records with ``flag`` (a decision taken outside the lake); both must agree when both are given."""
+    from sharing import tokens
+
+    if profile is not None:
+        doc = _run(lambda: tokens.read_profile(profile))
+        rec = _run(lambda: tokens.verify(s, doc["bearerToken"]))
+        if code and code != rec.department_code:
+            _fail(f"{flag} {code} is not the department of {profile} ({rec.department_code})")
+        return rec.department_code
+    if not code:
+        _fail(f"give --profile (the department's profile file) or {flag} (its code)")
+    return code
+
+
 def _publish_sharing(s) -> dict:
     """Rebuild the grantee views, share/_grants and the catalogue (+ chain) after a decision."""
     from catalog import resources
@@ -143,7 +162,8 @@ def token_list(as_json: bool = JsonOpt, root: Optional[str] = RootOpt):
 # ---------------------------------------------------------------- requests and grants
 
 @share_app.command("request")
-def request(department: str = typer.Option(..., "--department", help="The applying department's code."),
+def request(department: Optional[str] = typer.Option(None, "--department", help="The applying department's code."),
+            profile: Optional[Path] = ProfileOpt,
             table: str = typer.Option(..., "--table", help="Table id, e.g. base.population."),
             purpose: str = typer.Option(..., "--purpose", help="What the data is for."),
             legal_basis: str = typer.Option(..., "--legal-basis", help="The law or duty that allows it."),
@@ -156,6 +176,7 @@ def request(department: str = typer.Option(..., "--department", help="The applyi
     from sharing import grants
 
     s, c, pol = _ctx(root)
+    department = _who(s, department, profile, "--department")
     cols = [x.strip() for x in columns.split(",") if x.strip()] if columns else None
     clr = [x.strip() for x in clear.split(",") if x.strip()] if clear else []
     q = _run(lambda: grants.apply(s, c, department, table, purpose, legal_basis, cols, clr, row_filter or "", days,
@@ -170,7 +191,8 @@ def request(department: str = typer.Option(..., "--department", help="The applyi
 
 @share_app.command("approve")
 def approve(request_id: str = typer.Argument(...),
-            by: str = typer.Option(..., "--by", help="Code of the department that owns the table."),
+            by: Optional[str] = typer.Option(None, "--by", help="Code of the department that owns the table."),
+            profile: Optional[Path] = ProfileOpt,
             days: Optional[int] = typer.Option(None, "--days", help="Grant expiry in days (default: as requested)."),
             note: str = typer.Option("", "--note"),
             publish: bool = typer.Option(True, "--publish/--no-publish",
@@ -180,6 +202,7 @@ def approve(request_id: str = typer.Argument(...),
     from sharing import grants
 
     s, c, pol = _ctx(root)
+    by = _who(s, by, profile, "--by")
     q = _run(lambda: grants.approve(s, c, request_id, by, days, pol.grant_max_days, note))
     console.print(f"approved {q.request_id}: {q.department_code} may read {q.table} until {q.expires_at:%Y-%m-%d}")
     if publish:
@@ -188,24 +211,27 @@ def approve(request_id: str = typer.Argument(...),
 
 
 @share_app.command("reject")
-def reject(request_id: str = typer.Argument(...), by: str = typer.Option(..., "--by"),
+def reject(request_id: str = typer.Argument(...), by: Optional[str] = typer.Option(None, "--by"),
+           profile: Optional[Path] = ProfileOpt,
            reason: str = typer.Option(..., "--reason"), root: Optional[str] = RootOpt):
     """Reject a request, with the reason the applicant will see."""
     from sharing import grants
 
     s, c, _ = _ctx(root)
+    by = _who(s, by, profile, "--by")
     q = _run(lambda: grants.reject(s, c, request_id, by, reason))
     console.print(f"rejected {q.request_id}: {reason}")
 
 
 @share_app.command("revoke")
-def revoke(request_id: str = typer.Argument(...), by: str = typer.Option(..., "--by"),
-           reason: str = typer.Option(..., "--reason"),
+def revoke(request_id: str = typer.Argument(...), by: Optional[str] = typer.Option(None, "--by"),
+           profile: Optional[Path] = ProfileOpt, reason: str = typer.Option(..., "--reason"),
            publish: bool = typer.Option(True, "--publish/--no-publish"), root: Optional[str] = RootOpt):
     """Revoke an approved grant: refused at once; its view is deleted by the next publication."""
     from sharing import grants
 
     s, c, _ = _ctx(root)
+    by = _who(s, by, profile, "--by")
     q = _run(lambda: grants.revoke(s, c, request_id, by, reason))
     console.print(f"revoked grant {q.request_id} of {q.department_code} on {q.table}")
     if publish:

@@ -417,3 +417,49 @@ def test_metrics_count_supply_demand_and_reads(s, c):
     assert m["demand"]["time_to_decision_hours"] == {"median": 4.0, "mean": 4.0, "decided": 1}
     assert m["use"]["reads_per_resource"]["base.population"] == {"granted": 1, "refused": 1,
                                                                  "departments": [HUANGCUN]}
+
+
+# ----------------------------------------------------------------------------- the CLI (no Spark: --no-publish)
+
+def test_cli_requests_and_decisions_act_as_the_department_of_a_profile(tmp_path):
+    from typer.testing import CliRunner
+
+    from lake.cli import app
+
+    runner = CliRunner()
+    root = ["--root", str(tmp_path / "lake")]
+
+    def run(*args):
+        return runner.invoke(app, [*args, *root])
+
+    for code, name in ((HUANGCUN, "hc"), (BUREAU, "bureau"), (PSB, "psb")):
+        r = run("share", "token", "issue", "--department", code, "--out", str(tmp_path / f"{name}.share"))
+        assert r.exit_code == 0, r.output
+    r = run("share", "request", "--profile", str(tmp_path / "hc.share"), "--table", "base.population", "--columns",
+            "person_id,name,town", "--row-filter", "town = '黄村镇'", "--purpose", "居民服务", "--legal-basis", "条例",
+            "--json")
+    assert r.exit_code == 0, r.output
+    q = json.loads(r.output)
+    assert q["department_code"] == HUANGCUN and q["status"] == "pending" and q["row_filter"] == "town = '黄村镇'"
+    r = run("share", "request", "--profile", str(tmp_path / "hc.share"), "--department", PSB, "--table",
+            "base.population", "--purpose", "p", "--legal-basis", "b")
+    assert r.exit_code == 1 and f"--department {PSB} is not the department of" in r.output
+    r = run("share", "request", "--table", "base.population", "--purpose", "p", "--legal-basis", "b")
+    assert r.exit_code == 1 and "give --profile" in r.output
+    r = run("share", "approve", q["request_id"], "--profile", str(tmp_path / "psb.share"), "--no-publish")
+    assert r.exit_code == 1 and "only the department that owns base.population" in r.output
+    r = run("share", "approve", q["request_id"], "--profile", str(tmp_path / "bureau.share"), "--days", "30",
+            "--no-publish")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(run("share", "requests", "--json").output)
+    assert [(x["request_id"], x["status"]) for x in rows] == [(q["request_id"], "approved")]
+    assert json.loads(run("share", "requests", "--status", "pending", "--json").output) == []
+    r = run("share", "reject", "R-nope", "--by", BUREAU, "--reason", "x")
+    assert r.exit_code == 1 and "unknown request 'R-nope'" in r.output
+    r = run("share", "audit", "--decision", "maybe")
+    assert r.exit_code == 1 and "granted or refused" in r.output
+    tokens_json = json.loads(run("share", "token", "list", "--json").output)
+    assert {t["department_code"] for t in tokens_json} == {HUANGCUN, BUREAU, PSB}
+    assert not any("dxs1." in json.dumps(t) for t in tokens_json)
+    r = run("catalog", "verify")
+    assert r.exit_code == 1 and "no catalogue chain yet" in r.output
