@@ -96,7 +96,11 @@ def record(settings: Settings, entries: dict[str, dict], now: datetime | None = 
     """Append one block per resource whose registered content differs from its last block (and one per
     resource no longer in ``entries``); returns the blocks appended. ``entries``: resource id -> the
     registered content, ``resource_code`` included."""
-    now = now or datetime.now(timezone.utc)
+    with ledger.lock():  # the blocks appended link to the last block read
+        return _record(settings, entries, now or datetime.now(timezone.utc))
+
+
+def _record(settings: Settings, entries: dict[str, dict], now: datetime) -> list[dict]:
     chain = blocks(settings)
     new_blocks = []
     if not chain:
@@ -135,6 +139,8 @@ def verify_blocks(chain: list[dict]) -> str | None:
     """The first problem of the chain itself, or None."""
     prev_hash = ZERO
     for i, b in enumerate(chain):
+        if b["index"] < i:
+            return f"block {b['index']} appears twice: two writers appended to the chain at once, or a block was copied"
         if b["index"] != i:
             return f"block {i} is missing (found block {b['index']} in its place): blocks were removed"
         if b["content_hash"] != sha(b["content"] or ""):

@@ -13,7 +13,13 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-_LOCK = threading.Lock()  # one writer at a time inside a process (the server's threads, the CLI)
+_LOCK = threading.RLock()  # one writer at a time inside a process (the server's threads, the CLI)
+
+
+def lock():
+    """Held around a read-then-append that must not interleave with another writer (the chain: a block
+    links to the last one read). In-process only; a cross-process lock (lake/locks.py) belongs here."""
+    return _LOCK
 
 
 def _uri(uri: str) -> str:
