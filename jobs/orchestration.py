@@ -214,10 +214,10 @@ def run_build_task(module: str, context) -> list[dict]:
     return summary
 
 
-def run_publish_task(kind: str):
-    """The body of a publish task (``share``, ``open``, ``catalog``): publishes the shared or opened
-    tables that exist so far (the DAG runs as soon as the first of them changes; each later one
-    triggers it again), and the catalogue of every contract."""
+def run_publish_task(kind: str, context=None):
+    """The body of a publish task (``share``, ``views``, ``open``, ``catalog``): publishes the shared or
+    opened tables that exist so far (the DAG runs as soon as the first of them changes; each later one
+    triggers it again), the grantee views of the share zone, and the chained catalogue of every contract."""
     from lake import io
     from lake.spark import get_spark
 
@@ -226,7 +226,11 @@ def run_publish_task(kind: str):
     if kind == "catalog":
         from catalog import resources
 
-        return resources.publish(spark, settings)
+        return resources.publish(spark, settings, as_of(context) if context is not None else None)
+    if kind == "views":
+        from sharing.views import publish_views
+
+        return publish_views(spark, settings)
     built = [t for t in published_tables() if io.has_commit(io.path_of(settings, t))]
     waiting = sorted(set(published_tables()) - set(built))
     if waiting:
@@ -240,4 +244,4 @@ def run_publish_task(kind: str):
         from jobs.publish.open import publish_open
 
         return publish_open(spark, settings, tables=built)
-    raise ValueError(f"unknown publish task '{kind}' (share, open, catalog)")
+    raise ValueError(f"unknown publish task '{kind}' (share, views, open, catalog)")

@@ -94,7 +94,7 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
     get_spark(settings)
     _stage(report, "timeliness", names, progress, lambda: timeliness.run(settings, as_of))
     _stage(report, "reports", names, progress, lambda: reports.run(settings, as_of))
-    _stage(report, "publish", names, progress, lambda: publish.run(settings))
+    _stage(report, "publish", names, progress, lambda: publish.run(settings, as_of))
     from lake import spark as spark_mod
 
     report["spark_log"] = spark_mod.LOG_FILE

@@ -24,8 +24,11 @@ HELP = ("The command line of the Daxing district data lake: land department file
         "databases through their quality gates, publish them, and report quality back to the departments. "
         "Every command calls the same job entry points as the Airflow DAGs, and takes --root (or LAKE_ROOT).")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help=HELP)
-share_app = typer.Typer(no_args_is_help=True, help="Read the share zone as a department.")
+# the share zone as a service and the chained catalogue (sharing/cli.py)
+from sharing.cli import catalog_app, share_app  # noqa: E402
+
 app.add_typer(share_app, name="share")
+app.add_typer(catalog_app, name="catalog")
 contracts_app = typer.Typer(no_args_is_help=True, help="Check the contracts and export them in other formats.")
 app.add_typer(contracts_app, name="contracts")
 from lake.cluster.cli import cluster_app  # noqa: E402 (the cluster tier's sub-app: lake/cluster/)
@@ -68,14 +71,13 @@ def _as_of(value: Optional[str]) -> str:
 
 def _guard(fn):
     """Run ``fn``; turn known user-facing errors into one red line and exit code 1."""
-    from jobs.publish.share import AccessDenied
     from lake.contracts import ContractError
     from lake.files import InputError
     from lake.reference import ReferenceError
     from lake.spark import SetupError
     from quality.gates import GateFailed
 
-    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError, GateFailed, AccessDenied, ReferenceError)
+    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError, GateFailed, ReferenceError)
     try:
         return fn()
     except handled as e:
@@ -399,23 +401,6 @@ def report_cmd(
         t.add_row(r["department"], r["department_code"], f"{r['score']:.1f}", f"{r['findings']:,}", f"{r['rows']:,}",
                   r["stale"] or "", f"{run_id}/{folder}/index.html")
     console.print(t)
-
-
-@share_app.command("read")
-def share_read(
-    table: str = typer.Argument(..., help="Share table, e.g. base__population"),
-    department: str = typer.Option(..., "--as", help="The reading department (must hold a grant)."),
-    limit: int = typer.Option(10, "--limit"),
-    root: Optional[str] = RootOpt,
-):
-    """Show rows of a share-zone table, if the department holds a grant for it."""
-    _setup_logging()
-    from jobs.publish.share import read_share
-    from lake.spark import get_spark
-
-    s = _settings(root)
-    df = _guard(lambda: read_share(get_spark(s), s, table, department))
-    console.print(df.limit(limit).toPandas().to_string())
 
 
 @contracts_app.command("check")

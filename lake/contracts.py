@@ -45,6 +45,9 @@ SOURCE_TYPE = r"string|date|int|long|double|decimal\(\d+,\d+\)"
 TABLE_ID = r"^(raw|base|topic|quality|landing)\.[a-z][a-z0-9_]*$"
 MODULE = r"^jobs(\.[a-z_][a-z0-9_]*)+$"
 WRITER = r"^(jobs|quality|catalog)(\.[a-z_][a-z0-9_]*)+$"
+DEPARTMENT_CODE = r"^[0-9]{11}$"
+# how a column of grade 3-4 is protected when shared (sharing/masks.py): masked, generalised or excluded
+PROTECTIONS = ("mask_id", "mask_mobile", "mask_name", "to_year", "to_town", "exclude")
 
 
 class ContractError(ValueError):
@@ -175,6 +178,9 @@ class TableColumnModel(_Strict):
     cross_check: bool = False
     pii: bool = False
     grade: Annotated[int, Field(ge=1, le=4)] | None = None
+    # sharing (sharing/masks.py): how a column of grade 3-4 is protected; its length in the catalogue
+    protect: Literal["mask_id", "mask_mobile", "mask_name", "to_year", "to_town", "exclude"] | None = None
+    length: Annotated[int, Field(gt=0)] | None = None
 
     @field_validator("type")
     @classmethod
@@ -286,9 +292,10 @@ class TableModel(_Strict):
     domain: str
     grade: Annotated[int, Field(ge=1, le=4)] = 1
     share_type: Literal["unconditional", "conditional", "none"]
-    share_grants: list[str] = []
+    share_grants: list[Annotated[str, Field(pattern=DEPARTMENT_CODE)]] = []  # department codes (departments.yaml)
     share_condition: str = ""
     open_type: Literal["unconditional", "directed", "none"] = "none"
+    open_condition: str = ""
     update_cycle: Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
     built_by: str | None = Field(default=None, pattern=MODULE)
     written_by: list[Annotated[str, Field(pattern=WRITER)]] = []
@@ -329,6 +336,29 @@ class TableModel(_Strict):
         if self.schedule is not None:
             _check_cron(self.schedule)
         return self
+
+
+class DutyModel(_Strict):
+    duty: str = Field(min_length=1)
+    resources: list[Annotated[str, Field(pattern=TABLE_ID)]] = []
+    default: bool = False  # also produces every resource of the department that no other duty names
+
+
+class DepartmentModel(_Strict):
+    code: str = Field(pattern=DEPARTMENT_CODE)
+    name: str = Field(min_length=1)
+    town: str | None = None
+    duties: list[DutyModel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_default(self):
+        if sum(u.default for u in self.duties) > 1:
+            raise ValueError("at most one duty is the default (default: true)")
+        return self
+
+
+class DepartmentsModel(_Strict):
+    departments: list[DepartmentModel] = Field(min_length=1)
 
 
 def _check_cron(expr: str) -> None:
@@ -405,6 +435,8 @@ class TableColumn:
     cross_check: bool = False
     pii: bool = False
     grade: int | None = None  # the column's grade (DB11/T 1918) when it differs from the table's
+    protect: str = ""  # how it is protected when shared at grade 3-4 (PROTECTIONS; "" = excluded)
+    length: int | None = None  # maximum length (catalogue data item)
 
 
 @dataclass(frozen=True)
@@ -435,6 +467,7 @@ class TableContract:
     partition_by: str = ""  # published per partition of this column (a key column)
     gate: bool = True  # False: written by its job without a GX gate (checked row by row instead)
     sandbox: dict = field(default_factory=dict)  # {k: ...}: queryable in the sandbox (opendata/sandbox.py)
+    open_condition: str = ""  # 开放条件 (catalogue)
 
     @property
     def zone(self) -> str:
@@ -615,7 +648,7 @@ def parse_table(path: Path) -> TableContract:
     m = _validate(TableModel, path, d)
     cols = tuple(TableColumn(name=c.name, type=c.type, title=c.title, authority=c.authority, fallback=tuple(c.fallback),
                              sources=dict(c.sources), derive=c.derive, cross_check=c.cross_check, pii=c.pii,
-                             grade=c.grade) for c in m.columns)
+                             grade=c.grade, protect=c.protect or "", length=c.length) for c in m.columns)
     names = [c.name for c in cols]
     if len(set(names)) != len(names):
         raise ContractError(f"{path}: column names repeat: {sorted({n for n in names if names.count(n) > 1})}")
@@ -635,7 +668,7 @@ def parse_table(path: Path) -> TableContract:
         expectations=tuple(_expectation(e, path, names) for e in m.expectations), open_dataset=od, path=str(path),
         cross_rules=tuple(m.cross_rules), built_by=m.built_by or "", written_by=tuple(m.written_by),
         upstream=tuple(m.upstream), requires=tuple(m.requires if m.requires is not None else m.upstream),
-        schedule=m.schedule or "", partition_by=m.partition_by or "", gate=m.gate,
+        schedule=m.schedule or "", partition_by=m.partition_by or "", gate=m.gate, open_condition=m.open_condition,
         sandbox=m.sandbox.model_dump() if m.sandbox else {},
     )
     if tc.name != path.stem.split("_", 1)[1] or path.stem.split("_", 1)[0] != tc.zone:
@@ -664,6 +697,7 @@ def parse_table(path: Path) -> TableContract:
     for c in cols:
         if c.authority and not tc.built:
             raise ContractError(f"{path}: column '{c.name}': authority is for base and topic tables")
+    _check_grades(tc, path)
     return tc
 
 
@@ -749,12 +783,54 @@ def _check_open_protection(tc: TableContract, path: Path) -> None:
         od["l"] = 2
     if od.get("l") and od["l"] > od["k"]:
         raise ContractError(f"{where}: l ({od['l']}) cannot exceed k ({od['k']})")
+def _check_grades(tc: TableContract, path: Path) -> None:
+    """分级 (DB11/T 1918): a table is graded by its most sensitive column; a personal column (pii) is
+    at least grade 3, so that it is never shared in clear by default (sharing/masks.py)."""
+    for c in tc.columns:
+        g = c.grade or tc.grade
+        if c.grade is not None and c.grade > tc.grade:
+            raise ContractError(f"{path}: column '{c.name}' has grade {c.grade} above the table's grade {tc.grade}; "
+                                "a table is graded by its most sensitive column")
+        if c.pii and g < 3:
+            raise ContractError(f"{path}: column '{c.name}' is personal (pii) but graded {g}; personal columns are "
+                                "grade 3 or 4 (DB11/T 1918)")
+
+
+@dataclass(frozen=True)
+class Duty:
+    duty: str
+    resources: tuple[str, ...]  # raw.<source>, base.<name>, topic.<name>
+
+
+@dataclass(frozen=True)
+class Department:
+    code: str  # 11-digit department code: the identity sharing tokens are issued to
+    name: str
+    duties: tuple[Duty, ...]
+    town: str = ""  # a town government's town (row filters of its grants)
 
 
 @dataclass(frozen=True)
 class Contracts:
     sources: dict[str, SourceContract]
     tables: dict[str, TableContract]
+    departments: dict[str, Department] = field(default_factory=dict)  # code -> department (departments.yaml)
+
+    def department(self, code: str) -> Department:
+        if code not in self.departments:
+            raise ContractError(f"unknown department code '{code}'; registered departments are listed in "
+                                "contracts/departments.yaml")
+        return self.departments[code]
+
+    def department_named(self, name: str) -> Department:
+        for d in self.departments.values():
+            if d.name == name:
+                return d
+        raise ContractError(f"unknown department '{name}' (contracts/departments.yaml)")
+
+    def duties_of(self, resource: str) -> list[tuple[Department, Duty]]:
+        """The duties (职责) that produce ``resource`` (``raw.<source>`` or a table id)."""
+        return [(d, u) for d in self.departments.values() for u in d.duties if resource in u.resources]
 
     def source(self, name: str) -> SourceContract:
         if name not in self.sources:
@@ -790,7 +866,83 @@ def load(contracts_dir: str) -> Contracts:
         tables[t.table] = t
     _validate_authorities(sources, tables)
     _validate_flow(sources, tables)
-    return Contracts(sources=sources, tables=tables)
+    departments = _load_departments(base / "departments.yaml", sources, tables)
+    return Contracts(sources=sources, tables=tables, departments=departments)
+
+
+def _load_departments(path: Path, sources: dict, tables: dict) -> dict[str, Department]:
+    """``departments.yaml``: the departments, their codes and duties, checked against the contracts:
+    codes and names unique; every source's department (name and code) registered; every base/topic
+    table's owner registered; every share grant a registered code; every source and base/topic table
+    named by exactly one duty, of the department that provides it (duty -> data)."""
+    if not path.is_file():
+        raise ContractError(f"{path} is missing: the departments, their codes and duties (职责)")
+    m = _validate(DepartmentsModel, path, _load_yaml(path))
+    out: dict[str, Department] = {}
+    names: dict[str, str] = {}
+    for d in m.departments:
+        if d.code in out:
+            raise ContractError(f"{path}: department code {d.code} appears twice")
+        if d.name in names:
+            raise ContractError(f"{path}: department name {d.name} appears twice ({names[d.name]}, {d.code})")
+        if d.town is not None and d.town not in REF.district.towns:
+            raise ContractError(f"{path}: department {d.code}: town '{d.town}' is not a town of the district "
+                                "(contracts/reference.yaml)")
+        names[d.name] = d.code
+        out[d.code] = Department(code=d.code, name=d.name, town=d.town or "",
+                                 duties=tuple(Duty(u.duty, tuple(u.resources)) for u in d.duties))
+    produced: dict[str, str] = {}
+    for d in out.values():
+        for u in d.duties:
+            for r in u.resources:
+                zone, name = r.split(".", 1)
+                if zone == "raw":
+                    if name not in sources:
+                        raise ContractError(f"{path}: department {d.code} duty '{u.duty}' names unknown source '{r}'")
+                    if sources[name].department_code != d.code:
+                        raise ContractError(f"{path}: department {d.code} duty '{u.duty}' names {r}, which "
+                                            f"{sources[name].department_code} delivers ({sources[name].path})")
+                elif r not in tables or not tables[r].built:
+                    raise ContractError(f"{path}: department {d.code} duty '{u.duty}' names '{r}', which is not a "
+                                        "base or topic table with a contract")
+                elif tables[r].owner != d.name:
+                    raise ContractError(f"{path}: department {d.code} duty '{u.duty}' names {r}, whose owner is "
+                                        f"{tables[r].owner} ({tables[r].path})")
+                if r in produced:
+                    raise ContractError(f"{path}: {r} is named by two duties ({produced[r]}; {d.code} '{u.duty}')")
+                produced[r] = f"{d.code} '{u.duty}'"
+    defaults = {src.code: [u for u in src.duties if u.default] for src in m.departments}
+    extra: dict[tuple[str, str], list[str]] = {}  # (code, duty) -> resources the default duty produces
+
+    def attach(resource: str, code: str, where: str) -> None:
+        if resource in produced:
+            return
+        if not defaults.get(code):
+            raise ContractError(f"{path}: {resource} is named by no duty of department {code} and the department has "
+                                f"no default duty (default: true) ({where})")
+        extra.setdefault((code, defaults[code][0].duty), []).append(resource)
+
+    for s in sources.values():
+        if s.department_code not in out:
+            raise ContractError(f"{s.path}: department_code {s.department_code} is not registered in {path}")
+        if out[s.department_code].name != s.department:
+            raise ContractError(f"{s.path}: department '{s.department}' is registered as "
+                                f"'{out[s.department_code].name}' under {s.department_code} in {path}")
+        attach(f"raw.{s.source}", s.department_code, s.path)
+    for t in sorted(tables.values(), key=lambda t: t.table):
+        if t.built and t.owner not in names:
+            raise ContractError(f"{t.path}: owner '{t.owner}' is not a registered department ({path})")
+        if t.built:
+            attach(t.table, names[t.owner], t.path)
+        for g in t.share_grants:
+            if g not in out:
+                raise ContractError(f"{t.path}: share_grants names department code {g}, which is not registered "
+                                    f"in {path}")
+    for (code, duty), resources in extra.items():
+        d = out[code]
+        out[code] = Department(code=d.code, name=d.name, town=d.town, duties=tuple(
+            Duty(u.duty, u.resources + tuple(resources)) if u.duty == duty else u for u in d.duties))
+    return out
 
 
 def _validate_authorities(sources: dict, tables: dict) -> None:

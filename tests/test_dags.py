@@ -65,7 +65,8 @@ def test_dags_follow_the_registry(dagbag):
         assert sorted(t.task_id for t in dag.tasks) == sorted(f"ingest__{x.source}" for x in c.sources_of(domain)
                                                                if x.loader == "rows")
     publish = dagbag.get_dag("lake__publish")
-    assert [t.task_id for t in publish.topological_sort()] == ["publish__share", "publish__open", "publish__catalog"]
+    assert [t.task_id for t in publish.topological_sort()] == ["publish__share", "publish__views", "publish__open",
+                                                              "publish__catalog"]
     for t in c.built_tables():  # every shared or opened table triggers publication (and the catalogue)
         assert (f"'{t.table}'" in str(publish.timetable.asset_condition)) == (t.share_type != "none" or t.open_type != "none")
 

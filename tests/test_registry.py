@@ -198,7 +198,7 @@ def test_every_contract_exports_as_valid_odcs(tmp_path):
 
 # ----------------------------------------------------------------------------- module structure
 
-RUNTIME = ("lake", "jobs", "quality", "catalog", "opendata")
+RUNTIME = ("lake", "jobs", "quality", "catalog", "opendata", "sharing")
 
 
 def _imports(path: Path, package_root: Path) -> set[str]:

@@ -1,6 +1,7 @@
-"""Publication: the share zone for departments (``jobs.publish.share``), the open zone for the
-open-data portal (``jobs.publish.open``) and the resource catalogue (``catalog.resources``), refreshed
-together after every publication."""
+"""Publication: the share zone for departments (``jobs.publish.share``: the copies; ``sharing.views``:
+the masked, filtered view of every grant and ``share/_grants``), the open zone for the open-data portal
+(``jobs.publish.open``) and the resource catalogue with its hash chain (``catalog.resources``,
+``catalog.chain``), refreshed together after every publication."""
 from __future__ import annotations
 
 import time
@@ -12,17 +13,20 @@ from lake.spark import get_spark
 TABLES = ()
 
 
-def run(settings: Settings) -> dict:
-    """Publish the share zone, the open zone and the catalogue (each idempotent)."""
+def run(settings: Settings, as_of: str | None = None) -> dict:
+    """Publish the share zone and its grantee views, the open zone and the catalogue with its chain
+    (each idempotent)."""
     from catalog import resources
     from jobs.publish.open import publish_open
     from jobs.publish.share import publish_share
+    from sharing.views import publish_views
 
     t0 = time.time()
     spark = get_spark(settings)
     share = publish_share(spark, settings)
+    views = publish_views(spark, settings)
     opened = publish_open(spark, settings)
-    cat = resources.publish(spark, settings)
-    log.info("catalog/resources: %s (%d entries, unconditional share rate %s)", cat["status"], cat["entries"],
-             cat["unconditional_share_rate"])
-    return {"share": share, "open": opened, "catalog": cat, "seconds": round(time.time() - t0, 2)}
+    cat = resources.publish(spark, settings, as_of)
+    log.info("catalog/resources: %s (%d entries, %d chain blocks added, unconditional share rate %s)", cat["status"],
+             cat["entries"], cat["chain_blocks_added"], cat["unconditional_share_rate"])
+    return {"share": share, "views": views, "open": opened, "catalog": cat, "seconds": round(time.time() - t0, 2)}

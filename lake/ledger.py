@@ -1,0 +1,63 @@
+"""Append-only Delta tables written without a JVM (delta-rs): the catalogue chain (``catalog/chain``),
+the sharing requests (``share/_requests``), the bearer tokens and the read audit (``_private/sharing/``).
+
+Every write to these tables goes through ``append`` here, so that one lock (a cross-process lock, when
+the lake gets one) can wrap them all. The tables are created with ``delta.appendOnly = true``: a Delta
+writer (delta-rs or Spark) refuses to overwrite or delete their rows; history is only ever added to.
+Appends never conflict with each other: two processes appending at once both succeed (delta-rs retries
+the commit under the next version number)."""
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlparse
+
+import pyarrow as pa
+
+_LOCK = threading.RLock()  # one writer at a time inside a process (the server's threads, the CLI)
+
+
+def lock():
+    """Held around a read-then-append that must not interleave with another writer (the chain: a block
+    links to the last one read). In-process only; a cross-process lock (lake/locks.py) belongs here."""
+    return _LOCK
+
+
+def _uri(uri: str) -> str:
+    scheme = urlparse(uri).scheme
+    return "s3://" + uri.split("://", 1)[1] if scheme in ("s3a", "s3n") else uri
+
+
+def exists(uri: str) -> bool:
+    from lake.io import has_commit
+
+    return has_commit(uri)
+
+
+def append(uri: str, rows: list[dict], schema: pa.Schema) -> None:
+    """Append ``rows`` (dicts with the keys of ``schema``) to the append-only table at ``uri``,
+    creating it on first use."""
+    from deltalake import write_deltalake
+
+    if not rows:
+        return
+    table = pa.Table.from_pylist(rows, schema=schema)
+    with _LOCK:
+        write_deltalake(_uri(uri), table, mode="append", configuration={"delta.appendOnly": "true"})
+
+
+def read(uri: str) -> list[dict]:
+    """Every row of the table at ``uri`` (``[]`` when it does not exist yet); callers order them by
+    their own time or index column."""
+    if not exists(uri):
+        return []
+    from deltalake import DeltaTable
+
+    return DeltaTable(_uri(uri)).to_pyarrow_table().to_pylist()
+
+
+def read_arrow(uri: str) -> pa.Table | None:
+    if not exists(uri):
+        return None
+    from deltalake import DeltaTable
+
+    return DeltaTable(_uri(uri)).to_pyarrow_table()
