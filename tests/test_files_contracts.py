@@ -315,7 +315,10 @@ def _pii_in_open_topic(d):
 
 
 def _open_base_with_pii(d):
+    # a complete aggregate open_dataset, so that the refusal comes from the personal columns alone
+    topic = yaml.safe_load((CONTRACTS_DIR / "tables/topic_population_by_town_age_band.yaml").read_text(encoding="utf-8"))
     d["open_type"] = "unconditional"
+    d["open_dataset"] = {**topic["open_dataset"], "id": "population-register", "count_columns": []}
 
 
 def _wrong_source_name(d):
