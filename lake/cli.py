@@ -80,6 +80,8 @@ def generate(
     scale: float = typer.Option(0.01, "--scale", help="1.0 = Daxing's size (1.81 M people, 144 K legal entities)."),
     seed: int = typer.Option(42, "--seed"),
     iot_days: int = typer.Option(1, "--iot-days", help="Days of sensor readings, ending on the extract date (0: none)."),
+    days: int = typer.Option(0, "--days", help="Write OUT/day-01 (the first full delivery) … OUT/day-NN (daily "
+                             "changes), each an inbox with its own manifest.json (as_of) and truth/."),
 ):
     """Write deterministic synthetic department files (population, legal entities, the base map, the
     sensing ledger and readings), manifest.json, iot_manifest.json and the truth/ folder."""
@@ -89,6 +91,17 @@ def generate(
         raise typer.BadParameter("--scale must be > 0")
     if iot_days < 0:
         raise typer.BadParameter("--iot-days must be >= 0")
+    if days < 0:
+        raise typer.BadParameter("--days must be >= 1")
+    if days:
+        from sample.generate_days import generate_days
+
+        manifests = generate_days(days, scale, seed, out, iot_days=iot_days,
+                                  progress=lambda k, s, n: console.print(f"  day-{k:02d} {s}: {n:,} rows"))
+        for m in manifests:
+            console.print(f"day-{m['day']:02d}: as_of {m['as_of']}, {len(m['files'])} department files")
+        console.print(f"wrote {days} day(s) of deliveries to {out}/day-01 … day-{days:02d} (manifest.json, truth/)")
+        return
     manifest = gen(scale, seed, out, progress=lambda s, n: console.print(f"  {s}: {n:,} rows"), iot_days=iot_days)
     n = len(manifest["files"]) + len(manifest.get("spatial_files", []))
     console.print(f"wrote {n} department files (+ sensing ledger and {iot_days} day(s) of readings) to {out} "
