@@ -161,12 +161,51 @@ def _run_pipeline(s: Settings, a: str) -> dict:
 
 
 @app.command()
-def run(as_of: Optional[str] = AsOfOpt, root: Optional[str] = RootOpt):
-    """Run the whole pipeline once, in-process, on whatever is in the inbox."""
+def run(as_of: Optional[str] = AsOfOpt, root: Optional[str] = RootOpt,
+        inbox: Optional[Path] = typer.Option(None, "--inbox", help="Process this folder's deliveries (e.g. DIR/day-03 "
+                                             "of `lake generate --days`) instead of <root>/inbox; the base tables "
+                                             "are built incrementally (only the entities the deliveries touch).")):
+    """Run the whole pipeline once, in-process, on whatever is in the inbox: land the day's
+    deliveries, build what they change (incrementally once a table exists), report and publish."""
     _setup_logging()
     s = _settings(root)
+    if inbox is not None:
+        from dataclasses import replace
+
+        if not inbox.is_dir():
+            raise typer.BadParameter(f"--inbox {inbox}: no such folder")
+        s = replace(s, inbox=str(inbox.resolve()))
     report = _run_pipeline(s, _as_of(as_of))
     _summary(s, report)
+
+
+@app.command("query")
+def query_cmd(
+    sql: str = typer.Argument(..., help="One SELECT over base.<name> and topic.<name> (e.g. \"SELECT town, count(*) "
+                              "FROM base.population GROUP BY town\")."),
+    as_of: str = typer.Option(..., "--as-of", help="Business date YYYY-MM-DD: every table as it stood on that day."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON lines."),
+):
+    """Read-only SQL (DuckDB, no JVM) over the base and topic tables as of a business date: base
+    tables from their history (validity periods), the others by Delta time travel."""
+    from lake.asof import QueryError, query
+
+    s = _settings(root)
+    try:
+        cols, rows = _guard(lambda: query(s, as_of, sql))
+    except QueryError as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(1)
+    if as_json:
+        for r in rows:
+            console.print_json(data=dict(zip(cols, r)), default=str)
+        return
+    t = Table(*cols)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
+    console.print(f"{len(rows):,} row(s) as of {as_of}")
 
 
 @app.command()

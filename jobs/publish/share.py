@@ -33,11 +33,9 @@ def publish_share(spark: SparkSession, settings: Settings) -> list[dict]:
         if not io.is_table(spark, src):
             raise contracts_mod.ContractError(f"{tc.table} is not published yet; build it before sharing")
         meta = io.last_metadata(spark, src)
-        written = io.overwrite_if_changed(
-            io.read(spark, src), io.table_path(settings, "share", share_name(tc)),
-            {"source_table": tc.table, "source_version": io.version(spark, src), "as_of": meta.get("as_of")},
-            fp=meta.get("fingerprint"),
-        )
+        written = sync(spark, io.read(spark, src), io.table_path(settings, "share", share_name(tc)), list(tc.key),
+                       {"source_table": tc.table, "source_version": io.version(spark, src), "as_of": meta.get("as_of")},
+                       fp=meta.get("fingerprint"))
         for dept in (tc.share_grants if tc.share_type == "conditional" else ("*",)):
             grants.append((share_name(tc), tc.table, tc.share_type, dept, tc.share_condition, tc.grade))
         out.append({"table": f"share.{share_name(tc)}", "status": "published" if written else "unchanged"})
@@ -47,6 +45,82 @@ def publish_share(spark: SparkSession, settings: Settings) -> list[dict]:
     for o in out:
         log.info("%s: %s", o["table"], o["status"])
     return out
+
+
+def _differs(df, alias_t: str = "t", alias_s: str = "s") -> str:
+    """SQL: a row of the target differs from the source's (null-safe; maps compared as JSON)."""
+    parts = []
+    for c, t in df.dtypes:
+        if t.startswith("map"):
+            parts.append(f"to_json({alias_t}.`{c}`) <=> to_json({alias_s}.`{c}`)")
+        else:
+            parts.append(f"{alias_t}.`{c}` <=> {alias_s}.`{c}`")
+    return "NOT (" + " AND ".join(parts) + ")"
+
+
+def sync(spark: SparkSession, df, path: str, key: list[str], meta: dict, fp: str | None = None) -> bool:
+    """Make the share copy at ``path`` equal to ``df``; True if a version was written.
+
+    A new copy is created with Delta's Change Data Feed on (``delta.enableChangeDataFeed``). Later
+    releases are one MERGE on the key that updates only rows that differ, inserts new ones and deletes
+    the ones gone, so the feed between two versions holds exactly the rows that changed: a department
+    reads ``table_changes`` / ``readChangeFeed`` (or ``deltalake``'s ``load_cdf`` without a JVM) from
+    its last version instead of the whole table. Unchanged content (fingerprint) writes nothing; a
+    changed column set overwrites the copy."""
+    from delta.tables import DeltaTable
+
+    from quality.gates import _merge_meta
+
+    fp = fp or io.fingerprint(df)
+    current = io.last_metadata(spark, path)
+    if current.get("fingerprint") == fp:
+        return False
+    commit = {**meta, "fingerprint": fp}
+    if not io.is_table(spark, path) or sorted(io.read(spark, path).columns) != sorted(df.columns):
+        io.overwrite(df, path, commit, properties={io.CDF_PROPERTY: "true"})
+        return True
+    dt = DeltaTable.forPath(spark, path)
+    if dt.detail().collect()[0]["properties"].get(io.CDF_PROPERTY) != "true":
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{io.CDF_PROPERTY}' = 'true')")
+    cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in key)
+    with _merge_meta(spark, commit):
+        (dt.alias("t").merge(df.alias("s"), cond).whenMatchedUpdateAll(condition=_differs(df))
+         .whenNotMatchedInsertAll().whenNotMatchedBySourceDelete().execute())
+    return True
+
+
+def changes(settings: Settings, table: str, department: str, since: int, until: int | None = None):
+    """What changed in share table ``table`` after version ``since`` (up to ``until``), read without a
+    JVM (deltalake's ``load_cdf``), as ``department`` (its grant is checked like ``read_share``):
+    a pyarrow table with ``_change_type`` (insert, update_preimage, update_postimage, delete),
+    ``_commit_version`` and ``_commit_timestamp``."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    check_grant(settings, table, department)
+    dt = DeltaTable(io.table_path(settings, "share", table))
+    end = dt.version() if until is None else until
+    if since >= end:
+        return None
+    return pa.table(dt.load_cdf(starting_version=since + 1, ending_version=end).read_all())
+
+
+def check_grant(settings: Settings, table: str, department: str) -> None:
+    """Raise AccessDenied unless ``department`` may read share table ``table`` (read without a JVM)."""
+    import os
+
+    from deltalake import DeltaTable
+
+    path = io.table_path(settings, *GRANTS)
+    rows = []
+    if os.path.isdir(os.path.join(path, "_delta_log")):
+        g = DeltaTable(path).to_pyarrow_table().to_pylist()
+        rows = [r for r in g if r["share_table"] == table]
+    if not rows:
+        raise AccessDenied(f"share table '{table}' does not exist or is not shared")
+    if not any(r["department"] in ("*", department) for r in rows):
+        allowed = ", ".join(sorted(r["department"] for r in rows))
+        raise AccessDenied(f"{department} has no grant for {table} ({rows[0]['share_type']} sharing; granted to: {allowed})")
 
 
 class AccessDenied(PermissionError):
