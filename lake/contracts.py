@@ -183,9 +183,9 @@ class ColumnBoundsModel(_Strict):
 
 
 class HistoryChecksModel(_Strict):
-    """Checks of a delivery against the last ``window`` deliveries of the same kind (full file or
-    change file) of the source: a delivery with fewer than ``min_rows`` rows, or with fewer than
-    ``min_deliveries`` earlier ones, is not checked."""
+    """Checks of a delivery against the last ``window`` deliveries of the same kind (full file,
+    change file or snapshot) of the source: with fewer than ``min_deliveries`` earlier ones, or when
+    their median row count is below ``min_rows`` (too small to judge), it is not checked."""
     window: Annotated[int, Field(ge=1)] = 7
     min_deliveries: Annotated[int, Field(ge=1)] = 3
     min_rows: Annotated[int, Field(ge=0)] = 0

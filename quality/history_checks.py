@@ -85,10 +85,12 @@ def bounds(metric: str, column: str, baseline: float, hc: dict) -> tuple[float |
 
 def evaluate(current: list[tuple[str, str, float]], earlier: dict[tuple[str, str], list[float]], hc: dict,
              rows_read: int) -> list[dict]:
-    """One result per metric of ``current`` that has bounds and enough earlier deliveries. Pure."""
+    """One result per metric of ``current`` that has bounds and enough earlier deliveries, when the
+    earlier deliveries' median row count reaches ``min_rows``. Pure."""
     out = []
-    if rows_read < hc.get("min_rows", 0):
-        return out
+    past_rows = earlier.get(("rows", ""), [])
+    if not past_rows or statistics.median(past_rows) < hc.get("min_rows", 0):
+        return out  # a source this small (usually) is not judged: its numbers move too much
     for metric, column, value in current:
         past = earlier.get((metric, column), [])
         if len(past) < hc.get("min_deliveries", 3):

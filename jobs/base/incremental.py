@@ -341,7 +341,10 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
                     F.broadcast(spark.createDataFrame([(b["batch_id"],) for b in relink], "_batch_id string")),
                     "_batch_id", "left_semi").select(F.col("linked_key").alias(KEY)))
             if old_linked:
-                keys = keys.unionByName(spark.createDataFrame([(k,) for k in old_linked], f"{KEY} string"))
+                lost = spark.createDataFrame([(k,) for k in old_linked], f"{KEY} string")
+                keys = keys.unionByName(lost)
+                for d in {b["as_of"] for b in relink}:  # their states change where the rows were relinked
+                    touched[d] = touched[d].unionByName(lost).distinct()
             keys = keys.distinct().persist(StorageLevel.MEMORY_AND_DISK)
             stats["touched"] = keys.count()
         g, found, conflicts = golden.golden_records(tc, contracts, raw, links, persist=True, keys=keys)
