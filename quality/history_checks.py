@@ -5,8 +5,8 @@ At ingest every file gets a profile (``quality/delivery_profiles``: rows, and pe
 contract's ``history_checks`` name the null rate, distinct count and mean of the values as received,
 deletions of a change file left out). The profile is compared with the median of the same metric over
 the last ``window`` deliveries of the same kind (full file, change file or snapshot) with an earlier
-business date; every comparison is a row of ``quality/delivery_checks`` (observed, baseline, bounds,
-passed), and every failed one a finding for the department (stage ``ingest``, rule ``history.<metric>``,
+business date; each compared metric's row also holds the baseline, the bounds, the number of
+deliveries compared and whether it passed (null: not compared), and every failed one is a finding for the department (stage ``ingest``, rule ``history.<metric>``,
 severity error). When ``contracts/policy.yaml`` says ``history.block_publication: true``, a table one
 of whose sources' newest delivery failed a check is not published (``blocking``, called by the gates).
 """
@@ -22,11 +22,8 @@ from lake.contracts import SourceContract
 from lake.settings import Settings
 
 PROFILES = ("quality", "delivery_profiles")
-CHECKS = ("quality", "delivery_checks")
-PROFILE_SCHEMA = "source string, batch_id string, as_of date, kind string, metric string, `column` string, value double"
-CHECK_SCHEMA = ("source string, batch_id string, as_of date, kind string, metric string, `column` string, "
-                "observed double, baseline double, lower double, upper double, deliveries int, passed boolean, "
-                "message string")
+SCHEMA = ("source string, batch_id string, as_of string, kind string, metric string, `column` string, value double, "
+          "baseline double, lower double, upper double, deliveries int, passed boolean, message string")
 DEFECTS = {"rows": "row_count_out_of_bounds", "null_rate": "null_rate_jump",
            "distinct": "distinct_count_out_of_bounds", "mean": "mean_out_of_bounds"}
 
@@ -114,7 +111,7 @@ def profile_and_check(spark: SparkSession, settings: Settings, sc: SourceContrac
     findings rows (None when there are none). ``lock`` serialises the writes to the shared tables."""
     hc = sc.history_checks
     current = profile(checked, sc, rows_read)
-    ppath, cpath = io.table_path(settings, *PROFILES), io.table_path(settings, *CHECKS)
+    ppath = io.table_path(settings, *PROFILES)
     earlier: dict[tuple[str, str], list[float]] = {}
     window = int(hc.get("window", 7)) if hc else 7
     if hc and io.is_table(spark, ppath):
@@ -125,20 +122,16 @@ def profile_and_check(spark: SparkSession, settings: Settings, sc: SourceContrac
                    .orderBy(F.col("as_of").desc(), F.col("batch_id").desc()).limit(window).collect()]
         for r in prev.where(F.col("batch_id").isin(batches)).collect():
             earlier.setdefault((r["metric"], r["column"] or ""), []).append(r["value"])
-    results = evaluate(current, earlier, hc, rows_read) if hc else []
-    prof = spark.createDataFrame([(sc.source, batch_id, as_of, kind, m, c, v) for m, c, v in current],
-                                 "source string, batch_id string, as_of string, kind string, metric string, "
-                                 "`column` string, value double").withColumn("as_of", F.col("as_of").cast("date"))
-    chk = spark.createDataFrame(
-        [(sc.source, batch_id, as_of, kind, r["metric"], r["column"], r["observed"], r["baseline"], r["lower"],
-          r["upper"], r["deliveries"], r["passed"], r["message"]) for r in results],
-        CHECK_SCHEMA.replace("as_of date", "as_of string")).withColumn("as_of", F.col("as_of").cast("date"))
+    results = {(r["metric"], r["column"]): r for r in (evaluate(current, earlier, hc, rows_read) if hc else [])}
+    rows = []
+    for m, c, v in current:
+        r = results.get((m, c), {})
+        rows.append((sc.source, batch_id, as_of, kind, m, c, v, r.get("baseline"), r.get("lower"), r.get("upper"),
+                     r.get("deliveries"), r.get("passed"), r.get("message")))
+    prof = spark.createDataFrame(rows, SCHEMA).withColumn("as_of", F.col("as_of").cast("date"))
     with lock:
-        io.replace_where(prof.select(*[c.split()[0].strip("`") for c in PROFILE_SCHEMA.split(", ")]), ppath,
-                         f"batch_id = '{batch_id}'")
-        if results or io.is_table(spark, cpath):  # no empty table for sources that are never checked
-            io.replace_where(chk.select(*[c.split()[0].strip("`") for c in CHECK_SCHEMA.split(", ")]), cpath,
-                             f"batch_id = '{batch_id}'")
+        io.replace_where(prof, ppath, f"batch_id = '{batch_id}'")
+    results = list(results.values())
     failed = [r for r in results if not r["passed"]]
     if not failed:
         return None
@@ -155,17 +148,17 @@ def profile_and_check(spark: SparkSession, settings: Settings, sc: SourceContrac
 def blocking(spark: SparkSession, settings: Settings, sources: list[str]) -> list[dict]:
     """The failed checks of the newest delivery (latest business date, then batch id) of each of
     ``sources``: what blocks publication when the policy says so."""
-    cpath, ppath = io.table_path(settings, *CHECKS), io.table_path(settings, *PROFILES)
-    if not sources or not io.is_table(spark, cpath) or not io.is_table(spark, ppath):
+    ppath = io.table_path(settings, *PROFILES)
+    if not sources or not io.is_table(spark, ppath):
         return []
+    prof = io.read(spark, ppath).where(F.col("source").isin(sources))
     latest = {}
-    for r in (io.read(spark, ppath).where(F.col("source").isin(sources)).select("source", "batch_id", "as_of")
-              .distinct().collect()):
+    for r in prof.select("source", "batch_id", "as_of").distinct().collect():
         cur = latest.get(r["source"])
         if cur is None or (r["as_of"], r["batch_id"]) > cur:
             latest[r["source"]] = (r["as_of"], r["batch_id"])
     if not latest:
         return []
-    rows = (io.read(spark, cpath).where(F.col("batch_id").isin([b for _, b in latest.values()]) & ~F.col("passed"))
-            .orderBy("source", "metric", "column").collect())
+    rows = (prof.where(F.col("batch_id").isin([b for _, b in latest.values()]) & (F.col("passed") == F.lit(False)))
+            .withColumnRenamed("value", "observed").orderBy("source", "metric", "column").collect())
     return [r.asDict() for r in rows]

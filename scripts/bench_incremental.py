@@ -31,7 +31,7 @@ SOURCES = ("psb_household", "mca_residents", "hrss_insured", "nhc_vital_events",
 
 
 def stage(settings, folder: Path, as_of: str, topics: bool) -> dict:
-    from jobs.base import golden
+    from jobs.base import golden, incremental
     from jobs.landing import ingest
     from jobs.topic import legal_entity as t_le
     from jobs.topic import population as t_pop
@@ -43,7 +43,7 @@ def stage(settings, folder: Path, as_of: str, topics: bool) -> dict:
     out["ingest"] = {"seconds": round(time.time() - t, 1), "rows": sum(r["rows_read"] for r in res)}
     for table in ("base.population", "base.legal_entity"):
         t = time.time()
-        r = golden.build_table(settings, table, as_of)
+        r = incremental.build_table(settings, table, as_of)
         out[table] = {"seconds": round(time.time() - t, 1), "rows": r["rows"], "mode": r["mode"],
                       "touched": r.get("touched"), "status": r["status"]}
     if topics:

@@ -196,7 +196,7 @@ def run_duckdb(settings, tc, contracts, sources: list[str], out: Path) -> float:
 def run_spark(settings, tc, contracts, sources: list[str], out: Path) -> float:
     from pyspark.sql import functions as F
 
-    from jobs.base import golden
+    from jobs.base import golden, incremental
     from lake import io
     from lake.spark import get_spark
 
@@ -258,7 +258,7 @@ def main() -> int:
     if args.root:
         settings = Settings.from_env(root=args.root)
     else:
-        from jobs.base import golden
+        from jobs.base import golden, incremental
         from jobs.landing import ingest
         from sample.generate import generate
 
@@ -273,7 +273,7 @@ def main() -> int:
         ingest.run_many(settings, [(s, p) for s in srcs for p in sorted((work / "inbox" / s).iterdir())])
         print(f"landed {len(srcs)} sources in {time.time() - t:.0f}s")
         t = time.time()
-        r = golden.build_table(settings, TABLE, "2026-11-01")
+        r = incremental.build_table(settings, TABLE, "2026-11-01")
         print(f"lake build of {TABLE} (links, golden records, findings, gate, history): {time.time() - t:.0f}s, "
               f"{r['rows']:,} rows")
     contracts = contracts_mod.load(settings.contracts_dir)

@@ -27,7 +27,7 @@ def run_day(settings, folder: Path, as_of: str) -> dict:
     """One day as `lake run --inbox folder --as-of as_of` runs it, for the population and
     legal-entity tables: land the day's files, build the base tables (incrementally once they exist)
     and their topics."""
-    from jobs.base import golden
+    from jobs.base import golden, incremental
     from jobs.landing import ingest
     from jobs.topic import legal_entity as t_le
     from jobs.topic import population as t_pop
@@ -35,7 +35,7 @@ def run_day(settings, folder: Path, as_of: str) -> dict:
     s = replace(settings, inbox=str(folder))
     files = [(src, p) for src in SOURCES for p in ingest.inbox_files(s, src)]
     ingest.run_many(settings, files, as_of=as_of)
-    out = {t: golden.build_table(settings, t, as_of) for t in ("base.population", "base.legal_entity")}
+    out = {t: incremental.build_table(settings, t, as_of) for t in ("base.population", "base.legal_entity")}
     out["topics"] = [t_pop.build(settings, as_of)[0], t_le.build(settings, as_of)[0]]
     return out
 
@@ -99,7 +99,7 @@ def test_incremental_runs_touch_only_affected_entities(lakes):
 
 
 def test_late_day_gives_the_same_lake_and_a_full_rebuild_too(spark, lakes):
-    from jobs.base import golden
+    from jobs.base import golden, incremental
     from jobs.topic import legal_entity as t_le
     from jobs.topic import population as t_pop
     from lake import io
@@ -112,7 +112,7 @@ def test_late_day_gives_the_same_lake_and_a_full_rebuild_too(spark, lakes):
         assert io.last_metadata(spark, io.path_of(a, t))["fingerprint"] == in_order[t]
     # a full rebuild of lake B from the same deliveries
     for t in ("base.population", "base.legal_entity"):
-        r = golden.build_table(b, t, DATES[3], mode="full")
+        r = incremental.build_table(b, t, DATES[3], mode="full")
         assert r["mode"] == "full" and r["status"] == "unchanged", r  # same fingerprint: nothing to write
     assert t_pop.build(b, DATES[3])[0]["status"] == "unchanged"
     assert t_le.build(b, DATES[3])[0]["status"] == "unchanged"
@@ -193,7 +193,7 @@ def test_share_change_data_feed(spark, lakes):
 def test_history_checks_block_publication(spark, lakes, days, tmp_path):
     """A truncated snapshot and a snapshot whose phone column is suddenly empty, after three good
     ones: findings for civil affairs and, per policy, base.legal_entity is not published."""
-    from jobs.base import golden
+    from jobs.base import golden, incremental
     from jobs.landing import ingest
     from lake import io
     from quality.gates import HistoryChecksFailed
@@ -218,7 +218,7 @@ def test_history_checks_block_publication(spark, lakes, days, tmp_path):
     assert [(r["rule"], r["defect_type"], r["department"]) for r in truncated] == [
         ("history.rows", "row_count_out_of_bounds", "北京市大兴区民政局")]
     with pytest.raises(HistoryChecksFailed, match="rows .* median"):
-        golden.build_table(a, "base.legal_entity", "2026-11-04")
+        incremental.build_table(a, "base.legal_entity", "2026-11-04")
     assert io.version(spark, io.path_of(a, "base.legal_entity")) == before
     import io as _io
 
@@ -232,7 +232,7 @@ def test_history_checks_block_publication(spark, lakes, days, tmp_path):
     found = deliver("2026-11-05", emptied)
     assert {(r["rule"], r["field"]) for r in found} == {("history.null_rate", "phone")}
     with pytest.raises(HistoryChecksFailed, match="null_rate of phone"):
-        golden.build_table(a, "base.legal_entity", "2026-11-05")
+        incremental.build_table(a, "base.legal_entity", "2026-11-05")
     # a good delivery again: publication resumes
     assert deliver("2026-11-06", body) == []
-    assert golden.build_table(a, "base.legal_entity", "2026-11-06")["status"] in ("published", "unchanged")
+    assert incremental.build_table(a, "base.legal_entity", "2026-11-06")["status"] in ("published", "unchanged")

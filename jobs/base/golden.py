@@ -24,7 +24,6 @@ Steps for a base table:
 """
 from __future__ import annotations
 
-import time
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -36,7 +35,6 @@ from lake import io, rules
 from lake.contracts import Contracts, SourceContract, TableContract
 from lake.log import log
 from lake.settings import Settings
-from lake.spark import get_spark
 from quality import findings, gates
 
 
@@ -321,14 +319,6 @@ def values_map(pairs: list[tuple[str, Column]]) -> Column:
 
 # ------------------------------------------------------------------ job
 
-def run_id(spark: SparkSession, settings: Settings, tc: TableContract, present: list[str]) -> str:
-    """The run id of the table's build findings and conflicts: one current set per table
-    (``jobs.base.incremental`` replaces the touched entities' rows)."""
-    from jobs.base import incremental
-
-    return incremental.build_run(tc.table)
-
-
 def link_query(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame]) -> tuple[DataFrame | None, DataFrame | None]:
     """(reference, query) for record linkage, or (None, None) when no source has rows without a key."""
     key_col = tc.columns[tc.column_names.index(tc.key[0])]
@@ -349,12 +339,3 @@ def link_query(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame
             F.lit(s).alias("source"), F.col(sc.record_key).alias("record_key"), "_batch_id", "_file_sha256", "_row",
             *[(F.col(c) if c in df.columns else F.lit(None)).cast("string").alias(c) for c in linkage.LINK_COLUMNS]))
     return reference, reduce(DataFrame.unionByName, parts)
-
-
-def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession | None = None,
-                mode: str = "auto") -> dict:
-    """Build and publish the golden records of ``table`` (with its history, findings and conflicts)
-    from what has been delivered: incrementally when possible (``jobs.base.incremental``)."""
-    from jobs.base import incremental
-
-    return incremental.build(settings, table, as_of, spark=spark, mode=mode)

@@ -392,3 +392,14 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
     stats.update({"status": res.status, "rows": res.rows, "findings": n_findings, "since": str(since),
                   "seconds": round(time.time() - t0, 2)})
     return stats
+
+
+def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession | None = None,
+                mode: str = "auto") -> dict:
+    """Build and publish the golden records of ``table`` (with its history, findings and conflicts)."""
+    return build(settings, table, as_of, spark=spark, mode=mode)
+
+
+def run_id(spark: SparkSession, settings: Settings, tc: TableContract, present: list[str]) -> str:
+    """The run id of the table's build findings and conflicts: one current set per table."""
+    return build_run(tc.table)

@@ -163,6 +163,9 @@ def _cross_checks(sc: SourceContract, typed: dict, id_issues: dict[str, list[Col
 
 def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(raw, quarantine, findings) from a checked frame. Pure."""
+    for c, t in (("_as_of", "date"), ("_op", "string")):  # frames built without a delivery (lake check)
+        if c not in checked.columns:
+            checked = checked.withColumn(c, F.lit(None).cast(t))
     is_error = F.col("_is_error")
     typed_cols = [
         (F.col(f"_typed_{c.name}") if f"_typed_{c.name}" in checked.columns else F.col(c.name)).alias(c.name)
