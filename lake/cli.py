@@ -461,6 +461,31 @@ def share_read(
     console.print(df.limit(limit).toPandas().to_string())
 
 
+@share_app.command("changes")
+def share_changes(
+    table: str = typer.Argument(..., help="Share table, e.g. base__population"),
+    department: str = typer.Option(..., "--as", help="The reading department (must hold a grant)."),
+    since: int = typer.Option(..., "--since", help="The last version the department has read: changes after it."),
+    limit: int = typer.Option(10, "--limit"),
+    root: Optional[str] = RootOpt,
+):
+    """Show what changed in a share-zone table after a version (Delta Change Data Feed, read without a
+    JVM): one row per inserted, deleted or updated row (pre- and post-image)."""
+    from jobs.publish.share import changes
+
+    s = _settings(root)
+    tab = _guard(lambda: changes(s, table, department, since))
+    if tab is None:
+        console.print(f"{table}: nothing after version {since}")
+        return
+    counts: dict = {}
+    for t in tab.column("_change_type").to_pylist():
+        counts[t] = counts.get(t, 0) + 1
+    console.print(f"{table}: {tab.num_rows:,} change rows after version {since}: "
+                  + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+    console.print(tab.slice(0, limit).to_pandas().to_string())
+
+
 @contracts_app.command("check")
 def contracts_check(contracts: Optional[Path] = typer.Option(None, "--contracts", envvar="LAKE_CONTRACTS",
                                                               help="Contracts folder (default: the repository's).")):

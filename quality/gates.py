@@ -434,7 +434,7 @@ def publish_merge(spark: SparkSession, settings: Settings, tc: TableContract, up
         src = upd.withColumn("_del", F.lit(False)).unionByName(
             gone.select(*keys).join(target, keys, "inner").select(*cols).withColumn("_del", F.lit(True)))
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        assign = {f"`{c}`": f"s.`{c}`" for c in cols}
+        assign = {c: f"s.`{c}`" for c in cols}
         commit = {**current, **meta, "fingerprint": fp, "gate_run_id": run_id, "operation": "merge",
                   "merged": {"upserted": n_in, "deleted": n_gone}}
         if gate:

@@ -159,3 +159,15 @@ def test_query_is_read_only(tmp_path):
             query(s, "2026-11-01", sql)
     with pytest.raises(QueryError, match="--as-of must be a date"):
         query(s, "2026-13-01", "SELECT 1")
+
+
+def test_cli_query_refuses_writes_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from lake.cli import app
+
+    r = CliRunner().invoke(app, ["query", "--as-of", "2026-11-01", "--root", str(tmp_path),
+                                 "COPY (SELECT 1) TO 'x.csv'"])
+    assert r.exit_code == 1 and "only one SELECT" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["generate", "--days", "-1", "--out", str(tmp_path / "d")])
+    assert r.exit_code != 0 and "--days" in r.output

@@ -262,7 +262,7 @@ def _write_history(spark: SparkSession, settings: Settings, tc: TableContract, r
         if src.limit(1).count() == 0:
             return "unchanged"
         cols = [*tc.column_names, *HISTORY_COLUMNS]
-        assign = {f"`{c}`": f"s.`{c}`" for c in cols}
+        assign = {c: f"s.`{c}`" for c in cols}
         with gates._merge_meta(spark, {**meta, "operation": "merge"}):
             (DeltaTable.forPath(spark, path).alias("t")
              .merge(src.alias("s"), f"t.`{k}` = s.`{k}` AND t.valid_from = s.valid_from")

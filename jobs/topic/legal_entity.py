@@ -34,7 +34,7 @@ def project(legal_entity: DataFrame, as_of: str = "") -> DataFrame:
         .otherwise(F.lit(UNKNOWN))
     )
     return legal_entity.select(
-        "credit_code",
+        *[c for c in ("credit_code",) if c in legal_entity.columns],
         F.coalesce(F.col("town"), F.lit(UNKNOWN)).alias("town"),
         F.coalesce(F.col("industry"), F.lit(UNKNOWN)).alias("industry"),
         status_group.alias("status_group"),

@@ -37,7 +37,7 @@ GROUPS = ["town", "age_band", "gender"]
 def project(population: DataFrame, as_of: str) -> DataFrame:
     """One row per living person: the key and the person's group on ``as_of``. Pure."""
     return living(population).select(
-        "id_number",
+        *[c for c in ("id_number",) if c in population.columns],
         F.coalesce(F.col("town"), F.lit(UNKNOWN)).alias("town"),
         age_band(F.col("birth_date"), as_of).alias("age_band"),
         F.coalesce(F.col("gender"), F.lit(UNKNOWN)).alias("gender"),
