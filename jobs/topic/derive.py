@@ -62,7 +62,8 @@ def publish_counts(settings: Settings, table: str, base_table: str, project: Cal
     leave or enter are recomputed: the changed keys come from the feed, their rows before (time
     travel to the version the topic was built from) count -1 in their old group, their rows now +1 in
     the new one; when the reference date moved (``as_of_dependent``: the age bands), every other
-    entity whose group moved with it counts too. The affected groups' new counts are merged through
+    entity whose group moved with it counts too (``as_of_dependent`` may be a function giving those
+    rows' old and new groups in one pass, ``_o_<group>`` and ``_n_<group>``). The affected groups' new counts are merged through
     the gate (a group down to 0 is removed). Otherwise the whole topic is recomputed. The reference
     date is the latest of the run's, the base table's and the topic's previous one, so that a day
     delivered late does not move it back."""
@@ -106,10 +107,13 @@ def publish_counts(settings: Settings, table: str, base_table: str, project: Cal
         rest = io.read(spark, bpath)
         if changed is not None:
             rest = rest.join(changed, key, "left_anti")
-        p_new = project(rest, a_new).select(key, *[F.col(g).alias(f"_n_{g}") for g in groups])
-        p_old = project(rest, a_old).select(key, *[F.col(g).alias(f"_o_{g}") for g in groups])
-        moved = p_new.join(p_old, key, "full_outer").where(
-            ~reduce(lambda a, b: a & b, [F.col(f"_n_{g}").eqNullSafe(F.col(f"_o_{g}")) for g in groups])).persist()
+        if callable(as_of_dependent):  # one pass: (old groups, new groups) of the rows that moved
+            moved = as_of_dependent(rest, a_old, a_new).persist()
+        else:
+            p_new = project(rest, a_new).select(key, *[F.col(g).alias(f"_n_{g}") for g in groups])
+            p_old = project(rest, a_old).select(key, *[F.col(g).alias(f"_o_{g}") for g in groups])
+            moved = p_new.join(p_old, key, "full_outer").where(
+                ~reduce(lambda a, b: a & b, [F.col(f"_n_{g}").eqNullSafe(F.col(f"_o_{g}")) for g in groups])).persist()
         parts += [count_by(moved.where(F.col(f"_n_{groups[0]}").isNotNull()).select(
                       *[F.col(f"_n_{g}").alias(g) for g in groups]), groups, count_col),
                   count_by(moved.where(F.col(f"_o_{groups[0]}").isNotNull()).select(
