@@ -69,8 +69,12 @@ def main() -> int:
     announce()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_incremental_"))
     t = time.time()
-    manifests = generate_days(2, args.scale, args.seed, work / "days", iot_days=0)
-    print(f"generated day-01 and day-02 at scale {args.scale} in {time.time() - t:.0f}s "
+    if (work / "days" / "day-02" / "manifest.json").is_file():  # a --work folder from an earlier run
+        manifests = [json.loads((work / "days" / f"day-0{k}" / "manifest.json").read_text(encoding="utf-8"))
+                     for k in (1, 2)]
+    else:
+        manifests = generate_days(2, args.scale, args.seed, work / "days", iot_days=0)
+    print(f"deliveries day-01 and day-02 at scale {args.scale} ready in {time.time() - t:.0f}s "
           f"(day-02: {sum(f['rows'] for f in manifests[1]['files']):,} rows in {len(manifests[1]['files'])} files)")
     settings = Settings.from_env(root=str(work / "lake"))
     full = stage(settings, work / "days" / "day-01", manifests[0]["as_of"], topics=False)

@@ -29,28 +29,19 @@ def _contracts_with(tmp_path: Path, source: str, patch) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("patch, message", [
-    (lambda d: d["delivery"].update({"op_colum": "op"}), "delivery.op_colum: unknown key"),
-    (lambda d: d["delivery"].update({"mode": "diff"}), "delivery.mode"),
-    (lambda d: d["history_checks"].update({"windw": 7}), "history_checks.windw: unknown key"),
-    (lambda d: d["history_checks"]["columns"]["phone"].update({"null_rate_max_rse": 0.2}),
+@pytest.mark.parametrize("source, patch, message", [
+    ("psb_household", lambda d: d["delivery"].update({"op_colum": "op"}), "delivery.op_colum: unknown key"),
+    ("psb_household", lambda d: d["delivery"].update({"mode": "diff"}), "delivery.mode"),
+    ("psb_household", lambda d: d["history_checks"].update({"windw": 7}), "history_checks.windw: unknown key"),
+    ("mca_social_orgs", lambda d: d["history_checks"]["columns"]["phone"].update({"null_rate_max_rse": 0.2}),
      "null_rate_max_rse: unknown key"),
-    (lambda d: d["history_checks"]["columns"].update({"phon": {"null_rate_max_rise": 0.2}}), "names column 'phon'"),
-    (lambda d: d["history_checks"].update({"rows": {"max_drop": 1.5}}), "history_checks.rows.max_drop"),
-    (lambda d: d["delivery"].update({"op_column": "town"}), "must not be one of the columns"),
+    ("mca_social_orgs", lambda d: d["history_checks"]["columns"].update({"phon": {"null_rate_max_rise": 0.2}}),
+     "names column 'phon'"),
+    ("mca_social_orgs", lambda d: d["history_checks"].update({"rows": {"max_drop": 1.5}}), "history_checks.rows.max_drop"),
+    ("psb_household", lambda d: d["delivery"].update({"op_column": "town"}), "must not be one of the columns"),
 ])
-def test_delivery_and_history_keys_are_strict(tmp_path, patch, message):
-    source = "mca_social_orgs" if "rows" in message or "phon" in message else "psb_household"
-    if "rows" in message or "phon'" in message or "null_rate_max_rse" in message:
-        source = "mca_social_orgs"
-
-    def ensure(d):
-        d.setdefault("delivery", {"mode": "changes", "op_column": "op"})
-        d.setdefault("history_checks", {"columns": {"phone": {"null_rate_max_rise": 0.3}}})
-        d["history_checks"].setdefault("columns", {}).setdefault("phone", {"null_rate_max_rise": 0.3})
-        patch(d)
-
-    folder = _contracts_with(tmp_path, source, ensure)
+def test_delivery_and_history_keys_are_strict(tmp_path, source, patch, message):
+    folder = _contracts_with(tmp_path, source, patch)
     with pytest.raises(ContractError, match=message.replace("(", r"\(")):
         contracts_mod.load(str(folder))
     contracts_mod.load.cache_clear()
