@@ -89,7 +89,7 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
                     "stages": {}}
     names = stages(settings)
     files = [(s, p) for s in contracts.row_sources() for p in ingest.inbox_files(settings, s)]
-    _stage(report, "ingest", names, progress, lambda: ingest.run_many(settings, files))
+    _stage(report, "ingest", names, progress, lambda: ingest.run_many(settings, files, as_of=as_of))
     build(settings, as_of, progress, report)
     get_spark(settings)
     _stage(report, "timeliness", names, progress, lambda: timeliness.run(settings, as_of))

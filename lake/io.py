@@ -117,10 +117,16 @@ def append(df: DataFrame, path: str) -> None:
     df.write.format("delta").mode("append").save(path)
 
 
-def overwrite(df: DataFrame, path: str, meta: dict, stats_columns=None) -> None:
+CDF_PROPERTY = "delta.enableChangeDataFeed"
+
+
+def overwrite(df: DataFrame, path: str, meta: dict, stats_columns=None, properties: dict | None = None) -> None:
     """Overwrite the table at ``path``; a new table collects statistics only on ``stats_columns``
-    (default: Delta's first 32 columns)."""
+    (default: Delta's first 32 columns) and gets the table ``properties`` (e.g. Change Data Feed)."""
     w = _with_stats(df.write.format("delta"), df, path, stats_columns)
+    if properties and not is_table(df.sparkSession, path):
+        for k, v in properties.items():
+            w = w.option(k, v)
     (
         w.mode("overwrite").option("overwriteSchema", "true")
         .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
@@ -164,8 +170,8 @@ def contract_files(contracts_dir: str) -> list[Path]:
     return sorted(Path(contracts_dir).rglob("*.yaml"))
 
 
-def fingerprint(df: DataFrame) -> str:
-    """Order-independent content hash: row count and the sum of per-row 64-bit hashes."""
+def row_hash(df: DataFrame):
+    """The 64-bit hash of a row that ``fingerprint`` sums (over the columns sorted by name)."""
     cols = sorted(df.columns)
     types = dict(df.dtypes)
     # maps cannot be hashed directly; their entries (an array of key/value structs) can, and are
@@ -175,10 +181,20 @@ def fingerprint(df: DataFrame) -> str:
              if types[c].startswith("map") else F.col(c) for c in cols]
     # xxhash64 skips nulls, so (a, null) and (null, a) would collide: hash which columns are null too
     nulls = F.array(*[F.col(c).isNull() for c in cols])
-    row = df.select(F.xxhash64(nulls, *exprs).alias("h")).agg(
-        F.count("*").alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")
-    ).collect()[0]
-    return f"{row['n']}:{row['s'] or 0}:{','.join(cols)}"
+    return F.xxhash64(nulls, *exprs)
+
+
+def hash_sum(df: DataFrame) -> tuple[int, int]:
+    """(rows, sum of ``row_hash``) of ``df``: a fingerprint's two numbers, additive over disjoint rows."""
+    row = df.select(row_hash(df).alias("h")).agg(
+        F.count("*").alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")).collect()[0]
+    return int(row["n"]), int(row["s"] or 0)
+
+
+def fingerprint(df: DataFrame) -> str:
+    """Order-independent content hash: row count and the sum of per-row 64-bit hashes."""
+    n, total = hash_sum(df)
+    return f"{n}:{total}:{','.join(sorted(df.columns))}"
 
 
 # ---------------------------------------------------------------- plain files (landing, open, reports)

@@ -19,12 +19,13 @@ COLUMNS = [
     ("record_key", "string"), ("field", "string"), ("rule", "string"), ("severity", "string"),
     ("defect_type", "string"), ("message", "string"), ("value", "string"),
     ("_file_sha256", "string"), ("_row", "long"), ("_batch_id", "string"),
+    ("entity_key", "string"),  # the entity a build finding is about (replaced per entity by incremental builds)
 ]
 
 
 def conform(df: DataFrame) -> DataFrame:
     """Select the findings columns in order, with their types."""
-    return df.select(*[F.col(c).cast(t).alias(c) for c, t in COLUMNS])
+    return df.select(*[(F.col(c) if c in df.columns else F.lit(None)).cast(t).alias(c) for c, t in COLUMNS])
 
 
 def write(settings: Settings, df: DataFrame, run_id: str) -> None:

@@ -230,7 +230,7 @@ def test_real_contracts_load():
     assert {s.format for s in c.sources.values()} == {"csv", "jsonl", "geojson"}
     assert {t for t in c.tables if t.startswith("base.")} == {
         "base.admin_boundary", "base.iot_device", "base.iot_reading", "base.legal_entity", "base.poi", "base.population",
-        "base.standard_address"}
+        "base.standard_address", "base.population_history", "base.legal_entity_history"}
     assert {"topic.legal_entity_by_town_industry", "topic.population_by_town_age_band",
             "topic.air_quality_hourly", "topic.device_health"} <= set(c.tables)
     psb = c.source("psb_household")

@@ -32,7 +32,11 @@ MANIFEST = ("landing", "_manifest")
 # write (findings, manifest) take one commit at a time, so that two replaceWhere commits on one
 # unpartitioned table never race (Delta would fail the second with ConcurrentAppendException).
 _shared_writes = threading.Lock()
-META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at"]
+META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at", "_as_of", "_op"]
+# ``_as_of``: the business date of the delivery (the day's manifest.json ``as_of``, else the run's
+# --as-of); ``_op``: I, U or D from a change file's operation column, null for a file without one
+# (every row an insert, or a snapshot row). The golden records order deliveries by ``_as_of``.
+OPS = ("I", "U", "D")
 
 
 @dataclass
@@ -64,6 +68,9 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
     is compiled by whole-stage code generation.
     """
     wellformed = F.col("_field_count") == len(sc.columns)
+    # a change file's deletion names only the record and the entity: other required columns may be empty
+    op_col = sc.op_column if sc.op_column and sc.op_column in sc.column_names else ""
+    not_deleted = (F.coalesce(F.col(op_col), F.lit("")) != F.lit(sc.delivery.get("delete", "D"))) if op_col else F.lit(True)
     normalised = [col for col in sc.columns if col.checks or col.normalize]
     # findings on the values as received, before they are replaced below
     norm_checks = [i for col in normalised for i in rules.normalize_issues(F.col(col.name), col.name)]
@@ -93,7 +100,10 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
     for col in sc.columns:
         c = F.col(col.name)
         if col.required:
-            checks.append(rules.issue(wellformed & c.isNull(), "required", col.name, f"{col.name} is required"))
+            cond = wellformed & c.isNull()
+            if col.name not in (sc.record_key, sc.entity_key):
+                cond = cond & not_deleted
+            checks.append(rules.issue(cond, "required", col.name, f"{col.name} is required"))
         elif col.name == sc.entity_key:
             checks.append(rules.issue(wellformed & c.isNull(), "missing.entity_key", col.name,
                                       f"{col.name} is empty; the row is linked by name, birth date and address"))
@@ -153,6 +163,9 @@ def _cross_checks(sc: SourceContract, typed: dict, id_issues: dict[str, list[Col
 
 def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(raw, quarantine, findings) from a checked frame. Pure."""
+    for c, t in (("_as_of", "date"), ("_op", "string")):  # frames built without a delivery (lake check)
+        if c not in checked.columns:
+            checked = checked.withColumn(c, F.lit(None).cast(t))
     is_error = F.col("_is_error")
     typed_cols = [
         (F.col(f"_typed_{c.name}") if f"_typed_{c.name}" in checked.columns else F.col(c.name)).alias(c.name)
@@ -203,8 +216,74 @@ class Parsed:
     error: Exception | None = None
 
 
+def has_op_column(file: Path, sc: SourceContract) -> bool:
+    """True when ``file`` is a change file: its header (CSV) or first object (JSON lines) has the
+    contract's operation column."""
+    if not sc.op_column:
+        return False
+    import json as _json
+
+    enc = "gb18030" if sc.encoding in ("gbk", "gb2312") else (sc.encoding if sc.encoding != "auto" else "utf-8-sig")
+    try:
+        with open(file, encoding=enc, errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+    except OSError:
+        return False
+    first = first.lstrip("\ufeff").strip()
+    if sc.format == "csv":
+        import csv as _csv
+
+        return sc.op_column in [h.strip() for h in next(_csv.reader([first]), [])]
+    try:
+        obj = _json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and sc.op_column in obj
+
+
+def with_op_column(sc: SourceContract) -> SourceContract:
+    """The contract of a change file: the operation column first, required, one of I/U/D (as the
+    contract spells them)."""
+    from dataclasses import replace
+
+    from lake.contracts import SourceColumn
+
+    d = sc.delivery
+    op = SourceColumn(name=sc.op_column, type="string", required=True, title="变更类型",
+                      allowed=(d.get("insert", "I"), d.get("update", "U"), d.get("delete", "D")))
+    return replace(sc, columns=(op, *sc.columns))
+
+
+def canonical_op(sc: SourceContract) -> Column:
+    """I/U/D from the contract's spelling of the operation column."""
+    d = sc.delivery
+    op = F.col(sc.op_column)
+    return (F.when(op == d.get("insert", "I"), F.lit("I")).when(op == d.get("update", "U"), F.lit("U"))
+            .when(op == d.get("delete", "D"), F.lit("D")))
+
+
+def delivery_as_of(file: Path, default: str | None = None) -> str:
+    """The business date of a delivered file: ``as_of`` (or the generator's extract date) of the
+    manifest.json of the inbox the file sits in, else ``default`` (the run's --as-of), else today."""
+    import json as _json
+    from datetime import date
+
+    m = Path(file).resolve().parent.parent / "manifest.json"
+    if m.is_file():
+        try:
+            data = _json.loads(m.read_text(encoding="utf-8"))
+            v = data.get("as_of") or (data.get("generator") or {}).get("extract_date")
+            if v:
+                return date.fromisoformat(str(v)).isoformat()
+        except (ValueError, OSError, AttributeError):
+            pass
+    return default or datetime.now(timezone.utc).date().isoformat()
+
+
 def parse(settings: Settings, sc: SourceContract, file: Path, sha: str | None = None) -> Parsed:
     sha = sha or sha256_of(file)
+    if sc.op_column not in sc.column_names and has_op_column(file, sc):
+        sc = with_op_column(sc)
     batch_id = f"{sc.source}-{sha[:16]}"
     staging = settings.path("_staging", "ingest", f"{batch_id}.parquet")
     fs, staging_fs_path = io.filesystem(staging)
@@ -214,11 +293,16 @@ def parse(settings: Settings, sc: SourceContract, file: Path, sha: str | None = 
 
 
 def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None,
-                parsed_ahead: Parsed | None = None) -> IngestResult:
-    """Land one file. ``parsed_ahead`` is the same file already parsed (by ``run``'s read-ahead)."""
+                parsed_ahead: Parsed | None = None, as_of: str | None = None) -> IngestResult:
+    """Land one file. ``parsed_ahead`` is the same file already parsed (by ``run``'s read-ahead);
+    ``as_of`` the business date of the delivery when its inbox has no manifest.json saying it."""
     t0 = time.time()
     file = Path(file)
     sc = contracts_mod.load(settings.contracts_dir).source(source)
+    base_sc = sc
+    if file.is_file() and sc.op_column not in sc.column_names and has_op_column(file, sc):
+        sc = with_op_column(sc)
+    delivered = delivery_as_of(file, as_of)
     if not file.is_file():
         raise InputError(f"{file}: no such file")
     if parsed_ahead is not None and parsed_ahead.error is not None:
@@ -250,11 +334,24 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
         .withColumn("_file_sha256", F.lit(sha))
         .withColumn("_batch_id", F.lit(batch_id))
         .withColumn("_ingested_at", F.lit(ingested_at).cast("timestamp"))
+        .withColumn("_as_of", F.lit(delivered).cast("date"))
     )
+    change_file = sc is not base_sc
+    df = df.withColumn("_op", canonical_op(sc) if change_file else F.lit(None).cast("string"))
     checked = check_rows(df, sc).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         raw, quarantine, found = split(checked, sc)
+        if change_file:  # the operation column is metadata (_op) in raw and quarantine
+            raw = raw.drop(sc.op_column)
+            quarantine = quarantine.drop(sc.op_column)
         n_raw, n_q, n_f = counts(checked)
+        from quality import history_checks
+
+        kind = "snapshot" if base_sc.snapshot else ("changes" if change_file else "full")
+        history_found = history_checks.profile_and_check(spark, settings, base_sc, checked, batch_id, sha,
+                                                         delivered, kind, parsed.rows, _shared_writes)
+        if history_found is not None:
+            found = found.unionByName(findings.conform(history_found))
         cond = f"_file_sha256 = '{sha}'"
         io.replace_where(raw, io.table_path(settings, "raw", source), cond)
         io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)
@@ -321,16 +418,17 @@ def new_files(settings: Settings, source: str) -> list[Path] | None:
     return [f for f in files if sha256_of(f) not in landed]
 
 
-def run(settings: Settings, source: str, files: list[str] | None = None) -> list[dict]:
+def run(settings: Settings, source: str, files: list[str] | None = None, as_of: str | None = None) -> list[dict]:
     """Ingest ``files`` (default: every file in ``<inbox>/<source>/``) for one source."""
     contracts_mod.load(settings.contracts_dir).source(source)  # unknown source -> clear error
     paths = [Path(f) for f in files] if files else inbox_files(settings, source)
     if not paths:
         log.warning("%s: no files to ingest in %s", source, Path(settings.inbox) / source)
-    return run_many(settings, [(source, p) for p in paths])
+    return run_many(settings, [(source, p) for p in paths], as_of=as_of)
 
 
-def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | None = None) -> list[dict]:
+def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | None = None,
+             as_of: str | None = None) -> list[dict]:
     """Ingest ``(source, file)`` pairs; results come back in the order given.
 
     Files of different sources are landed concurrently by ``workers`` threads (default
@@ -380,7 +478,7 @@ def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | N
                 if stop.is_set():
                     break
                 try:
-                    results[i] = asdict(ingest_file(settings, source, items[i][1], parsed_ahead=pre))
+                    results[i] = asdict(ingest_file(settings, source, items[i][1], parsed_ahead=pre, as_of=as_of))
                     pre = None
                 except BaseException as e:  # re-raised below, in the order of the items
                     errors[i] = e
