@@ -133,10 +133,13 @@ def _plain(v):
 
 
 def pii_specs(columns: list[str]) -> list[dict]:
+    """No value may contain an ID number or a mobile number standing alone (not inside a longer run
+    of digits: the digits 9-17 of a unified social credit code such as 91110115012345678X are not a
+    phone number, and credit codes are what open legal-entity data is keyed by)."""
     specs = []
     for c in columns:
-        specs.append({"type": "not_regex", "column": c, "regex": rules.ID_NUMBER_REGEX})
-        specs.append({"type": "not_regex", "column": c, "regex": rules.MOBILE_REGEX})
+        for regex in (rules.ID_NUMBER_REGEX, f"(?:86)?{rules.MOBILE_REGEX}"):   # a mobile with or without +86
+            specs.append({"type": "not_regex", "column": c, "regex": f"(?<![0-9]){regex}(?![0-9])"})
     return specs
 
 
