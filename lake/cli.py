@@ -90,7 +90,7 @@ def generate(
     if iot_days < 0:
         raise typer.BadParameter("--iot-days must be >= 0")
     manifest = gen(scale, seed, out, progress=lambda s, n: console.print(f"  {s}: {n:,} rows"), iot_days=iot_days)
-    n = len(manifest["files"]) + len(manifest.get("spatial_files", []))
+    n = len(manifest["files"]) + len(manifest.get("spatial_files", [])) + len(manifest.get("governance_files", []))
     console.print(f"wrote {n} department files (+ sensing ledger and {iot_days} day(s) of readings) to {out} "
                   "(manifest.json, iot_manifest.json, truth/)")
 
