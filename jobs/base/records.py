@@ -104,7 +104,7 @@ def lineage(tc: TableContract, from_row: tuple[str, ...] = ()) -> Column:
         else:
             origin = own
         pairs += [F.lit(c.name), origin.cast(io.LINEAGE_TYPE)]
-    return F.create_map(*pairs)
+    return F.create_map(*pairs).alias("_lineage")
 
 
 # ------------------------------------------------------------------ subjects (pure)
