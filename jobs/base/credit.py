@@ -246,6 +246,7 @@ def _decisions(spark, settings, contracts, entities, people, as_of) -> list[dict
     found = records.findings_of(linked, rules_of(tc, {"name_col": "subject_name"}))
     for d in dups:
         found = found.unionByName(d)
+    found = found.persist()
     records.write_findings(settings, found, rid)
     counts = records.counts_by_defect(found)
     res = records.publish(spark, settings, tc, candidate(linked, tc, decision_derived()), as_of, rid)
@@ -270,6 +271,7 @@ def _lists(spark, settings, contracts, entities, people, as_of) -> list[dict]:
     found = records.findings_of(linked, rules_of(tc, {"name_col": "subject_name"}))
     for d in dups:
         found = found.unionByName(d)
+    found = found.persist()
     records.write_findings(settings, found, rid)
     counts = records.counts_by_defect(found)
     derived = {**decision_derived(), "colour": F.col("colour")}
@@ -301,7 +303,7 @@ def _profile(spark, settings, contracts, entities, people, as_of) -> list[dict]:
         rows = records.with_meta(current, sc).withColumn("id_number", F.lit(None).cast("string"))
         linked = records.link_subjects(rows, entities, people, "credit_code", "id_number", F.lit("credit_code")).persist()
         found = records.findings_of(linked, rules_of(tc, {"name_col": "taxpayer_name"}, missing_subject=False))
-        found = found.unionByName(records.duplicate_findings(dups, sc))
+        found = found.unionByName(records.duplicate_findings(dups, sc)).persist()
         records.write_findings(settings, found, rid)
         counts = records.counts_by_defect(found)
         ratings = linked.where(F.col("_known"))

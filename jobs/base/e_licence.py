@@ -170,11 +170,12 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
         found = records.findings_of(linked, rules_of(tc, as_of))
         for d in dups:
             found = found.unionByName(d)
+        found = found.persist()
         records.write_findings(settings, found, rid)
         counts = records.counts_by_defect(found)
         res = records.publish(spark, settings, tc, candidate(linked, tc), as_of, rid)
     finally:
-        linked.unpersist()
+        spark.catalog.clearCache()
     res.update({"findings": counts, "sources": present, "seconds": round(time.time() - t0, 2)})
     log.info("%s: %s (%d rows) in %.1fs", TABLE, res["status"], res["rows"], res["seconds"])
     return [res]

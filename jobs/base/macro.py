@@ -338,6 +338,7 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
                        .unionByName(records.findings_of(checked, current_rules(tc))))
         for d in dups:
             found = found.unionByName(d)
+        found = found.persist()
         rid = golden.run_id(spark, settings, tc, present)
         records.write_findings(settings, found, rid)
         counts = records.counts_by_defect(found)
