@@ -114,7 +114,7 @@ def generate(
         console.print(f"wrote {days} day(s) of deliveries to {out}/day-01 … day-{days:02d} (manifest.json, truth/)")
         return
     manifest = gen(scale, seed, out, progress=lambda s, n: console.print(f"  {s}: {n:,} rows"), iot_days=iot_days)
-    n = len(manifest["files"]) + len(manifest.get("spatial_files", []))
+    n = len(manifest["files"]) + len(manifest.get("spatial_files", [])) + len(manifest.get("governance_files", []))
     console.print(f"wrote {n} department files (+ sensing ledger and {iot_days} day(s) of readings) to {out} "
                   "(manifest.json, iot_manifest.json, truth/)")
 

@@ -31,7 +31,7 @@ SOURCES = ("psb_household", "mca_residents", "hrss_insured", "nhc_vital_events",
 
 
 def stage(settings, folder: Path, as_of: str, topics: bool) -> dict:
-    from jobs.base import golden, incremental
+    from jobs.base import incremental
     from jobs.landing import ingest
     from jobs.topic import legal_entity as t_le
     from jobs.topic import population as t_pop

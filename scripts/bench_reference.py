@@ -184,7 +184,7 @@ def run_duckdb(settings, tc, contracts, sources: list[str], out: Path) -> float:
     sql = duckdb_sql(tc, contracts, sources, has_links)
     for v in sql["views"]:
         con.execute(v)
-    con.execute(f"CREATE TABLE joined_t AS SELECT * FROM joined")  # materialised once, read three times
+    con.execute("CREATE TABLE joined_t AS SELECT * FROM joined")  # materialised once, read three times
     con.execute("DROP VIEW joined")
     con.execute("ALTER TABLE joined_t RENAME TO joined")
     for name in ("golden", "conflicts", "findings"):
@@ -196,7 +196,7 @@ def run_duckdb(settings, tc, contracts, sources: list[str], out: Path) -> float:
 def run_spark(settings, tc, contracts, sources: list[str], out: Path) -> float:
     from pyspark.sql import functions as F
 
-    from jobs.base import golden, incremental
+    from jobs.base import golden
     from lake import io
     from lake.spark import get_spark
 

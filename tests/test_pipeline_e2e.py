@@ -79,12 +79,13 @@ def test_duckdb_reads_a_base_table_through_deltalake(tiny_lake):
 
 
 def delivered_row_files(tiny_lake) -> list[dict]:
-    """The generator's files landed row by row: the department extracts, the spatial sources and the
-    device ledger (the readings have their own per-file counts, tests/test_iot.py)."""
+    """The generator's files landed row by row: the department extracts, the spatial sources, the
+    social-credit, e-licence and macro-economy files and the device ledger (the readings have their own
+    per-file counts, tests/test_iot.py)."""
     iot = json.loads((tiny_lake["inbox"] / "iot_manifest.json").read_text(encoding="utf-8"))
     row_sources = set(contracts_mod.load(str(tiny_lake["settings"].contracts_dir)).row_sources())
     delivered = [*tiny_lake["manifest"]["files"], *tiny_lake["manifest"]["spatial_files"],
-                 *[f for f in iot["files"] if f["source"] in row_sources]]
+                 *tiny_lake["manifest"]["governance_files"], *[f for f in iot["files"] if f["source"] in row_sources]]
     assert {f["source"] for f in delivered} == row_sources
     return delivered
 
