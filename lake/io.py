@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lake import locks, tables
 from lake.settings import Settings
 
 
@@ -26,6 +27,11 @@ def table_path(settings: Settings, zone: str, name: str) -> str:
 
 
 def is_table(spark: SparkSession, path: str) -> bool:
+    """True when ``path`` holds a Delta table with at least one commit. A local folder is looked at
+    directly (``lake.tables``): a table whose first commit was interrupted is not a table yet, and
+    its next write creates it."""
+    if "://" not in path or path.startswith("file://"):
+        return tables.state(path).kind in ("table", "damaged")
     from delta.tables import DeltaTable
 
     try:
@@ -81,27 +87,33 @@ def _with_stats(w, df: DataFrame, path: str, stats_columns) -> object:
 
 def replace_where(df: DataFrame, path: str, condition: str, meta: dict | None = None) -> None:
     """Replace the rows matching ``condition`` with ``df`` (creating the table if needed)."""
-    w = _with_stats(df.write.format("delta"), df, path, condition_columns(df, condition))
-    if meta:
-        w = w.option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True))
-    if is_table(df.sparkSession, path):
-        w.mode("overwrite").option("replaceWhere", condition).save(path)
-    else:
-        w.mode("overwrite").save(path)
+    with locks.table_lock(path):  # one writer per table (lake.locks); re-entrant
+        tables.prepare_for_write(path)
+        w = _with_stats(df.write.format("delta"), df, path, condition_columns(df, condition))
+        if meta:
+            w = w.option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True))
+        if is_table(df.sparkSession, path):
+            w.mode("overwrite").option("replaceWhere", condition).save(path)
+        else:
+            w.mode("overwrite").save(path)
 
 
 def append(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("append").save(path)
+    with locks.table_lock(path):
+        tables.prepare_for_write(path)
+        df.write.format("delta").mode("append").save(path)
 
 
 def overwrite(df: DataFrame, path: str, meta: dict, stats_columns=None) -> None:
     """Overwrite the table at ``path``; a new table collects statistics only on ``stats_columns``
     (default: Delta's first 32 columns)."""
-    w = _with_stats(df.write.format("delta"), df, path, stats_columns)
-    (
-        w.mode("overwrite").option("overwriteSchema", "true")
-        .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
-    )
+    with locks.table_lock(path):
+        tables.prepare_for_write(path)
+        w = _with_stats(df.write.format("delta"), df, path, stats_columns)
+        (
+            w.mode("overwrite").option("overwriteSchema", "true")
+            .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
+        )
 
 
 def fingerprint(df: DataFrame) -> str:
@@ -180,7 +192,8 @@ def list_files(uri: str) -> list[str]:
 def overwrite_if_changed(df: DataFrame, path: str, meta: dict, fp: str | None = None) -> bool:
     """Overwrite ``path`` with ``df`` unless its content fingerprint is unchanged; True if written."""
     fp = fp or fingerprint(df)
-    if last_metadata(df.sparkSession, path).get("fingerprint") == fp:
-        return False
-    overwrite(df, path, {**meta, "fingerprint": fp})
+    with locks.table_lock(path):  # the comparison and the write under one lease
+        if last_metadata(df.sparkSession, path).get("fingerprint") == fp:
+            return False
+        overwrite(df, path, {**meta, "fingerprint": fp})
     return True

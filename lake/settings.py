@@ -20,6 +20,7 @@ ENV_VARS = {
     "LAKE_SHUFFLE_PARTITIONS": "spark.sql.shuffle.partitions",
     "LAKE_DRIVER_MEMORY": "spark.driver.memory",
     "LAKE_INGEST_WORKERS": "files of different sources landed at once (threads sharing the Spark session)",
+    "LAKE_LOCK_TIMEOUT": "seconds a writer waits for another writer of the same table (0: do not wait)",
 }
 
 
@@ -33,6 +34,7 @@ class Settings:
     shuffle_partitions: int = 8
     driver_memory: str = "6g"
     ingest_workers: int = 2
+    lock_timeout: float = 1800.0  # lake.locks: how long a writer waits for a table's lease
     extra_spark_conf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +61,11 @@ class Settings:
             kw["driver_memory"] = env["LAKE_DRIVER_MEMORY"]
         if env.get("LAKE_INGEST_WORKERS"):
             kw["ingest_workers"] = int(env["LAKE_INGEST_WORKERS"])
+        if env.get("LAKE_LOCK_TIMEOUT"):
+            try:
+                kw["lock_timeout"] = float(env["LAKE_LOCK_TIMEOUT"])
+            except ValueError:
+                raise ValueError(f"LAKE_LOCK_TIMEOUT must be a number of seconds, got '{env['LAKE_LOCK_TIMEOUT']}'") from None
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if "root" in kw and "inbox" not in kw:
             kw["root"] = _normalise_root(kw["root"])
