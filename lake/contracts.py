@@ -67,6 +67,9 @@ class SourceContract:
     # where the coordinates are and in which system (docs/spatial_iot.md): {lon, lat, crs},
     # {lon, lat, crs_column} (each row names its system) or {column, crs} (GeoJSON geometry text)
     geometry: dict = field(default_factory=dict)
+    # what a field holding NUL or another C0 control character (except tab) does: "quarantine" the row
+    # (default) or "clean" the characters away and keep it (lake.hostile)
+    control_characters: str = "quarantine"
 
     @property
     def column_names(self) -> list[str]:
@@ -175,7 +178,10 @@ def parse_source(path: Path) -> SourceContract:
         entity_order=str(d.get("entity_order") or ""),
         loader=str(d.get("loader") or "rows"),
         geometry=_parse_geometry(d.get("geometry"), [c.name for c in cols], path),
+        control_characters=str(d.get("control_characters") or "quarantine"),
     )
+    if sc.control_characters not in ("quarantine", "clean"):
+        raise ContractError(f"{path}: control_characters must be quarantine or clean, got '{sc.control_characters}'")
     if sc.source != path.stem:
         raise ContractError(f"{path}: source '{sc.source}' must equal the file name '{path.stem}'")
     if sc.format not in FORMATS:

@@ -23,8 +23,13 @@ COLUMNS = [
 
 
 def conform(df: DataFrame) -> DataFrame:
-    """Select the findings columns in order, with their types."""
-    return df.select(*[F.col(c).cast(t).alias(c) for c, t in COLUMNS])
+    """Select the findings columns in order, with their types; echoed text (value, record key,
+    message) cut to a readable length (``lake.hostile.cut_col``)."""
+    from lake.hostile import cut_col
+
+    limits = {"value": 200, "record_key": 200, "message": 500}
+    return df.select(*[(cut_col(F.col(c).cast(t), limits[c]) if c in limits else F.col(c).cast(t)).alias(c)
+                       for c, t in COLUMNS])
 
 
 def write(settings: Settings, df: DataFrame, run_id: str) -> None:
