@@ -23,9 +23,11 @@ for domain, sources in DOMAINS.items():
             @task(task_id=f"ingest__{source}", outlets=[Asset(f"raw.{source}")])
             def ingest(source: str = source) -> list[dict]:
                 from jobs import ingest as job
+                from jobs.orchestration import skip_unless_new
                 from lake.settings import Settings
 
-                return job.run(Settings.from_env(), source)
+                s = Settings.from_env()
+                return skip_unless_new(job.run(s, source), s, source)  # a quiet day skips, not fails
 
             ingest()
     globals()[dag.dag_id] = dag

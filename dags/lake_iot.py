@@ -25,18 +25,28 @@ with DAG(
     @task(task_id="build__base__iot_device", outlets=[Asset(t) for t in IOT_BASE_TABLES])
     def ledger() -> dict:
         from jobs import iot
+        from jobs.orchestration import skip
+        from lake import landing
         from lake.settings import Settings
 
-        r = iot.build_devices(Settings.from_env(), delivery_day(get_current_context()))
+        s = Settings.from_env()
+        if not landing.manifest_rows(s, iot.DEVICE_SOURCE):
+            skip(f"nothing to build: no {iot.DEVICE_SOURCE} ledger has been landed yet")
+        r = iot.build_devices(s, delivery_day(get_current_context()))
         return {k: r[k] for k in ("table", "status", "rows")}
 
     @task(task_id="ingest__readings", outlets=[Asset(f"raw.{s}") for s in READINGS_SOURCES] + [Asset("base.iot_reading")])
     def readings() -> list[str]:
         from jobs import iot
+        from jobs.orchestration import skip
+        from lake import landing
         from lake.settings import Settings
 
+        s = Settings.from_env()
         day = delivery_day(get_current_context())
-        return iot.ingest_readings(Settings.from_env(), day)["reading_days"] or [day]
+        if not iot.delivery_files(s, iot._day(day)):  # a quiet day: no readings delivered for it
+            skip(f"{landing.nothing_message(s)} (no sensor readings delivered for {day})")
+        return iot.ingest_readings(s, day)["reading_days"] or [day]
 
     @task(task_id="build__iot_topics", outlets=[Asset(t) for t in IOT_TOPIC_TABLES])
     def topics(days: list[str]) -> list[dict]:

@@ -68,3 +68,23 @@ def as_of(context) -> str:
         return str(explicit)
     when = context.get("logical_date") or context["dag_run"].run_after
     return when.date().isoformat()
+
+
+def skip(message: str):
+    """End an Airflow task as skipped, not failed, with one log line (a quiet day: nothing was
+    delivered). A skipped task updates no asset, so nothing downstream runs for nothing."""
+    import logging
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    logging.getLogger("lake").info("%s", message)
+    raise AirflowSkipException(message)
+
+
+def skip_unless_new(results: list[dict], settings, source: str | None = None) -> list[dict]:
+    """``results`` of an ingest task, or a skip when it landed nothing new."""
+    from lake import landing
+
+    if not landing.has_new(results):
+        skip(landing.nothing_message(settings, source))
+    return results

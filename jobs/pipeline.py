@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 
 from lake import contracts as contracts_mod
-from lake import io
+from lake import io, landing
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
@@ -58,6 +58,11 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
     """Run every stage; ``progress(stage, i, n)`` is called before each stage (for the CLI)."""
     started = datetime.now(timezone.utc)
     contracts = contracts_mod.load(settings.contracts_dir)
+    items = landing.inbox_items(settings, contracts.row_sources())
+    if not items and not reading_days(settings) and not landing.manifest_rows(settings):
+        # a new lake and an empty inbox: nothing to build either (no JVM is started)
+        return {"nothing_to_do": landing.nothing_message(settings) + "; the lake has no data yet",
+                "started_at": started.isoformat(timespec="seconds"), "as_of": as_of, "root": settings.root}
     get_spark(settings)
     report: dict = {"started_at": started.isoformat(timespec="seconds"), "as_of": as_of, "root": settings.root,
                     "stages": {}}
@@ -70,8 +75,8 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
         report["stages"][name] = {"seconds": round(time.time() - t0, 2), "result": result}
         return result
 
-    stage("ingest", lambda: ingest.run_many(
-        settings, [(s, p) for s in contracts.row_sources() for p in ingest.inbox_files(settings, s)]))
+    if not landing.has_new(stage("ingest", lambda: ingest.run_many(settings, items))):
+        log.info("%s", landing.nothing_message(settings))
     stage("build_base", lambda: build_base.run(settings, as_of))
     stage("spatial", lambda: spatial.run(settings, as_of, ("boundaries",)))
     stage("addresses", lambda: address_library.run(settings, as_of))
