@@ -26,7 +26,7 @@ def tables(settings: Settings) -> list[dict]:
             path = os.path.join(folder, name)
             if not os.path.isdir(path) or name.startswith("."):
                 continue
-            st = tables_mod.state(path)
+            st = tables_mod.state(path, check_newest=True)
             if st.kind == "absent":
                 continue
             if st.kind != "table":

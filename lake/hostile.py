@@ -130,7 +130,7 @@ def utf16_guess(data: bytes) -> tuple[str, str] | None:
         if data.startswith(bom):
             return enc, f"byte-order mark {bom.hex(' ').upper()}"
     sample = data[:4096]
-    if len(sample) < 4:
+    if len(sample) < 16:  # too little to tell
         return None
     even, odd = sample[0::2], sample[1::2]
     zeros_even, zeros_odd = even.count(0) / len(even), odd.count(0) / max(1, len(odd))

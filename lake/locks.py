@@ -297,6 +297,7 @@ def acquire(path: str, timeout: float | None = None) -> None:
             raise LockBusy(f"{table} is being written by thread {e.owner} of this process; waited {timeout:.0f} s")
     if e.depth > 0:  # this thread already holds it
         e.depth += 1
+        _note_jvm(e)
         return
     try:
         if store is None:
@@ -314,6 +315,22 @@ def acquire(path: str, timeout: float | None = None) -> None:
     except BaseException:
         e.rlock.release()
         raise
+
+
+def _note_jvm(e: _Entry) -> None:
+    """Record the Spark JVM in a lease taken before the JVM started (the first write of a process):
+    after the Python process dies its JVM may still finish a commit, so the holder is alive while
+    either runs."""
+    if e.store is None or e.body.get("jvm_pid"):
+        return
+    jvm = _jvm_pid()
+    if not jvm:
+        return
+    with e.io:
+        body = {**e.body, "jvm_pid": jvm, "jvm_started": _start_time(jvm)}
+        etag = e.store.replace(e.key, _encode(body), e.etag)
+        if etag is not None:
+            e.body, e.etag = body, etag
 
 
 def _acquire_lease(store: LocalStore, key: str, table: str, deadline: float, timeout: float) -> tuple[dict, str]:

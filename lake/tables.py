@@ -47,9 +47,11 @@ def _local(path: str) -> str | None:
     return None
 
 
-def state(path: str) -> TableState:
-    """The state of the Delta table folder at ``path`` (local folders; an object-store path is
-    reported as ``table`` when Spark says so: see ``lake.io.is_table``)."""
+def state(path: str, check_newest: bool = False) -> TableState:
+    """The state of the Delta table folder at ``path`` (local folders only; for object stores
+    ``lake.io.is_table`` asks Spark). A version-0 commit is always parsed (it decides "unfinished");
+    a later newest commit only with ``check_newest`` (``lake status``): writers call this often, and
+    Delta never leaves a partial commit."""
     local = _local(path)
     if local is None:
         raise ValueError(f"lake.tables.state reads local folders only, not {path}")
@@ -69,6 +71,8 @@ def state(path: str) -> TableState:
     if not commits:
         return TableState("table", version=checkpoints[-1])
     newest = commits[-1]
+    if newest > 0 and not check_newest:
+        return TableState("table", version=newest)
     problem = _invalid_commit(os.path.join(log_dir, f"{newest:020d}.json"))
     if problem is None:
         return TableState("table", version=newest)

@@ -63,6 +63,7 @@ def child_env(extra: dict | None = None) -> dict:
     env.setdefault("LAKE_SHUFFLE_PARTITIONS", "2")
     env.setdefault("LAKE_DRIVER_MEMORY", "2g")
     env.setdefault("GX_ANALYTICS_ENABLED", "False")
+    env["PYTHONUNBUFFERED"] = "1"  # stage lines must arrive when printed, not when a pipe buffer fills
     env.pop("LAKE_ROOT", None)
     env.pop("LAKE_INBOX", None)
     env.update(extra or {})
@@ -90,6 +91,7 @@ class Run:
         with open(self.log_path, "w", encoding="utf-8") as log:
             for line in self.proc.stdout:
                 log.write(line)
+                log.flush()
                 self.lines.append(line)
                 m = STAGE_LINE.search(line)
                 if m:
@@ -297,8 +299,14 @@ def build_reference(spark, work: Path, inbox: Path, env: dict, timeout: float) -
     rc = run.finish(timeout)
     if rc != 0:
         raise SystemExit(f"the reference run failed (exit {rc}); see {work / 'reference.log'}")
-    return {"seconds": round(time.time() - t0, 1), "stages": stage_seconds(root),
-            "manifest": manifest(spark, root), "published": published(spark, root), "root": str(root)}
+    (work / "reference.seconds").write_text(f"{time.time() - t0:.1f}")
+    return reference_from(spark, root, round(time.time() - t0, 1))
+
+
+def reference_from(spark, root: Path, seconds: float | None = None) -> dict:
+    """The reference of a finished uninterrupted run's lake (``--reuse-reference``)."""
+    return {"seconds": seconds, "stages": stage_seconds(root), "manifest": manifest(spark, root),
+            "published": published(spark, root), "root": str(root)}
 
 
 def plan(points: int, per_cycle: int, rng: random.Random, stages: dict) -> list[list[tuple[str, float]]]:
@@ -322,7 +330,7 @@ def plan(points: int, per_cycle: int, rng: random.Random, stages: dict) -> list[
 
 def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycle: int = 7,
               timeout: float = 3600.0, reference: dict | None = None, inbox: Path | None = None,
-              spark=None, say=print) -> dict:
+              spark=None, say=print, reuse_reference: bool = False) -> dict:
     """Run the suite; returns the summary (``passed``, ``kills``, ``recoveries``, ``rows_lost``, …)."""
     from lake.settings import Settings
     from lake.spark import get_spark
@@ -333,6 +341,11 @@ def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycl
     spark = spark or get_spark(Settings.from_env(root=str(work / "reference"), shuffle_partitions=2,
                                                  driver_memory="2g"))
     inbox = inbox or prepare_inbox(work, scale, seed)
+    done = work / "reference" / "_reports" / "latest.json"
+    if reference is None and reuse_reference and done.exists():
+        secs = work / "reference.seconds"
+        reference = reference_from(spark, work / "reference", float(secs.read_text()) if secs.exists() else None)
+        say(f"reference: reusing {work / 'reference'}")
     if reference is None:
         say(f"reference: one uninterrupted `lake run` on {inbox} ...")
         reference = build_reference(spark, work, inbox, env, timeout)
@@ -402,9 +415,11 @@ def main() -> int:
     ap.add_argument("--per-cycle", type=int, default=7, help="kills on one lake before its recovery run")
     ap.add_argument("--work", default="/tmp/lake-crash")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds one `lake run` may take")
+    ap.add_argument("--reuse-reference", action="store_true",
+                    help="use <work>/reference from an earlier run of the suite with the same sample")
     args = ap.parse_args()
     s = run_suite(args.points, args.seed, Path(args.work), args.scale, args.per_cycle, args.timeout,
-                  say=lambda m: print(m, flush=True))
+                  say=lambda m: print(m, flush=True), reuse_reference=args.reuse_reference)
     print(f"\ncrash suite (seed {s['seed']}, scale {s['scale']}): {s['kills']} kills "
           f"({', '.join(f'{k} {v}' for k, v in sorted(s['kills_by_stage'].items()))}), {s['missed']} planned kills "
           f"missed (the run had ended), {s['recoveries']} recoveries, rows lost: {s['rows_lost']}, "
