@@ -218,8 +218,11 @@ def test_lake_status_lists_unfinished_tables_without_a_traceback(tmp_path):
     _delta_log(tmp_path / "raw" / "psb_household")
     garbage = _delta_log(tmp_path / "base" / "population")
     (garbage / "00000000000000000000.json").write_text('{"commitInfo":{"timest')
-    r = subprocess.run([LAKE, "status", "--root", str(tmp_path)], capture_output=True, text=True,
-                       env=_env(COLUMNS="250"), cwd=str(REPO), timeout=120)
+    from lake import locks
+
+    with locks.table_lock(str(tmp_path / "quality" / "findings")):  # a writer at work is shown too
+        r = subprocess.run([LAKE, "status", "--root", str(tmp_path)], capture_output=True, text=True,
+                           env=_env(COLUMNS="250"), cwd=str(REPO), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     out = " ".join(r.stdout.split())
@@ -227,6 +230,7 @@ def test_lake_status_lists_unfinished_tables_without_a_traceback(tmp_path):
     assert ("raw/psb_household │ - │ - │ unfinished (first commit interrupted; `lake ingest --source psb_household` "
             "(DAG lake__ingest__population) completes it)") in out
     assert "base/population │ - │ - │ unfinished (first commit interrupted; `lake build`" in out
+    assert f"lock quality/findings: held by pid {os.getpid()} on host {socket.gethostname()}" in out
 
 
 # ------------------------------------------------------------------ writers complete unfinished tables (Spark)
@@ -449,6 +453,9 @@ def test_two_processes_ingesting_one_source_land_each_file_once(tmp_path):
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out
         assert "Traceback" not in out and "java." not in out and "Exception" not in out, out
+    joined = " ".join(" ".join(outs).split())
+    # the second either waited for the first's lease or found everything landed already
+    assert "raw/mca_social_orgs: waiting for pid" in joined or "nothing to ingest" in joined, outs
     manifest = deltalake.DeltaTable(str(root / "landing" / "_manifest")).to_pyarrow_table().to_pylist()
     assert sorted(m["sha256"] for m in manifest) == sorted({sha256_of(a), sha256_of(b)})
     raw = deltalake.DeltaTable(str(root / "raw" / "mca_social_orgs")).to_pyarrow_table()
