@@ -146,8 +146,34 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file. Local folders: to a temporary name, then renamed, so a reader (or a run
+    killed half-way) never sees a truncated file; an object store's PUT is whole anyway."""
     fs, path = filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    folder = path.rsplit("/", 1)[0]
+    fs.create_dir(folder, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        import os
+        import time
+        import uuid
+
+        name = path.rsplit("/", 1)[1]
+        for old in os.listdir(folder):  # left by a writer that was killed (not one writing now)
+            if old.startswith(f".{name}.") and old.endswith(".part"):
+                try:
+                    if time.time() - os.path.getmtime(f"{folder}/{old}") > 600:
+                        os.unlink(f"{folder}/{old}")
+                except OSError:
+                    pass
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.part"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
     with fs.open_output_stream(path) as f:
         f.write(data)
 

@@ -157,7 +157,7 @@ def published(spark, root: Path) -> dict:
             out["share"][p.name] = io.fingerprint(io.read(spark, str(p)))
     open_dir = root / "open"
     for p in sorted(open_dir.rglob("*")) if open_dir.is_dir() else []:
-        if p.is_file():
+        if p.is_file() and not p.name.startswith("."):  # .<name>.<random>.part: a write killed half-way
             out["open"][str(p.relative_to(open_dir))] = sha256_file(p)
     return out
 
