@@ -10,7 +10,12 @@ ZONES = ("landing", "raw", "quarantine", "base", "topic", "share", "quality", "c
 
 
 def tables(settings: Settings) -> list[dict]:
+    """Every table folder of the zones, with version, rows and last operation. A folder whose first
+    commit was interrupted is listed as unfinished with the command that completes it, a damaged one
+    with what is wrong (``lake.tables``): never a traceback."""
     from deltalake import DeltaTable
+
+    from lake import tables as tables_mod
 
     out = []
     for zone in ZONES:
@@ -19,13 +24,27 @@ def tables(settings: Settings) -> list[dict]:
             continue
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)
-            if not os.path.isdir(os.path.join(path, "_delta_log")):
+            if not os.path.isdir(path) or name.startswith("."):
                 continue
-            dt = DeltaTable(path)
-            hist = dt.history(1)
-            rows = dt.to_pyarrow_dataset().count_rows()
+            st = tables_mod.state(path, check_newest=True)
+            if st.kind == "absent":
+                continue
+            if st.kind != "table":
+                status = (f"unfinished (first commit interrupted; {tables_mod.completing_command(zone, name)} "
+                          "completes it)" if st.kind == "unfinished" else f"damaged: {st.detail}")
+                out.append({"table": f"{zone}/{name}", "version": None, "rows": None, "operation": "",
+                            "status": status})
+                continue
+            try:
+                dt = DeltaTable(path)
+                hist = dt.history(1)
+                rows = dt.to_pyarrow_dataset().count_rows()
+            except Exception as e:  # a reader must not die on one bad table
+                out.append({"table": f"{zone}/{name}", "version": None, "rows": None, "operation": "",
+                            "status": f"unreadable: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"})
+                continue
             out.append({"table": f"{zone}/{name}", "version": dt.version(), "rows": rows,
-                        "operation": hist[0].get("operation", "") if hist else ""})
+                        "operation": hist[0].get("operation", "") if hist else "", "status": "ok"})
     return out
 
 
@@ -34,5 +53,13 @@ def query(settings: Settings, zone: str, name: str, sql: str):
     import duckdb
     from deltalake import DeltaTable
 
-    t = DeltaTable(os.path.join(settings.root, zone, name)).to_pyarrow_dataset()  # noqa: F841 (duckdb scans it)
+    from lake import tables as tables_mod
+    from lake.files import InputError
+
+    path = os.path.join(settings.root, zone, name)
+    st = tables_mod.state(path)
+    if st.kind != "table":
+        raise InputError(f"{zone}/{name} is {st.kind}" + (f" ({st.detail})" if st.detail else "")
+                         + (f"; {tables_mod.completing_command(zone, name)} completes it" if st.kind == "unfinished" else ""))
+    t = DeltaTable(path).to_pyarrow_dataset()  # noqa: F841 (duckdb scans it)
     return duckdb.sql(sql.replace("{t}", "t")).fetchall()

@@ -77,7 +77,9 @@ def _guard(fn):
     from lake.spark import SetupError
     from quality.gates import GateFailed
 
-    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError, GateFailed, ReferenceError)
+    from lake.locks import LockBusy
+
+    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError, GateFailed, ReferenceError, LockBusy)
     try:
         return fn()
     except handled as e:
@@ -121,15 +123,28 @@ def generate(
 
 @app.command("ingest")
 def ingest_cmd(
-    source: str = typer.Option(..., "--source", help="Source id, e.g. psb_household (see contracts/sources)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Source id, e.g. psb_household (see contracts/sources; "
+                                         "default: every row-by-row source with files in the inbox)."),
     files: List[Path] = typer.Argument(None, help="Files to ingest (default: every file in <inbox>/<source>/)."),
     root: Optional[str] = RootOpt,
 ):
     """Land files: landing (checksummed) -> raw + quarantine. Prints rows read / landed / quarantined."""
     _setup_logging()
     from jobs.landing import ingest
+    from lake import landing
 
-    results = _guard(lambda: ingest.run(_settings(root), source, [str(f) for f in files] if files else None))
+    s = _settings(root)
+    if source is None and files:
+        raise typer.BadParameter("name the source of the files with --source")
+    if source is None:
+        from lake import contracts
+
+        results = _guard(lambda: ingest.run_many(s, landing.inbox_items(s, contracts.load(s.contracts_dir).row_sources())))
+    else:
+        results = _guard(lambda: ingest.run(s, source, [str(f) for f in files] if files else None))
+    if not landing.has_new(results):
+        console.print(landing.nothing_message(s, source), soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(0)
     t = Table("file", "read", "landed", "quarantined", "findings", "note")
     for r in results:
         t.add_row(r["file"], f"{r['rows_read']:,}", f"{r['rows_raw']:,}", f"{r['rows_quarantined']:,}",
@@ -187,6 +202,9 @@ def run(as_of: Optional[str] = AsOfOpt, root: Optional[str] = RootOpt,
             raise typer.BadParameter(f"--inbox {inbox}: no such folder")
         s = replace(s, inbox=str(inbox.resolve()))
     report = _run_pipeline(s, _as_of(as_of))
+    if report.get("nothing_to_do"):
+        console.print(report["nothing_to_do"], soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(0)
     _summary(s, report)
 
 
@@ -217,6 +235,21 @@ def query_cmd(
         t.add_row(*["" if v is None else str(v) for v in r])
     console.print(t)
     console.print(f"{len(rows):,} row(s) as of {as_of}")
+
+
+@app.command()
+def verify(root: Optional[str] = RootOpt):
+    """Verify every landed copy against landing/_manifest (sha256): repair it from the inbox or report
+    it as a finding (landed_copy_corrupt). Exit 1 when a copy could not be repaired."""
+    _setup_logging()
+    from lake import landing
+
+    s = _settings(root)
+    r = _guard(lambda: landing.verify_all(s))
+    for line in r["problems"]:
+        console.print(f"  {line}")
+    console.print(f"landed copies: {r['ok']:,} verified, {r['repaired']:,} repaired, {r['corrupt']:,} corrupt")
+    raise typer.Exit(1 if r["corrupt"] else 0)
 
 
 @app.command()
@@ -354,8 +387,15 @@ def status(root: Optional[str] = RootOpt):
         raise typer.Exit(0)
     t = Table("table", "version", "rows", "last operation")
     for r in rows:
+        if r.get("status", "ok") != "ok":  # unfinished or damaged (lake.tables)
+            t.add_row(r["table"], "-", "-", f"[yellow]{r['status']}")
+            continue
         t.add_row(r["table"], str(r["version"]), f"{r['rows']:,}", r["operation"])
     console.print(t)
+    from lake import locks
+
+    for h in locks.holders(s.root) if "://" not in s.root else []:
+        console.print(f"lock {h.get('table')}: {'stale, ' if h.get('stale') else ''}held by {locks.holder_line(h)}")
 
 
 @app.command("check")

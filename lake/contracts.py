@@ -215,6 +215,9 @@ class SourceModel(_Strict):
     geometry: dict[str, str] | None = None
     delivery: ChangesModel | None = None
     history_checks: HistoryChecksModel | None = None
+    # a field holding NUL or another C0 control character (except tab): quarantine the row, or clean
+    # the characters away and keep it (lake.hostile)
+    control_characters: Literal["quarantine", "clean"] = "quarantine"
 
 
 class TableColumnModel(_Strict):
@@ -462,6 +465,9 @@ class SourceContract:
     delivery: dict = field(default_factory=dict)
     # checks of each delivery against the last ones (HistoryChecksModel as a dict; {} = none)
     history_checks: dict = field(default_factory=dict)
+    # what a field holding NUL or another C0 control character (except tab) does: "quarantine" the row
+    # (default) or "clean" the characters away and keep it (lake.hostile)
+    control_characters: str = "quarantine"
 
     @property
     def column_names(self) -> list[str]:
@@ -645,6 +651,7 @@ def parse_source(path: Path) -> SourceContract:
         entity_order=m.entity_order, loader=m.loader, geometry=_parse_geometry(m.geometry, names, path),
         delivery=m.delivery.model_dump() if m.delivery else {},
         history_checks=m.history_checks.model_dump() if m.history_checks else {},
+        control_characters=m.control_characters,
     )
     if sc.op_column and sc.op_column in names:
         raise ContractError(f"{path}: delivery.op_column '{sc.op_column}' must not be one of the columns")

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lake import locks, tables
 from lake.settings import Settings
 
 
@@ -38,6 +39,11 @@ def path_of(settings: Settings, table_id: str) -> str:
 
 
 def is_table(spark: SparkSession, path: str) -> bool:
+    """True when ``path`` holds a Delta table with at least one commit. A local folder is looked at
+    directly (``lake.tables``): a table whose first commit was interrupted is not a table yet, and
+    its next write creates it."""
+    if "://" not in path or path.startswith("file://"):
+        return tables.state(path).kind in ("table", "damaged")
     from delta.tables import DeltaTable
 
     try:
@@ -104,17 +110,21 @@ def _with_stats(w, df: DataFrame, path: str, stats_columns) -> object:
 
 def replace_where(df: DataFrame, path: str, condition: str, meta: dict | None = None) -> None:
     """Replace the rows matching ``condition`` with ``df`` (creating the table if needed)."""
-    w = _with_stats(df.write.format("delta"), df, path, condition_columns(df, condition))
-    if meta:
-        w = w.option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True))
-    if is_table(df.sparkSession, path):
-        w.mode("overwrite").option("replaceWhere", condition).save(path)
-    else:
-        w.mode("overwrite").save(path)
+    with locks.table_lock(path):  # one writer per table (lake.locks); re-entrant
+        tables.prepare_for_write(path)
+        w = _with_stats(df.write.format("delta"), df, path, condition_columns(df, condition))
+        if meta:
+            w = w.option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True))
+        if is_table(df.sparkSession, path):
+            w.mode("overwrite").option("replaceWhere", condition).save(path)
+        else:
+            w.mode("overwrite").save(path)
 
 
 def append(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("append").save(path)
+    with locks.table_lock(path):
+        tables.prepare_for_write(path)
+        df.write.format("delta").mode("append").save(path)
 
 
 CDF_PROPERTY = "delta.enableChangeDataFeed"
@@ -123,14 +133,16 @@ CDF_PROPERTY = "delta.enableChangeDataFeed"
 def overwrite(df: DataFrame, path: str, meta: dict, stats_columns=None, properties: dict | None = None) -> None:
     """Overwrite the table at ``path``; a new table collects statistics only on ``stats_columns``
     (default: Delta's first 32 columns) and gets the table ``properties`` (e.g. Change Data Feed)."""
-    w = _with_stats(df.write.format("delta"), df, path, stats_columns)
-    if properties and not is_table(df.sparkSession, path):
-        for k, v in properties.items():
-            w = w.option(k, v)
-    (
-        w.mode("overwrite").option("overwriteSchema", "true")
-        .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
-    )
+    with locks.table_lock(path):
+        tables.prepare_for_write(path)
+        w = _with_stats(df.write.format("delta"), df, path, stats_columns)
+        if properties and not is_table(df.sparkSession, path):
+            for k, v in properties.items():
+                w = w.option(k, v)
+        (
+            w.mode("overwrite").option("overwriteSchema", "true")
+            .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
+        )
 
 
 def replace_if_changed(df: DataFrame, path: str, condition: str, meta: dict | None = None,
@@ -210,8 +222,34 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file. Local folders: to a temporary name, then renamed, so a reader (or a run
+    killed half-way) never sees a truncated file; an object store's PUT is whole anyway."""
     fs, path = filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    folder = path.rsplit("/", 1)[0]
+    fs.create_dir(folder, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        import os
+        import time
+        import uuid
+
+        name = path.rsplit("/", 1)[1]
+        for old in os.listdir(folder):  # left by a writer that was killed (not one writing now)
+            if old.startswith(f".{name}.") and old.endswith(".part"):
+                try:
+                    if time.time() - os.path.getmtime(f"{folder}/{old}") > 600:
+                        os.unlink(f"{folder}/{old}")
+                except OSError:
+                    pass
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.part"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
     with fs.open_output_stream(path) as f:
         f.write(data)
 
@@ -256,7 +294,8 @@ def list_files(uri: str) -> list[str]:
 def overwrite_if_changed(df: DataFrame, path: str, meta: dict, fp: str | None = None) -> bool:
     """Overwrite ``path`` with ``df`` unless its content fingerprint is unchanged; True if written."""
     fp = fp or fingerprint(df)
-    if last_metadata(df.sparkSession, path).get("fingerprint") == fp:
-        return False
-    overwrite(df, path, {**meta, "fingerprint": fp})
+    with locks.table_lock(path):  # the comparison and the write under one lease
+        if last_metadata(df.sparkSession, path).get("fingerprint") == fp:
+            return False
+        overwrite(df, path, {**meta, "fingerprint": fp})
     return True

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lake import io
+from lake import io, locks, tables
 from lake.contracts import TableContract
 from lake.log import log
 from lake.settings import Settings
@@ -348,10 +348,12 @@ def publish_partition(spark: SparkSession, settings: Settings, tc: TableContract
                   "gate_run_id": run_id}
         w = candidate.write.format("delta").option("userMetadata", json.dumps(commit, ensure_ascii=False,
                                                                                sort_keys=True, default=str))
-        if exists:
-            w.mode("overwrite").option("replaceWhere", cond).save(path)
-        else:
-            (w.partitionBy(partition_col) if partitioned else w).mode("overwrite").save(path)
+        with locks.table_lock(path):  # one writer per table (lake.locks); "exists" again under the lease
+            tables.prepare_for_write(path)
+            if io.is_table(spark, path):
+                w.mode("overwrite").option("replaceWhere", cond).save(path)
+            else:
+                (w.partitionBy(partition_col) if partitioned else w).mode("overwrite").save(path)
         log.info("%s: gate passed (%d expectations), published %d rows for %s", tc.table, len(specs), rows, cond)
         return PublishResult(tc.table, "published", rows, fp)
     finally:

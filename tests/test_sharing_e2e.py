@@ -165,7 +165,7 @@ def test_catalogue_chain_verify_history_and_tamper_through_the_cli(shared, tmp_p
 def test_cli_read_audit_and_metrics(shared, tmp_path):
     from lake.cli import app
 
-    s, c = shared["s"], shared["c"]
+    s = shared["s"]
     runner = CliRunner()
     root = ["--root", s.root]
     prof = tmp_path / "mca.share"

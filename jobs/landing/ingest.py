@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lake import contracts as contracts_mod
-from lake import io, rules
+from lake import hostile, io, landing, locks, rules
 from lake.contracts import SourceContract
 from lake.files import InputError, parse_file, sha256_of
 from lake.log import log
@@ -68,6 +69,8 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
     is compiled by whole-stage code generation.
     """
     wellformed = F.col("_field_count") == len(sc.columns)
+    # NUL and other C0 controls: issues on the values as delivered, then cleaned if the contract says so
+    parsed = hostile.with_control_checks(parsed, sc.column_names, sc.control_characters)
     # a change file's deletion names only the record and the entity: other required columns may be empty
     op_col = sc.op_column if sc.op_column and sc.op_column in sc.column_names else ""
     not_deleted = (F.coalesce(F.col(op_col), F.lit("")) != F.lit(sc.delivery.get("delete", "D"))) if op_col else F.lit(True)
@@ -89,7 +92,9 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
         F.when(F.col("_field_count") != len(sc.columns), F.struct(
             F.lit("parse.field_count").alias("rule"), F.lit("_row").alias("field"),
             F.lit("malformed_row").alias("defect_type"), F.lit(rules.ERROR).alias("severity"),
-            F.concat(F.lit(f"expected {len(sc.columns)} fields, found "), F.col("_field_count").cast("string")).alias("message"),
+            F.coalesce(F.col("_parse_error") if "_parse_error" in parsed.columns else F.lit(None).cast("string"),
+                       F.concat(F.lit(f"expected {len(sc.columns)} fields, found "),
+                                F.col("_field_count").cast("string"))).alias("message"),
             F.col("_raw_line").alias("value"),
         )),
         rules.issue(F.col("_raw_line").contains("\ufffd") & (F.col("_field_count") == len(sc.columns)),
@@ -126,10 +131,11 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
                          "city_code": rules.city_code_issues}[chk](col.name)
             checks.extend(found)
     cross = _cross_checks(sc, typed, id_issues)
-    issues = F.concat(F.col("_norm_issues"), rules.issue_array(checks + cross))
+    issues = F.concat(F.col(hostile.ISSUE_COLUMN), F.col("_norm_issues"), rules.issue_array(checks + cross))
     if typed:
         df = df.withColumns({f"_typed_{name}": expr for name, expr in typed.items()})
-    df = df.withColumn("_issues", issues).drop("_norm_issues", *[rules.region_flag_column(c) for c in id_cols])
+    df = df.withColumn("_issues", issues).drop("_norm_issues", hostile.ISSUE_COLUMN,
+                                               *[rules.region_flag_column(c) for c in id_cols])
     # computed once here, so that splitting the (cached) rows reads a flag, not the issue structs
     return df.withColumn("_is_error", rules.has_severity(F.col("_issues"), rules.ERROR))
 
@@ -176,7 +182,8 @@ def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame,
     quarantine = checked.where(is_error).select(
         *[F.col(c) for c in sc.column_names], "_raw_line", *META_COLUMNS,
         errors[0]["rule"].alias("_rule"),
-        F.array_join(F.transform(errors, lambda x: F.concat_ws(": ", x["field"], x["message"])), "; ").alias("_reason"),
+        hostile.cut_col(F.array_join(F.transform(errors, lambda x: F.concat_ws(": ", x["field"], x["message"])), "; "),
+                        limit=500).alias("_reason"),
     )
     found = checked.where(F.size("_issues") > 0).select(
         F.col("_batch_id").alias("run_id"), F.lit("ingest").alias("stage"), F.col("_source").alias("source"),
@@ -285,17 +292,30 @@ def parse(settings: Settings, sc: SourceContract, file: Path, sha: str | None = 
     if sc.op_column not in sc.column_names and has_op_column(file, sc):
         sc = with_op_column(sc)
     batch_id = f"{sc.source}-{sha[:16]}"
-    staging = settings.path("_staging", "ingest", f"{batch_id}.parquet")
+    # a name of its own: another process may be parsing the same file (it waits for the table's lease later)
+    staging = settings.path("_staging", "ingest", f"{batch_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet")
     fs, staging_fs_path = io.filesystem(staging)
     fs.create_dir(staging_fs_path.rsplit("/", 1)[0], recursive=True)
-    result = parse_file(file, sc.format, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
+    try:
+        result = parse_file(file, sc.format, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
+    except BaseException:
+        _remove(staging)  # a failed parse leaves no staging file behind
+        raise
     return Parsed(file, sha, batch_id, staging, result)
 
 
 def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None,
                 parsed_ahead: Parsed | None = None, as_of: str | None = None) -> IngestResult:
     """Land one file. ``parsed_ahead`` is the same file already parsed (by ``run``'s read-ahead);
-    ``as_of`` the business date of the delivery when its inbox has no manifest.json saying it."""
+    ``as_of`` the business date of the delivery when its inbox has no manifest.json saying it.
+    The source's lease (``lake.locks``, on ``raw/<source>``) is held from the manifest look-up to the
+    manifest row: a second process landing the same source waits, then finds the file landed."""
+    with locks.table_lock(io.table_path(settings, "raw", source)):
+        return _ingest_file(settings, source, file, spark, parsed_ahead, as_of)
+
+
+def _ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None,
+                 parsed_ahead: Parsed | None = None, as_of: str | None = None) -> IngestResult:
     t0 = time.time()
     file = Path(file)
     sc = contracts_mod.load(settings.contracts_dir).source(source)
@@ -315,12 +335,12 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
         if parsed_ahead is not None:
             _remove(parsed_ahead.staging)
         log.info("%s: already ingested as batch %s (%d rows); nothing added", file.name, done["batch_id"], done["rows_read"])
+        landing.verify(settings, source, sha, done["file_name"], done["bytes"], inbox_file=file)  # repairs the copy
         return IngestResult(source, file.name, sha, done["batch_id"], done["rows_read"], 0, 0, 0, True,
                             done["detected_encoding"], time.time() - t0)
 
-    landed = settings.path("landing", source, sha, file.name)
-    if not io.file_exists(landed):
-        io.upload(str(file), landed)
+    landed = landing.landed_uri(settings, source, sha, file.name)
+    landing.land(file, landed, sha)  # copied to a temporary name, sha256 checked, renamed
 
     pre = parsed_ahead if parsed_ahead is not None else parse(settings, sc, file, sha)
     staging, parsed = pre.staging, pre.result
@@ -352,6 +372,11 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
                                                          delivered, kind, parsed.rows, _shared_writes)
         if history_found is not None:
             found = found.unionByName(findings.conform(history_found))
+        if parsed.rows == 0:  # a file with no data rows: a finding for its department
+            found = found.unionByName(hostile.delivered_empty_finding(
+                spark, source, sc.department, sha, batch_id, file.name, parsed.empty))
+            n_f += 1
+            log.warning("%s: delivered empty (%s); reported to %s", file.name, parsed.empty, sc.department)
         cond = f"_file_sha256 = '{sha}'"
         io.replace_where(raw, io.table_path(settings, "raw", source), cond)
         io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)
@@ -371,8 +396,8 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
     }], schema="source string, file_name string, landing_path string, sha256 string, bytes long, "
                "declared_encoding string, detected_encoding string, rows_read long, rows_raw long, "
                "rows_quarantined long, findings long, batch_id string, ingested_at timestamp")
-    with _shared_writes:
-        io.append(record, io.table_path(settings, *MANIFEST))
+    with _shared_writes:  # replaceWhere, not append: one manifest row per (source, sha256) whatever happens
+        io.replace_where(record, io.table_path(settings, *MANIFEST), f"source = '{source}' AND sha256 = '{sha}'")
     _remove(staging)
     result.seconds = round(time.time() - t0, 2)
     log.info("%s: read %d, landed %d, quarantined %d, findings %d (%.1fs)",
@@ -422,8 +447,6 @@ def run(settings: Settings, source: str, files: list[str] | None = None, as_of: 
     """Ingest ``files`` (default: every file in ``<inbox>/<source>/``) for one source."""
     contracts_mod.load(settings.contracts_dir).source(source)  # unknown source -> clear error
     paths = [Path(f) for f in files] if files else inbox_files(settings, source)
-    if not paths:
-        log.warning("%s: no files to ingest in %s", source, Path(settings.inbox) / source)
     return run_many(settings, [(source, p) for p in paths], as_of=as_of)
 
 
@@ -443,27 +466,35 @@ def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | N
     failure of the earliest file (in the order given) is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # files already in the manifest are answered without Spark (their landed copies verified and, if
+    # need be, repaired from these very files): a quiet day starts no JVM (lake.landing)
+    shas, known = landing.already_landed(settings, items)
+    results: dict[int, dict] = {i: asdict(IngestResult(
+        items[i][0], Path(items[i][1]).name, shas[i], r["batch_id"], r["rows_read"], 0, 0, 0, True,
+        r["detected_encoding"] or "", 0.0)) for i, r in known.items()}
+    if len(results) == len(items):
+        return [results[i] for i in range(len(items))]
     workers = max(1, workers or settings.ingest_workers)
     lanes: dict[str, list[int]] = {}
     for i, (source, _) in enumerate(items):
-        lanes.setdefault(source, []).append(i)
+        if i not in known:
+            lanes.setdefault(source, []).append(i)
 
     def size(i: int) -> int:
         p = Path(items[i][1])
         return p.stat().st_size if p.is_file() else 0
 
     order = sorted(lanes, key=lambda s: -sum(size(i) for i in lanes[s])) if workers > 1 else list(lanes)
-    results: dict[int, dict] = {}
     errors: dict[int, BaseException] = {}
     stop = threading.Event()
 
     contracts = contracts_mod.load(settings.contracts_dir)
 
-    def ahead(source: str, path: Path) -> Parsed | None:
+    def ahead(source: str, path: Path, sha: str | None = None) -> Parsed | None:
         if not Path(path).is_file():
             return None
         try:
-            return parse(settings, contracts.source(source), Path(path))
+            return parse(settings, contracts.source(source), Path(path), sha)
         except InputError as e:  # reported when the file's turn comes
             return Parsed(Path(path), "", "", "", error=e)
 
@@ -471,10 +502,11 @@ def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | N
         """A source's files in order; the next one is parsed in the background meanwhile."""
         idx = lanes[source]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read-ahead-{source}") as reader:
-            upcoming = reader.submit(ahead, source, items[idx[0]][1])
+            upcoming = reader.submit(ahead, source, items[idx[0]][1], shas.get(idx[0]))
             for k, i in enumerate(idx):
                 pre = upcoming.result()
-                upcoming = reader.submit(ahead, source, items[idx[k + 1]][1]) if k + 1 < len(idx) else None
+                upcoming = (reader.submit(ahead, source, items[idx[k + 1]][1], shas.get(idx[k + 1]))
+                            if k + 1 < len(idx) else None)
                 if stop.is_set():
                     break
                 try:
