@@ -239,6 +239,30 @@ class Macro(_Strict):
 Period = Literal["1h", "8h", "24h"]
 
 
+class Hotline(_Strict):
+    categories: tuple[str, ...] = Field(min_length=1)
+    statuses: tuple[str, ...] = Field(min_length=1)
+    satisfaction: tuple[str, ...] = Field(min_length=1)
+    satisfied: tuple[str, ...]
+    timestamp_format: str = Field(min_length=1)
+    repeat_window_days: int = Field(gt=0)
+    grid_level: Literal["grid_1km", "grid_5km"]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        bad = [s for s in self.satisfied if s not in self.satisfaction]
+        if bad:
+            raise ValueError(f"satisfied: {bad} not among satisfaction")
+        return self
+
+
+class Emergency(_Strict):
+    shelter_reach_metres: float = Field(gt=0)
+    shelter_types: tuple[str, ...] = Field(min_length=1)
+    hazard_levels: tuple[str, ...] = Field(min_length=1)
+    team_types: tuple[str, ...] = Field(min_length=1)
+
+
 class AirQuality(_Strict):
     gb3095_grade_ii: dict[str, dict[Period, float]]
     min_hours: dict[Literal["8h", "24h"], int]
@@ -253,6 +277,8 @@ class Reference(_Strict):
     credit: Credit
     e_licence: ELicence
     macro: Macro
+    hotline: Hotline
+    emergency: Emergency
 
     @model_validator(mode="after")
     def _pollutants(self):
@@ -286,6 +312,12 @@ class Reference(_Strict):
             "macro.towns": [*self.district.towns, self.macro.total_town],
             "macro.industries": [*self.macro.industries, self.macro.total_industry],
             "macro.units": list(self.macro.units),
+            "hotline.categories": list(self.hotline.categories),
+            "hotline.statuses": list(self.hotline.statuses),
+            "hotline.satisfaction": list(self.hotline.satisfaction),
+            "emergency.shelter_types": list(self.emergency.shelter_types),
+            "emergency.hazard_levels": list(self.emergency.hazard_levels),
+            "emergency.team_types": list(self.emergency.team_types),
         }
         if name not in sets:
             raise KeyError(name)
@@ -298,7 +330,8 @@ class Reference(_Strict):
                 "air_quality.gb3095_limits", "credit.subject_types", "credit.licence_categories",
                 "credit.penalty_types", "credit.lists", "credit.list_statuses", "credit.tax_ratings",
                 "e_licence.types", "e_licence.statuses", "macro.indicators", "macro.towns", "macro.industries",
-                "macro.units"]
+                "macro.units", "hotline.categories", "hotline.statuses", "hotline.satisfaction",
+                "emergency.shelter_types", "emergency.hazard_levels", "emergency.team_types"]
 
     @property
     def substitutions(self) -> dict[str, str]:
@@ -338,3 +371,5 @@ LEGAL_ENTITY = REF.legal_entity
 CREDIT = REF.credit
 E_LICENCE = REF.e_licence
 MACRO = REF.macro
+HOTLINE = REF.hotline
+EMERGENCY = REF.emergency
