@@ -1118,8 +1118,9 @@ def generate(scale: float, seed: int, out: Path,
     (every spatial row and every population / legal-entity row with an address); their
     defects join ``truth/defects.csv``.
     The social-credit, e-licence and macro-economy files (``sample.generate_governance``: their
-    subjects and holders are the entities and people written here) come last; their defects join
-    ``truth/defects.csv``.
+    subjects and holders are the entities and people written here) come next, then the topic
+    databases' sources (``sample.generate_hotline``: 12345 work orders at the book's door plates,
+    listed under ``topic_files``); their defects join ``truth/defects.csv``.
     Returns the manifest, whose ``files`` are listed in ``SOURCES`` order, whose
     ``spatial_files`` (same entries) in ``sample.generate_spatial.SPATIAL_SOURCES`` order and whose
     ``governance_files`` in ``sample.generate_governance.GOVERNANCE_SOURCES`` order (two releases
@@ -1157,6 +1158,10 @@ def generate(scale: float, seed: int, out: Path,
                                links=defects.address_links, defects=defects.truth)
     governance = generate_governance(scale, seed, out, subjects, extract_date)
     defects.truth.extend(governance["truth"])
+    from sample.generate_hotline import generate_hotline  # 12345 work orders (city-management topic)
+
+    hotline = generate_hotline(scale, seed, out, book, extract_date)
+    defects.truth.extend(hotline["truth"])
     _write_csv(out / "truth" / "defects.csv", ("source", "record_key", "field", "defect_type"),
                sorted(defects.truth, key=lambda t: (t[0], t[1])))
     _write_csv(out / "truth" / "links.csv", ("source", "record_key", "id_number"),
@@ -1166,6 +1171,7 @@ def generate(scale: float, seed: int, out: Path,
         "files": [entries[source] for source in SOURCES],
         "spatial_files": spatial["files"],
         "governance_files": governance["files"],
+        "topic_files": hotline["files"],
     }
     (out / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
