@@ -1119,8 +1119,9 @@ def generate(scale: float, seed: int, out: Path,
     defects join ``truth/defects.csv``.
     The social-credit, e-licence and macro-economy files (``sample.generate_governance``: their
     subjects and holders are the entities and people written here) come next, then the topic
-    databases' sources (``sample.generate_hotline``: 12345 work orders at the book's door plates,
-    listed under ``topic_files``); their defects join ``truth/defects.csv``.
+    databases' sources (``sample.generate_hotline``: 12345 work orders at the book's door plates;
+    ``sample.generate_emergency``: shelters, hazard sources and rescue teams; listed under
+    ``topic_files``); their defects join ``truth/defects.csv``.
     Returns the manifest, whose ``files`` are listed in ``SOURCES`` order, whose
     ``spatial_files`` (same entries) in ``sample.generate_spatial.SPATIAL_SOURCES`` order and whose
     ``governance_files`` in ``sample.generate_governance.GOVERNANCE_SOURCES`` order (two releases
@@ -1162,6 +1163,12 @@ def generate(scale: float, seed: int, out: Path,
 
     hotline = generate_hotline(scale, seed, out, book, extract_date)
     defects.truth.extend(hotline["truth"])
+    from sample.generate_emergency import generate_emergency  # shelters, hazard sources, rescue teams
+    from sample.governance import ACTIVE
+
+    emergency = generate_emergency(scale, seed, out, book, extract_date,
+                                   sorted(e.code for e in subjects.entities if e.status in ACTIVE))
+    defects.truth.extend(emergency["truth"])
     _write_csv(out / "truth" / "defects.csv", ("source", "record_key", "field", "defect_type"),
                sorted(defects.truth, key=lambda t: (t[0], t[1])))
     _write_csv(out / "truth" / "links.csv", ("source", "record_key", "id_number"),
@@ -1171,7 +1178,7 @@ def generate(scale: float, seed: int, out: Path,
         "files": [entries[source] for source in SOURCES],
         "spatial_files": spatial["files"],
         "governance_files": governance["files"],
-        "topic_files": hotline["files"],
+        "topic_files": hotline["files"] + emergency["files"],
     }
     (out / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
