@@ -14,7 +14,10 @@ EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__ing
             "lake__build__topic__sensing", "lake__build__topic__open_registers", "lake__build__topic__vital_events",
             "lake__publish", "lake__report",
             "lake__ingest__credit", "lake__ingest__e_licence", "lake__ingest__macro", "lake__build__base__credit",
-            "lake__build__base__e_licence", "lake__build__base__macro"}
+            "lake__build__base__e_licence", "lake__build__base__macro",
+            # city management (12345) and emergency management (issue 18)
+            "lake__ingest__city", "lake__ingest__emergency", "lake__build__base__hotline", "lake__build__topic__hotline",
+            "lake__build__base__emergency", "lake__build__topic__emergency"}
 
 
 @pytest.fixture(scope="module")
