@@ -3,7 +3,9 @@
 The district and its towns, the legal-entity statuses, the sensing network's departments, device
 types, metrics, units and conversions, the GB 3095-2012 limits, the social-credit vocabularies (subject
 types, red and black lists, ratings), the e-licence catalogue (which department issues which licence
-type) and the macro-economic indicators (one authority each, units, tolerances) are written in one file and read
+type), the macro-economic indicators (one authority each, units, tolerances), the 12345 hotline's
+vocabularies, the emergency registers' classes and the health and transport services (POI categories,
+reach) are written in one file and read
 from here by the jobs, the contract loader (``${district}`` in regexes, ``values_from`` /
 ``allowed_from``), the catalogue and the sample-data generator, so that no copy can drift.
 
@@ -263,6 +265,12 @@ class Emergency(_Strict):
     team_types: tuple[str, ...] = Field(min_length=1)
 
 
+class Service(_Strict):
+    poi_category: str = Field(min_length=1)
+    name_pattern: str = ""              # a regular expression the POI's name must contain a match of
+    reach_metres: float = Field(gt=0)
+
+
 class AirQuality(_Strict):
     gb3095_grade_ii: dict[str, dict[Period, float]]
     min_hours: dict[Literal["8h", "24h"], int]
@@ -279,6 +287,7 @@ class Reference(_Strict):
     macro: Macro
     hotline: Hotline
     emergency: Emergency
+    services: dict[str, Service] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _pollutants(self):
@@ -318,6 +327,7 @@ class Reference(_Strict):
             "emergency.shelter_types": list(self.emergency.shelter_types),
             "emergency.hazard_levels": list(self.emergency.hazard_levels),
             "emergency.team_types": list(self.emergency.team_types),
+            "services": list(self.services),
         }
         if name not in sets:
             raise KeyError(name)
@@ -331,7 +341,7 @@ class Reference(_Strict):
                 "credit.penalty_types", "credit.lists", "credit.list_statuses", "credit.tax_ratings",
                 "e_licence.types", "e_licence.statuses", "macro.indicators", "macro.towns", "macro.industries",
                 "macro.units", "hotline.categories", "hotline.statuses", "hotline.satisfaction",
-                "emergency.shelter_types", "emergency.hazard_levels", "emergency.team_types"]
+                "emergency.shelter_types", "emergency.hazard_levels", "emergency.team_types", "services"]
 
     @property
     def substitutions(self) -> dict[str, str]:
@@ -373,3 +383,4 @@ E_LICENCE = REF.e_licence
 MACRO = REF.macro
 HOTLINE = REF.hotline
 EMERGENCY = REF.emergency
+SERVICES = REF.services

@@ -17,7 +17,8 @@ EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__ing
             "lake__build__base__e_licence", "lake__build__base__macro",
             # city management (12345) and emergency management (issue 18)
             "lake__ingest__city", "lake__ingest__emergency", "lake__build__base__hotline", "lake__build__topic__hotline",
-            "lake__build__base__emergency", "lake__build__topic__emergency"}
+            "lake__build__base__emergency", "lake__build__topic__emergency", "lake__build__topic__services",
+            "lake__build__topic__economy"}
 
 
 @pytest.fixture(scope="module")

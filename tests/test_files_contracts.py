@@ -249,7 +249,8 @@ def test_real_contracts_load():
     assert {"topic.legal_entity_by_town_industry", "topic.population_by_town_age_band",
             "topic.air_quality_hourly", "topic.device_health", "topic.hotline_rates", "topic.hotline_town_counts",
             "topic.hotline_hotspots", "topic.hotline_repeat_complaints", "topic.shelter_reach",
-            "topic.emergency_by_town"} <= set(c.tables)
+            "topic.emergency_by_town", "topic.service_coverage_by_town", "topic.economic_births",
+            "topic.macro_trend"} <= set(c.tables)
     psb = c.source("psb_household")
     assert (psb.record_key, psb.entity_key, psb.encoding) == ("record_id", "id_number", "gb18030")
     assert psb.column("id_number").checks == ("cn_id",)
