@@ -233,7 +233,7 @@ def test_a_failed_parse_leaves_no_staging_file(spark, tmp_path):
     rows = [valid_row(sc, i) for i in range(1, 3)]
     rows[1]["address"] = '"' + "x" * 200_000  # a quoted field over the CSV field limit: the parse fails half-way
     s = Settings.from_env(root=str(tmp_path / "lake"), shuffle_partitions=2)
-    f = write_csv(Path(s.inbox) / "samr_enterprises" / "big.csv", sc, rows)
+    write_csv(Path(s.inbox) / "samr_enterprises" / "big.csv", sc, rows)
     with pytest.raises(InputError, match=r"big.csv: line \d+: field larger than field limit"):
         ingest.run(s, "samr_enterprises")
     staging = Path(s.root) / "_staging" / "ingest"
