@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from lake import contracts
 from lake.cli import app
-from lake.identifiers import make_cn_id, make_uscc
+from sample.identifiers import make_cn_id, make_uscc
 from lake.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -218,7 +218,7 @@ def test_a_file_without_data_rows_is_a_finding_for_its_department(spark, tmp_pat
         "delivered_empty", sc.department, "ingest", res["batch_id"])
     assert found["message"] == f"the file has no data rows ({how}): nothing was delivered"
     # the department report counts it (reports take the ingest findings of each source's newest batch)
-    from jobs import reports
+    from jobs.governance import reports
 
     cur = reports.current_findings(spark, s, {"batches": {"samr_enterprises": res["batch_id"]}, "build_runs": [],
                                               "timeliness": "-"}).collect()
