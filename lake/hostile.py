@@ -101,18 +101,6 @@ def with_control_checks(df: DataFrame, columns: list[str], mode: str) -> DataFra
 
 # ------------------------------------------------------------------ delivered empty
 
-def delivered_empty_finding(spark, source: str, department: str, sha: str, batch_id: str, file_name: str,
-                            how: str) -> DataFrame:
-    """The ``delivered_empty`` finding of one file, in the columns of ``quality.findings``."""
-    from quality import findings
-
-    row = {"run_id": batch_id, "stage": "ingest", "source": source, "department": department, "record_key": None,
-           "field": "_file", "rule": RULE_EMPTY, "severity": "error", "defect_type": DEFECT_EMPTY,
-           "message": f"the file has no data rows ({how}): nothing was delivered", "value": cut(file_name),
-           "_file_sha256": sha, "_row": None, "_batch_id": batch_id}
-    return spark.createDataFrame([row], ", ".join(f"{c} {t}" for c, t in findings.COLUMNS))
-
-
 def empty_how(data: bytes) -> str | None:
     """Why a file with no data rows is empty, for the message (None: it has text)."""
     if not data:

@@ -124,28 +124,15 @@ def prepare_for_write(path: str) -> TableState:
 
 # ------------------------------------------------------------------ which job completes a table
 
-def completing_command(zone: str, name: str) -> str:
-    """The command (and DAG) whose next run completes ``<zone>/<name>``. One map, kept here until
-    the contracts' registry of tables and jobs can answer it."""
-    from jobs.orchestration import DOMAINS, IOT_TOPIC_TABLES, SPATIAL_TABLES
+def completing_command(zone: str, name: str, contracts_dir: str | None = None) -> str:
+    """The command (and DAG) whose next run completes ``<zone>/<name>``, from the registry
+    (``lake.registry.Registry.completes``); a source's raw and quarantine tables name its ingest DAG."""
+    from lake import contracts as contracts_mod
+    from lake import registry
+    from lake.settings import Settings
 
-    table = f"{zone}.{name}"
-    domain_of = {s: d for d, sources in DOMAINS.items() for s in sources}
-    if zone in ("raw", "quarantine") and name in domain_of:
-        return f"`lake ingest --source {name}` (DAG lake__ingest__{domain_of[name]})"
-    if zone in ("raw", "quarantine") or table in ("base.iot_reading", "base.iot_device", *IOT_TOPIC_TABLES) \
-            or name.startswith("iot_reading"):
-        return "`lake run` (DAG lake__iot__daily)"
-    if table == "landing._manifest":
-        return "`lake ingest` or `lake run` (DAGs lake__ingest__*)"
-    if table in SPATIAL_TABLES or name in ("address_links", "address_match"):
-        return "`lake run` (DAG lake__build__spatial)"
-    if table in ("quality.findings", "quality.validations"):
-        return "`lake run` (every DAG that ingests or builds)"
-    if zone in ("base", "topic") or name in ("conflicts", "record_links", "review_pairs"):
-        return "`lake build` (DAGs lake__build__base, lake__build__topic)"
-    if name in ("department_quality", "department_scores"):
-        return "`lake run` (DAG lake__report)"
-    if zone in ("share", "catalog"):
-        return "`lake publish` (DAG lake__publish)"
-    return "`lake run`"
+    contracts_dir = contracts_dir or Settings.from_env().contracts_dir
+    contracts = contracts_mod.load(contracts_dir)
+    if zone in ("raw", "quarantine") and name in contracts.row_sources():  # one ingest DAG per domain
+        return f"`lake ingest --source {name}` (DAG lake__ingest__{contracts.source(name).domain})"
+    return registry.load(contracts_dir).completes(zone, name)

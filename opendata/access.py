@@ -224,8 +224,8 @@ def apply(settings: Settings, applicant: str, resource: str, purpose: str, accep
 
 def approve(settings: Settings, request_id: str, by: str, days: int = DEFAULT_DAYS,
             now: datetime | None = None) -> dict:
-    """Approve a pending application for ``days``; a download application gets a token (returned in
-    clear this once, stored as its sha256)."""
+    """Approve a pending application for ``days``; the applicant gets a token (returned in clear this
+    once, stored as its sha256): a download token, or the credential its sandbox queries present."""
     if not by.strip():
         raise AccessError("an approval names who approves (--by)")
     if not 1 <= days <= MAX_DAYS:
@@ -240,7 +240,7 @@ def approve(settings: Settings, request_id: str, by: str, days: int = DEFAULT_DA
                                   "days": days, "expires_at": expires}])
     out = {"request_id": request_id, "applicant": a["applicant"], "resource": a["resource"], "kind": a["kind"],
            "expires_at": expires}
-    if a["kind"] == "download":
+    if a["kind"] in ("download", "sandbox"):
         token = secrets.token_urlsafe(32)
         token_id = "T" + secrets.token_hex(6)
         _append(settings, TOKENS, [{"token_id": token_id, "event": "issued", "at": at, "applicant": a["applicant"],
@@ -309,6 +309,8 @@ def download(settings: Settings, token: str, out_dir: str | Path, now: datetime 
         a = application(settings, t["request_id"], now)
         if a["state"] != "approved":
             reason = f"application {t['request_id']} is {a['state']}"
+        elif a["kind"] != "download":
+            reason = f"token {t['token_id']} is for the sandbox of {a['resource'][len(SANDBOX_PREFIX):]}, not a download"
     resource = t["resource"] if t else ""
     if reason:
         audit(settings, action="download", decision="refused", applicant=t["applicant"] if t else "",
@@ -342,13 +344,26 @@ def download(settings: Settings, token: str, out_dir: str | Path, now: datetime 
     return {"dataset": resource, "files": written, "rows": rows, "out": str(out)}
 
 
-def sandbox_grant(settings: Settings, applicant: str, table: str, now: datetime | None = None) -> dict:
-    """The applicant's approved, unexpired sandbox application for ``table``; AccessError otherwise."""
+def sandbox_grant(settings: Settings, applicant: str, table: str, token: str | None,
+                  now: datetime | None = None) -> dict:
+    """The applicant's approved, unexpired sandbox application for ``table``, proven by the token its
+    approval issued (a name alone proves nothing); AccessError otherwise."""
     resource = SANDBOX_PREFIX + table
     mine = [a for a in applications(settings, now) if a["applicant"] == applicant and a["resource"] == resource]
     ok = [a for a in mine if a["state"] == "approved"]
     if ok:
-        return ok[-1]
+        if not (token or "").strip():
+            raise AccessError(f"a sandbox query presents the token issued when the application was approved "
+                              f"(--token or LAKE_SANDBOX_TOKEN); none was given for {applicant}")
+        t, revoked = _token(settings, token.strip())
+        ids = {a["request_id"] for a in ok}
+        if t is None or t["request_id"] not in ids:
+            raise AccessError(f"the token is not one issued to {applicant} for the sandbox of {table}")
+        if revoked:
+            raise AccessError(f"token {t['token_id']} was revoked")
+        if t["expires_at"] is not None and _now(now) >= t["expires_at"]:
+            raise AccessError(f"token {t['token_id']} expired on {t['expires_at']:%Y-%m-%d %H:%M} UTC")
+        return {**next(a for a in ok if a["request_id"] == t["request_id"]), "token_id": t["token_id"]}
     state = f" (your application is {mine[-1]['state']})" if mine else ""
     raise AccessError(f"{applicant} holds no approved sandbox application for {table}{state}; apply with "
                       f"`lake open apply --as {applicant} --resource {resource} --purpose ... --accept-agreement`")

@@ -59,14 +59,18 @@ def approve_cmd(
     days: int = typer.Option(30, "--days", help="Days until the token or the sandbox grant expires (1-366)."),
     root: Optional[str] = RootOpt,
 ):
-    """Approve an application; a download application's token is printed this once (only its hash is kept)."""
+    """Approve an application; its token (a download's, or the sandbox queries' credential) is printed
+    this once (only its hash is kept)."""
     from opendata import access
 
     r = _run(lambda: access.approve(_settings(root), request_id, by, days))
     console.print(f"approved {request_id} for {r['applicant']} ({r['resource']}) until {r['expires_at']:%Y-%m-%d %H:%M} UTC")
     if "token" in r:
         console.print(f"token {r['token_id']} (shown once, give it to the applicant): {r['token']}")
-        console.print(f"download: lake open download --token {r['token']} --out DIR")
+        if r["kind"] == "download":
+            console.print(f"download: lake open download --token {r['token']} --out DIR")
+        else:
+            console.print(f"sandbox: LAKE_SANDBOX_TOKEN={r['token']} lake sandbox query --as {r['applicant']} \"SQL\"")
 
 
 @open_app.command("reject")
@@ -137,12 +141,14 @@ def audit_cmd(applicant: Optional[str] = typer.Option(None, "--as"), resource: O
 @sandbox_app.command("query")
 def sandbox_query(sql: str = typer.Argument(..., help="One SELECT over a sandbox table, e.g. \"SELECT town, count(*) FROM base.population GROUP BY town\"."),
                   applicant: str = typer.Option(..., "--as", help="The applicant, holding an approved sandbox application."),
+                  token: Optional[str] = typer.Option(None, "--token", envvar="LAKE_SANDBOX_TOKEN",
+                                                      help="The token issued when the sandbox application was approved."),
                   as_csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
                   root: Optional[str] = RootOpt):
     """Run aggregate SQL in the sandbox: the result if it passes disclosure control, else the refusal (exit 1)."""
     from opendata import sandbox
 
-    r = _run(lambda: sandbox.query(_settings(root), applicant, sql))
+    r = _run(lambda: sandbox.query(_settings(root), applicant, sql, token))
     if as_csv:
         console.print(r.csv(), end="", markup=False, highlight=False)
         return

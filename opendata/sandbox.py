@@ -12,7 +12,7 @@ results that pass disclosure control leave.
    (``min``, ``max``, ``median``, quantiles, ``list``, ``first``... return one record's value and are
    refused; so are ``FILTER`` and expressions inside an aggregate, which could single out a record).
 3. The applicant holds an approved, unexpired sandbox application for the table
-   (``opendata.access``), and the query names only the columns it was approved for. Personal columns
+   (``opendata.access``) and proves it with the token the approval issued (hashed, expiring, revocable), and the query names only the columns it was approved for. Personal columns
    (``pii: true``) are never loaded.
 4. The query runs in an in-memory DuckDB holding a copy of the allowed columns, with external access
    disabled and the configuration locked (read-only: the lake's files cannot be reached from SQL). The
@@ -283,8 +283,9 @@ def _load(settings: Settings, table: str, columns: list[str]):
     return con
 
 
-def query(settings: Settings, applicant: str, sql: str, now: datetime | None = None) -> Result:
-    """Run ``sql`` for ``applicant`` under disclosure control; audited either way."""
+def query(settings: Settings, applicant: str, sql: str, token: str | None, now: datetime | None = None) -> Result:
+    """Run ``sql`` for ``applicant`` (proven by ``token``, issued at the approval of its sandbox
+    application) under disclosure control; audited either way."""
     import duckdb
 
     contracts = contracts_mod.load(settings.contracts_dir)
@@ -297,7 +298,7 @@ def query(settings: Settings, applicant: str, sql: str, now: datetime | None = N
         if tc is None or not tc.sandbox:
             known = ", ".join(sorted(t.table for t in contracts.tables.values() if t.sandbox)) or "none"
             raise Refused(f"{table} is not a sandbox table (sandbox tables: {known})")
-        grant = access.sandbox_grant(settings, applicant, table, now)
+        grant = access.sandbox_grant(settings, applicant, table, token, now)
         allowed = list(grant["columns"] or [c.name for c in tc.columns if not c.pii])
         pii = {c.name for c in tc.columns if c.pii}
         outside = [c for c in columns if c not in allowed]
@@ -332,5 +333,6 @@ def query(settings: Settings, applicant: str, sql: str, now: datetime | None = N
     text = result.csv()
     access.audit(settings, action="sandbox_query", decision="granted", applicant=applicant, resource=table,
                  columns=columns, rows=len(result.rows), purpose=grant["purpose"], reason=f"k={k}", request=sql,
+                 token_id=grant.get("token_id", ""),
                  result_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), now=now)
     return result

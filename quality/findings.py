@@ -51,3 +51,15 @@ def has_run(spark, settings: Settings, run_id: str) -> bool:
     if not io.is_table(spark, path):
         return False
     return io.read(spark, path).where(F.col("run_id") == run_id).limit(1).count() > 0
+
+
+def delivered_empty_finding(spark, source: str, department: str, sha: str, batch_id: str, file_name: str,
+                            how: str) -> DataFrame:
+    """The ``delivered_empty`` finding of one file (``lake.hostile``'s rule), in the findings' columns."""
+    from lake.hostile import DEFECT_EMPTY, RULE_EMPTY, cut
+
+    row = {"run_id": batch_id, "stage": "ingest", "source": source, "department": department, "record_key": None,
+           "field": "_file", "rule": RULE_EMPTY, "severity": "error", "defect_type": DEFECT_EMPTY,
+           "message": f"the file has no data rows ({how}): nothing was delivered", "value": cut(file_name),
+           "_file_sha256": sha, "_row": None, "_batch_id": batch_id}
+    return spark.createDataFrame([row], ", ".join(f"{c} {t}" for c, t in COLUMNS))

@@ -151,16 +151,19 @@ def test_cli_flow_prints_the_token_once_and_refusals_exit_1(lake, tmp_path):
 
 # ----------------------------------------------------------------------------------- the sandbox
 
+TOKENS: dict[str, str] = {}  # applicant -> the sandbox token its approval issued
+
+
 @pytest.fixture()
 def granted(lake):
     a = access.apply(lake, "大学", "sandbox:base.population", "低保分布研究", True)
-    access.approve(lake, a["request_id"], "数据局", 30)
+    TOKENS["大学"] = access.approve(lake, a["request_id"], "数据局", 30)["token"]
     return lake
 
 
 def test_an_aggregate_query_passes_and_is_audited(granted):
     r = sandbox.query(granted, "大学", "SELECT town, count(*) AS n, count(marital_status) AS m FROM base.population "
-                                          "WHERE year(birth_date) < 2030 GROUP BY town ORDER BY town")
+                                          "WHERE year(birth_date) < 2030 GROUP BY town ORDER BY town", TOKENS["大学"])
     assert r.columns == ["town", "n", "m"]
     from deltalake import DeltaTable
     df = DeltaTable(granted.path("base", "population")).to_pandas()
@@ -202,7 +205,7 @@ def test_an_aggregate_query_passes_and_is_audited(granted):
 ])
 def test_refusals_say_why_and_are_audited(granted, sql, reason):
     with pytest.raises(sandbox.Refused) as e:
-        sandbox.query(granted, "大学", sql)
+        sandbox.query(granted, "大学", sql, TOKENS["大学"])
     assert reason in str(e.value)
     last = audit(granted, action="sandbox_query")[-1]
     assert last["decision"] == "refused" and last["request"] == sql and reason in last["reason"] and last["rows"] is None
@@ -210,14 +213,39 @@ def test_refusals_say_why_and_are_audited(granted, sql, reason):
 
 def test_no_grant_no_query_and_column_limited_grants(lake):
     with pytest.raises(access.AccessError, match="holds no approved sandbox application for base.population"):
-        sandbox.query(lake, "路人", "SELECT town, count(*) FROM base.population GROUP BY town")
+        sandbox.query(lake, "路人", "SELECT town, count(*) FROM base.population GROUP BY town", None)
     a = access.apply(lake, "统计所", "sandbox:base.population", "按镇街统计", True, columns=["town"])
     with pytest.raises(access.AccessError, match="your application is pending"):
-        sandbox.query(lake, "统计所", "SELECT town, count(*) FROM base.population GROUP BY town")
-    access.approve(lake, a["request_id"], "数据局", 30)
-    assert len(sandbox.query(lake, "统计所", "SELECT town, count(*) FROM base.population GROUP BY town").rows) == 3
+        sandbox.query(lake, "统计所", "SELECT town, count(*) FROM base.population GROUP BY town", None)
+    tok = access.approve(lake, a["request_id"], "数据局", 30)["token"]
+    assert len(sandbox.query(lake, "统计所", "SELECT town, count(*) FROM base.population GROUP BY town", tok).rows) == 3
     with pytest.raises(sandbox.Refused, match=r"\['gender'\] of base.population: not in the approved application"):
-        sandbox.query(lake, "统计所", "SELECT gender, count(*) FROM base.population GROUP BY gender")
+        sandbox.query(lake, "统计所", "SELECT gender, count(*) FROM base.population GROUP BY gender", tok)
+
+
+def test_a_sandbox_query_needs_the_approvals_token(lake):
+    """The applicant's name proves nothing: no token, another applicant's token, a revoked or expired
+    token are refused (and audited); a sandbox token is no download token."""
+    a = access.apply(lake, "统计所", "sandbox:base.population", "按镇街统计", True, columns=["town"], now=NOW)
+    tok = access.approve(lake, a["request_id"], "数据局", 1, now=NOW)
+    b = access.apply(lake, "大学", "sandbox:base.population", "人口结构研究", True, now=NOW)
+    other = access.approve(lake, b["request_id"], "数据局", 30, now=NOW)["token"]
+    sql = "SELECT town, count(*) FROM base.population GROUP BY town"
+    for given, why in ((None, "none was given"), ("", "none was given"), ("forged", "not one issued to 统计所"),
+                       (other, "not one issued to 统计所")):
+        with pytest.raises(access.AccessError, match=why):
+            sandbox.query(lake, "统计所", sql, given, now=NOW)
+    assert len(sandbox.query(lake, "统计所", sql, tok["token"], now=NOW).rows) == 3
+    assert [r["token_id"] for r in audit(lake, action="sandbox_query") if r["decision"] == "granted"] == [tok["token_id"]]
+    with pytest.raises(access.AccessError, match="expired|not approved|is expired"):
+        sandbox.query(lake, "统计所", sql, tok["token"], now=NOW + timedelta(days=2))
+    with pytest.raises(access.AccessError, match="for the sandbox of base.population, not a download"):
+        access.download(lake, tok["token"], lake.root + "/dl", now=NOW)
+    access.revoke(lake, tok["token_id"], "数据局", "泄露", now=NOW)
+    with pytest.raises(access.AccessError, match="was revoked"):
+        sandbox.query(lake, "统计所", sql, tok["token"], now=NOW)
+    refused = [r for r in audit(lake, action="sandbox_query") if r["decision"] == "refused"]
+    assert len(refused) >= 6
 
 
 def test_the_sandbox_cannot_write_or_reach_files(granted, tmp_path):
@@ -239,11 +267,11 @@ def test_the_sandbox_cannot_write_or_reach_files(granted, tmp_path):
 
 
 def test_cli_sandbox_query_prints_the_result_or_the_refusal(granted):
-    ok = runner.invoke(app, ["sandbox", "query", "--as", "大学", "--csv", "--root", granted.root,
+    ok = runner.invoke(app, ["sandbox", "query", "--as", "大学", "--token", TOKENS["大学"], "--csv", "--root", granted.root,
                              "SELECT gender, count(*) AS n FROM base.population GROUP BY gender ORDER BY gender"])
     assert ok.exit_code == 0, ok.output
     lines = ok.output.strip().splitlines()
     assert lines[0] == "gender,n" and len(lines) == 3 and sum(int(x.split(",")[1]) for x in lines[1:]) == 400
-    bad = runner.invoke(app, ["sandbox", "query", "--as", "大学", "--root", granted.root,
+    bad = runner.invoke(app, ["sandbox", "query", "--as", "大学", "--token", TOKENS["大学"], "--root", granted.root,
                               "SELECT person_id, count(*) FROM base.population GROUP BY person_id"])
     assert bad.exit_code == 1 and "stand for fewer than 10 records" in bad.output and "Traceback" not in bad.output

@@ -81,15 +81,16 @@ def test_directed_opening_and_the_sandbox_on_the_tiny_lake(tiny_lake, tmp_path):
     assert (tmp_path / "dl" / "data.csv").read_bytes() == Path(s.root, "open", VITAL, "data.csv").read_bytes()
     assert got["rows"] == len(deid.read_csv((tmp_path / "dl" / "data.csv").read_bytes())[1])
     b = access.apply(s, "某大学人口研究所", "sandbox:base.population", "各镇街人口结构研究", True)
-    access.approve(s, b["request_id"], "大数据局", 14)
-    r = sandbox.query(s, "某大学人口研究所", "SELECT gender, count(*) AS n FROM base.population GROUP BY gender ORDER BY gender")
+    sandbox_token = access.approve(s, b["request_id"], "大数据局", 14)["token"]
+    r = sandbox.query(s, "某大学人口研究所", "SELECT gender, count(*) AS n FROM base.population GROUP BY gender ORDER BY gender",
+                      sandbox_token)
     from deltalake import DeltaTable
 
     pop = DeltaTable(s.path("base", "population")).to_pandas()
     assert sorted(r.rows, key=str) == sorted(((None if g == "" else g), n) for g, n in
                                              pop.groupby(pop["gender"].fillna("")).size().items())
     with pytest.raises(sandbox.Refused, match="fewer than 10 records"):
-        sandbox.query(s, "某大学人口研究所", "SELECT person_id, count(*) FROM base.population GROUP BY person_id")
+        sandbox.query(s, "某大学人口研究所", "SELECT person_id, count(*) FROM base.population GROUP BY person_id", sandbox_token)
     acts = [(x["action"], x["decision"]) for x in access.audit_records(s, applicant="某大学人口研究所")]
     assert ("download", "granted") in acts and ("sandbox_query", "granted") in acts and ("sandbox_query", "refused") in acts
 

@@ -373,7 +373,7 @@ def _ingest_file(settings: Settings, source: str, file: str | Path, spark: Spark
         if history_found is not None:
             found = found.unionByName(findings.conform(history_found))
         if parsed.rows == 0:  # a file with no data rows: a finding for its department
-            found = found.unionByName(hostile.delivered_empty_finding(
+            found = found.unionByName(findings.delivered_empty_finding(
                 spark, source, sc.department, sha, batch_id, file.name, parsed.empty))
             n_f += 1
             log.warning("%s: delivered empty (%s); reported to %s", file.name, parsed.empty, sc.department)
