@@ -5,7 +5,7 @@ standard address (``quality/address_links`` of the library's current run, ``jobs
 current_links``) that has a point; they are counted per standard address, and every standard address is
 paired with each shelter in use within ``emergency.shelter_reach_metres`` (great-circle distance,
 ``lake.geo.distance_m``) in ``mapInPandas`` against the broadcast shelters (a few hundred at Daxing's
-size: a vectorised distance matrix per batch). The town of a resident is the town of the standard
+size; thousands of POIs for the service topics: vectorised distance matrices of at most ``CHUNK_CELLS``). The town of a resident is the town of the standard
 address; the town of a shelter, hazard source, team or flood point is the one its point lies in.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from quality import gates
 REACH, BY_TOWN = "topic.shelter_reach", "topic.emergency_by_town"
 TABLES = (REACH, BY_TOWN)
 PAIRS_SCHEMA = "address_code string, shelter_id string, distance_m double"
+CHUNK_CELLS = 2_000_000   # at most this many distances in one matrix (16 MB of doubles)
 
 
 def residents_per_address(population: DataFrame, links: DataFrame, library: DataFrame) -> DataFrame:
@@ -53,13 +54,14 @@ def pairs_within(addresses: DataFrame, shelters: list[tuple[str, float, float]],
         ids = np.array([s[0] for s in shared.value], dtype=object)
         slon = np.array([s[1] for s in shared.value])
         slat = np.array([s[2] for s in shared.value])
+        step = max(1, CHUNK_CELLS // max(1, len(ids)))   # addresses per distance matrix (bounded memory)
         for pdf in batches:
-            lon = pdf["lon"].to_numpy(dtype=np.float64)[:, None]
-            lat = pdf["lat"].to_numpy(dtype=np.float64)[:, None]
-            d = geo.distance_m(lon, lat, slon[None, :], slat[None, :])
-            a, s = np.nonzero(d < metres)
-            yield pd.DataFrame({"address_code": pdf["address_code"].to_numpy(dtype=object)[a], "shelter_id": ids[s],
-                                "distance_m": d[a, s]})
+            codes = pdf["address_code"].to_numpy(dtype=object)
+            lons, lats = pdf["lon"].to_numpy(dtype=np.float64), pdf["lat"].to_numpy(dtype=np.float64)
+            for i in range(0, len(codes), step):
+                d = geo.distance_m(lons[i:i + step, None], lats[i:i + step, None], slon[None, :], slat[None, :])
+                a, s = np.nonzero(d < metres)
+                yield pd.DataFrame({"address_code": codes[i:i + step][a], "shelter_id": ids[s], "distance_m": d[a, s]})
 
     return addresses.select("address_code", "lon", "lat").mapInPandas(pairs, PAIRS_SCHEMA)
 
