@@ -406,3 +406,21 @@ def test_two_days_incremental_equal_a_full_build(tiny_lake, spark, tmp_path):
     assert set(inc_table) == set(newest)
     for oid, r in newest.items():
         assert inc_table[oid]["status"] == r["status"] and inc_table[oid]["satisfaction"] == (r["satisfaction"] or None)
+
+
+def test_open_counts_with_a_zero_margin_in_one_column(contracts):
+    """Two count columns, one of them zero in a whole row of cells (a town with no satisfied orders):
+    its margin is 0 in totals.csv, not a blank the audit then cannot find (fast tier)."""
+    import pandas as pd
+
+    from jobs.publish.open import aggregate_files
+    from opendata import deid
+
+    tc = contracts.table("topic.hotline_town_counts")
+    rows = [("2026-10", t, c, n, n, n, 0 if t == "旧宫镇" else n) for t in ("黄村镇", "旧宫镇", "瀛海镇")
+            for c, n in (("市容环境", 7), ("噪声扰民", 9), ("交通出行", 2))]
+    pdf = pd.DataFrame(rows, columns=["month", "town", "category", "orders", "responded", "closed", "satisfied"])
+    files, _ = aggregate_files(tc, pdf, "2026-11-01")
+    _, totals = deid.read_csv(files["totals.csv"])
+    margin = next(r for r in totals if r["town"] == "旧宫镇" and r["category"] == "合计" and r["month"] == "2026-10")
+    assert margin["satisfied"] == "0" and margin["orders"] == "18"

@@ -229,7 +229,8 @@ def aggregate_files(tc: TableContract, pdf, as_of: str) -> tuple[dict[str, bytes
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([*dims, *counts])
     for key in sorted(totals, key=cells._sort_key):
-        w.writerow([*key, *["" if totals[key].get(c) is None else totals[key].get(c, 0) for c in counts]])
+        # a margin a count column has no entry for sums only zero cells (cells.build_table skips them): 0, not blank
+        w.writerow([*key, *["" if totals[key].get(c, 0) is None else totals[key].get(c, 0) for c in counts]])
     files["totals.csv"] = buf.getvalue().encode("utf-8")
     # the audit of what would be published: read back, every blank must stay unknown
     _, data_rows = deid.read_csv(files["data.csv"])
