@@ -48,8 +48,8 @@ AsOfOpt = typer.Option(None, "--as-of", help="Reference date YYYY-MM-DD (default
 
 
 def _settings(root: Optional[str]) -> Settings:
-    s = Settings.from_env()
-    return s.with_root(root) if root else s
+    # --root (or LAKE_ROOT) over the environment; an explicit LAKE_INBOX stays the inbox
+    return Settings.from_env(root=root)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -375,9 +375,9 @@ def report_cmd(
     latest_uri = s.path("reports", "latest.json")
     path = s.path(*SCORES)
     try:
-        from deltalake import DeltaTable
+        from lake import io
 
-        history = DeltaTable(path).to_pyarrow_table().to_pylist()
+        history = io.delta_table(path).to_pyarrow_table().to_pylist()
     except Exception:  # no table yet (deltalake raises its own TableNotFoundError)
         history = []
     if not history:

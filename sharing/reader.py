@@ -27,7 +27,7 @@ def table_id(policy: Policy, contracts: Contracts, name: str) -> str:
 def read(settings: Settings, contracts: Contracts, policy: Policy, name: str, profile: Path,
          columns: list[str] | None = None, where: str | None = None):
     """The rows of the department's view as a pandas DataFrame; every call is audited."""
-    from deltalake import DeltaTable
+    from lake import io
 
     doc = tokens.read_profile(profile)
     info = {"department_code": "", "token_id": tokens.token_id_of(doc.get("bearerToken")), "resource": name,
@@ -60,7 +60,7 @@ def read(settings: Settings, contracts: Contracts, policy: Policy, name: str, pr
                         raise Refused(403, f"--where asks for {c['column']} in {c['values']}, outside the grant's row "
                                            f"filter ({grants.row_filter_text([rf])})")
         uri = settings.path("share", acc.view)
-        df = DeltaTable(uri).to_pandas()
+        df = io.delta_table(uri).to_pandas()
         for c in conds:
             df = df[df[c["column"]].astype(str).isin([str(v) for v in c["values"]])]
         if columns:

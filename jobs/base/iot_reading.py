@@ -576,14 +576,31 @@ def _landed_files(spark: SparkSession, settings: Settings, day: dt.date) -> list
     rows = sorted(_counts_row(spark, settings, day), key=lambda r: (list(READING_SOURCES).index(r["source"]), r["file"]))
     out = []
     for r in rows:
-        landed = Path(settings.path("landing", r["source"], r["_file_sha256"], r["file"]))
         inbox = Path(settings.inbox) / r["source"] / r["file"]
-        path = landed if landed.is_file() else inbox
+        path = _landed_copy(settings.path("landing", r["source"], r["_file_sha256"], r["file"]), r["_file_sha256"]) \
+            or inbox
         if not path.is_file():
             raise InputError(f"delivery day {day} must be re-processed, but {r['file']} is neither in landing/ nor in "
                              f"{inbox.parent}")
         out.append(Delivered(r["source"], path))
     return out
+
+
+def _landed_copy(uri: str, sha: str) -> Path | None:
+    """A landed file as a local path the driver reads (staging is pure Python): the file itself on a
+    local root; on an object store a copy in the driver's temporary folder (only the driver reads it;
+    what executors read is the staged Parquet under ``<root>/_staging``). None when it is not there."""
+    if "://" not in uri:
+        return Path(uri) if Path(uri).is_file() else None
+    if not io.file_exists(uri):
+        return None
+    import tempfile
+
+    local = Path(tempfile.gettempdir()) / "lake-landed" / sha / uri.rsplit("/", 1)[1]
+    if not (local.is_file() and sha256_file(local) == sha):
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(io.read_bytes(uri))
+    return local
 
 
 def _reprocess_later(spark: SparkSession, settings: Settings, day: dt.date, days: set) -> list[dict]:
