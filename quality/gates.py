@@ -132,8 +132,13 @@ def _local_files(root: str) -> dict[str, tuple]:
 def _pull(settings: Settings, root: str) -> None:
     """An object-store root: copy ``<root>/quality/gx`` into the local working copy (the suites,
     results and Data Docs of earlier runs, written by other processes)."""
+    import shutil
+
     import pyarrow.fs as pafs
 
+    if not os.environ.get("LAKE_GX_DIR"):  # the default working copy: the object store is the truth
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root, exist_ok=True)
     fs, remote = io.filesystem(settings.path("quality", "gx"))
     for i in fs.get_file_info(pafs.FileSelector(remote, allow_not_found=True, recursive=True)):
         if i.type != pafs.FileType.File:
