@@ -96,7 +96,7 @@ def record(settings: Settings, entries: dict[str, dict], now: datetime | None = 
     """Append one block per resource whose registered content differs from its last block (and one per
     resource no longer in ``entries``); returns the blocks appended. ``entries``: resource id -> the
     registered content, ``resource_code`` included."""
-    with ledger.lock():  # the blocks appended link to the last block read
+    with ledger.lock(settings.path(*CHAIN)):  # the blocks appended link to the last block read (across processes)
         return _record(settings, entries, now or datetime.now(timezone.utc))
 
 

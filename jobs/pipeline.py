@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timezone
 
 from lake import contracts as contracts_mod
-from lake import io, registry
+from lake import io, landing, registry
 from lake.log import log
 from lake.settings import Settings
 from lake.spark import get_spark
@@ -88,8 +88,12 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
     report: dict = {"started_at": started.isoformat(timespec="seconds"), "as_of": as_of, "root": settings.root,
                     "stages": {}}
     names = stages(settings)
-    files = [(s, p) for s in contracts.row_sources() for p in ingest.inbox_files(settings, s)]
-    _stage(report, "ingest", names, progress, lambda: ingest.run_many(settings, files))
+    files = landing.inbox_items(settings, contracts.row_sources())
+    if not files and not landing.inbox_items(settings, list(contracts.sources)) and not landing.manifest_rows(settings):
+        # a new lake and an empty inbox: nothing to build either (no JVM is started)
+        return {"nothing_to_do": landing.nothing_message(settings) + "; the lake has no data yet",
+                "started_at": started.isoformat(timespec="seconds"), "as_of": as_of, "root": settings.root}
+    _stage(report, "ingest", names, progress, lambda: ingest.run_many(settings, files, as_of=as_of))
     build(settings, as_of, progress, report)
     get_spark(settings)
     _stage(report, "timeliness", names, progress, lambda: timeliness.run(settings, as_of))

@@ -77,7 +77,9 @@ def _guard(fn):
     from lake.spark import SetupError
     from quality.gates import GateFailed
 
-    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError, GateFailed, ReferenceError)
+    from lake.locks import LockBusy
+
+    handled: tuple = (ContractError, InputError, SetupError, FileNotFoundError, GateFailed, ReferenceError, LockBusy)
     try:
         return fn()
     except handled as e:
@@ -91,6 +93,8 @@ def generate(
     scale: float = typer.Option(0.01, "--scale", help="1.0 = Daxing's size (1.81 M people, 144 K legal entities)."),
     seed: int = typer.Option(42, "--seed"),
     iot_days: int = typer.Option(1, "--iot-days", help="Days of sensor readings, ending on the extract date (0: none)."),
+    days: int = typer.Option(0, "--days", help="Write OUT/day-01 (the first full delivery) … OUT/day-NN (daily "
+                             "changes), each an inbox with its own manifest.json (as_of) and truth/."),
 ):
     """Write deterministic synthetic department files (population, legal entities, the base map, the
     sensing ledger and readings), manifest.json, iot_manifest.json and the truth/ folder."""
@@ -100,23 +104,47 @@ def generate(
         raise typer.BadParameter("--scale must be > 0")
     if iot_days < 0:
         raise typer.BadParameter("--iot-days must be >= 0")
+    if days < 0:
+        raise typer.BadParameter("--days must be >= 1")
+    if days:
+        from sample.generate_days import generate_days
+
+        manifests = generate_days(days, scale, seed, out, iot_days=iot_days,
+                                  progress=lambda k, s, n: console.print(f"  day-{k:02d} {s}: {n:,} rows"))
+        for m in manifests:
+            console.print(f"day-{m['day']:02d}: as_of {m['as_of']}, {len(m['files'])} department files")
+        console.print(f"wrote {days} day(s) of deliveries to {out}/day-01 … day-{days:02d} (manifest.json, truth/)")
+        return
     manifest = gen(scale, seed, out, progress=lambda s, n: console.print(f"  {s}: {n:,} rows"), iot_days=iot_days)
-    n = len(manifest["files"]) + len(manifest.get("spatial_files", []))
+    n = len(manifest["files"]) + len(manifest.get("spatial_files", [])) + len(manifest.get("governance_files", []))
     console.print(f"wrote {n} department files (+ sensing ledger and {iot_days} day(s) of readings) to {out} "
                   "(manifest.json, iot_manifest.json, truth/)")
 
 
 @app.command("ingest")
 def ingest_cmd(
-    source: str = typer.Option(..., "--source", help="Source id, e.g. psb_household (see contracts/sources)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Source id, e.g. psb_household (see contracts/sources; "
+                                         "default: every row-by-row source with files in the inbox)."),
     files: List[Path] = typer.Argument(None, help="Files to ingest (default: every file in <inbox>/<source>/)."),
     root: Optional[str] = RootOpt,
 ):
     """Land files: landing (checksummed) -> raw + quarantine. Prints rows read / landed / quarantined."""
     _setup_logging()
     from jobs.landing import ingest
+    from lake import landing
 
-    results = _guard(lambda: ingest.run(_settings(root), source, [str(f) for f in files] if files else None))
+    s = _settings(root)
+    if source is None and files:
+        raise typer.BadParameter("name the source of the files with --source")
+    if source is None:
+        from lake import contracts
+
+        results = _guard(lambda: ingest.run_many(s, landing.inbox_items(s, contracts.load(s.contracts_dir).row_sources())))
+    else:
+        results = _guard(lambda: ingest.run(s, source, [str(f) for f in files] if files else None))
+    if not landing.has_new(results):
+        console.print(landing.nothing_message(s, source), soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(0)
     t = Table("file", "read", "landed", "quarantined", "findings", "note")
     for r in results:
         t.add_row(r["file"], f"{r['rows_read']:,}", f"{r['rows_raw']:,}", f"{r['rows_quarantined']:,}",
@@ -159,12 +187,69 @@ def _run_pipeline(s: Settings, a: str) -> dict:
 
 
 @app.command()
-def run(as_of: Optional[str] = AsOfOpt, root: Optional[str] = RootOpt):
-    """Run the whole pipeline once, in-process, on whatever is in the inbox."""
+def run(as_of: Optional[str] = AsOfOpt, root: Optional[str] = RootOpt,
+        inbox: Optional[Path] = typer.Option(None, "--inbox", help="Process this folder's deliveries (e.g. DIR/day-03 "
+                                             "of `lake generate --days`) instead of <root>/inbox; the base tables "
+                                             "are built incrementally (only the entities the deliveries touch).")):
+    """Run the whole pipeline once, in-process, on whatever is in the inbox: land the day's
+    deliveries, build what they change (incrementally once a table exists), report and publish."""
     _setup_logging()
     s = _settings(root)
+    if inbox is not None:
+        from dataclasses import replace
+
+        if not inbox.is_dir():
+            raise typer.BadParameter(f"--inbox {inbox}: no such folder")
+        s = replace(s, inbox=str(inbox.resolve()))
     report = _run_pipeline(s, _as_of(as_of))
+    if report.get("nothing_to_do"):
+        console.print(report["nothing_to_do"], soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(0)
     _summary(s, report)
+
+
+@app.command("query")
+def query_cmd(
+    sql: str = typer.Argument(..., help="One SELECT over base.<name> and topic.<name> (e.g. \"SELECT town, count(*) "
+                              "FROM base.population GROUP BY town\")."),
+    as_of: str = typer.Option(..., "--as-of", help="Business date YYYY-MM-DD: every table as it stood on that day."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON lines."),
+):
+    """Read-only SQL (DuckDB, no JVM) over the base and topic tables as of a business date: base
+    tables from their history (validity periods), the others by Delta time travel."""
+    from lake.asof import QueryError, query
+
+    s = _settings(root)
+    try:
+        cols, rows = _guard(lambda: query(s, as_of, sql))
+    except QueryError as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(1)
+    if as_json:
+        for r in rows:
+            console.print_json(data=dict(zip(cols, r)), default=str)
+        return
+    t = Table(*cols)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
+    console.print(f"{len(rows):,} row(s) as of {as_of}")
+
+
+@app.command()
+def verify(root: Optional[str] = RootOpt):
+    """Verify every landed copy against landing/_manifest (sha256): repair it from the inbox or report
+    it as a finding (landed_copy_corrupt). Exit 1 when a copy could not be repaired."""
+    _setup_logging()
+    from lake import landing
+
+    s = _settings(root)
+    r = _guard(lambda: landing.verify_all(s))
+    for line in r["problems"]:
+        console.print(f"  {line}")
+    console.print(f"landed copies: {r['ok']:,} verified, {r['repaired']:,} repaired, {r['corrupt']:,} corrupt")
+    raise typer.Exit(1 if r["corrupt"] else 0)
 
 
 @app.command()
@@ -302,8 +387,15 @@ def status(root: Optional[str] = RootOpt):
         raise typer.Exit(0)
     t = Table("table", "version", "rows", "last operation")
     for r in rows:
+        if r.get("status", "ok") != "ok":  # unfinished or damaged (lake.tables)
+            t.add_row(r["table"], "-", "-", f"[yellow]{r['status']}")
+            continue
         t.add_row(r["table"], str(r["version"]), f"{r['rows']:,}", r["operation"])
     console.print(t)
+    from lake import locks
+
+    for h in locks.holders(s.root) if "://" not in s.root else []:
+        console.print(f"lock {h.get('table')}: {'stale, ' if h.get('stale') else ''}held by {locks.holder_line(h)}")
 
 
 @app.command("check")

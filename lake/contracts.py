@@ -148,6 +148,54 @@ class SourceColumnModel(_Strict):
         return None if v is None else [str(a) for a in v]
 
 
+class ChangesModel(_Strict):
+    """How a department sends changes (``delivery: {mode: changes, op_column: op}``): every file after
+    the first is a change file whose ``op_column`` (when given) says insert, update or delete; a file
+    without that column (the first full delivery, or an event feed such as births and deaths) is all
+    inserts. ``mode: snapshot``: every file is the department's complete current list, so an entity
+    missing from the newest snapshot has been removed."""
+    mode: Literal["changes", "snapshot"]
+    op_column: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    insert: str = "I"
+    update: str = "U"
+    delete: str = "D"
+
+    @model_validator(mode="after")
+    def _ops(self):
+        if self.mode == "snapshot" and self.op_column:
+            raise ValueError("a snapshot delivery has no op_column (every file is the complete list)")
+        if len({self.insert, self.update, self.delete}) != 3:
+            raise ValueError("insert, update and delete must be three different values")
+        return self
+
+
+class BoundModel(_Strict):
+    """Relative bounds against the median of the last deliveries: ``max_drop: 0.3`` = at most 30 %
+    below it, ``max_rise: 1.0`` = at most 100 % above it."""
+    max_drop: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_rise: Annotated[float, Field(ge=0)] | None = None
+
+
+class ColumnBoundsModel(_Strict):
+    """Per column: ``null_rate_max_rise`` (absolute, 0.2 = 20 points above the median null rate),
+    ``distinct`` (relative bounds of the distinct count), ``mean_max_change`` (relative change of
+    the mean of a number or date column, dates as days since 1970)."""
+    null_rate_max_rise: Annotated[float, Field(gt=0, le=1)] | None = None
+    distinct: BoundModel | None = None
+    mean_max_change: Annotated[float, Field(gt=0)] | None = None
+
+
+class HistoryChecksModel(_Strict):
+    """Checks of a delivery against the last ``window`` deliveries of the same kind (full file,
+    change file or snapshot) of the source: with fewer than ``min_deliveries`` earlier ones, or when
+    their median row count is below ``min_rows`` (too small to judge), it is not checked."""
+    window: Annotated[int, Field(ge=1)] = 7
+    min_deliveries: Annotated[int, Field(ge=1)] = 3
+    min_rows: Annotated[int, Field(ge=0)] = 0
+    rows: BoundModel | None = None
+    columns: dict[str, ColumnBoundsModel] = {}
+
+
 class SourceModel(_Strict):
     source: str
     title: str = ""
@@ -165,6 +213,11 @@ class SourceModel(_Strict):
     entity_order: str = ""
     loader: Literal["rows", "readings"] = "rows"
     geometry: dict[str, str] | None = None
+    delivery: ChangesModel | None = None
+    history_checks: HistoryChecksModel | None = None
+    # a field holding NUL or another C0 control character (except tab): quarantine the row, or clean
+    # the characters away and keep it (lake.hostile)
+    control_characters: Literal["quarantine", "clean"] = "quarantine"
 
 
 class TableColumnModel(_Strict):
@@ -407,10 +460,26 @@ class SourceContract:
     # where the coordinates are and in which system (docs/spatial_iot.md): {lon, lat, crs},
     # {lon, lat, crs_column} (each row names its system) or {column, crs} (GeoJSON geometry text)
     geometry: dict = field(default_factory=dict)
+    # how the department delivers: {"mode": "changes"|"snapshot", "op_column", "insert", "update",
+    # "delete"}; {} = every file adds rows (the newest row of an entity describes it)
+    delivery: dict = field(default_factory=dict)
+    # checks of each delivery against the last ones (HistoryChecksModel as a dict; {} = none)
+    history_checks: dict = field(default_factory=dict)
+    # what a field holding NUL or another C0 control character (except tab) does: "quarantine" the row
+    # (default) or "clean" the characters away and keep it (lake.hostile)
+    control_characters: str = "quarantine"
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def snapshot(self) -> bool:
+        return self.delivery.get("mode") == "snapshot"
+
+    @property
+    def op_column(self) -> str:
+        return self.delivery.get("op_column") or ""
 
     @property
     def entity_key_optional(self) -> bool:
@@ -580,7 +649,15 @@ def parse_source(path: Path) -> SourceContract:
         record_key=m.record_key, entity_key=m.entity_key, columns=cols, path=str(path),
         unique_key=tuple(m.unique_key or [m.entity_key]), derived_columns=dict(m.derived_columns),
         entity_order=m.entity_order, loader=m.loader, geometry=_parse_geometry(m.geometry, names, path),
+        delivery=m.delivery.model_dump() if m.delivery else {},
+        history_checks=m.history_checks.model_dump() if m.history_checks else {},
+        control_characters=m.control_characters,
     )
+    if sc.op_column and sc.op_column in names:
+        raise ContractError(f"{path}: delivery.op_column '{sc.op_column}' must not be one of the columns")
+    for c in (sc.history_checks.get("columns") or {}):
+        if c not in names:
+            raise ContractError(f"{path}: history_checks.columns names column '{c}', which is not among the columns")
     if sc.source != path.stem:
         raise ContractError(f"{path}: source '{sc.source}' must equal the file name '{path.stem}'")
     for k in (sc.record_key, sc.entity_key, *sc.unique_key):

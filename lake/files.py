@@ -27,6 +27,10 @@ class InputError(ValueError):
     """A problem with a user's file or arguments; the message names the file and what is wrong."""
 
 
+class EmptyFile(InputError):
+    """The file holds no text at all (0 bytes, or only whitespace)."""
+
+
 @dataclass(frozen=True)
 class ParseResult:
     rows: int
@@ -34,6 +38,13 @@ class ParseResult:
     declared_encoding: str
     detected_encoding: str
     header: list[str]
+    empty: str = ""  # why a file with no data rows is empty (lake.hostile: delivered_empty)
+
+
+def _cut(value) -> str:
+    from lake.hostile import cut
+
+    return cut(str(value))
 
 
 def sha256_of(path: Path) -> str:
@@ -47,9 +58,27 @@ def sha256_of(path: Path) -> str:
 def decode(data: bytes, declared: str, name: str) -> tuple[str, str]:
     """``data`` as text, and the encoding it was decoded with. A BOM wins; valid UTF-8 with non-ASCII
     text is UTF-8 whatever was declared (GBK text is practically never valid UTF-8); otherwise the GB
-    family is read as GB18030, its superset, so that rare name characters survive. Each candidate is
-    decoded once, and the successful attempt is the text (a 240 MB file is not decoded twice)."""
+    family is read as GB18030, its superset, so that rare name characters survive. UTF-16 (with or
+    without a byte-order mark) is read only when the contract declares it. Each candidate is decoded
+    once, and the successful attempt is the text (a 240 MB file is not decoded twice). Every error
+    names the encoding tried and the one the bytes look like (``lake.hostile``)."""
+    from lake import hostile
+
     declared = (declared or "auto").lower()
+    u16 = hostile.utf16_guess(data)
+    if declared.replace("_", "-") in ("utf-16", "utf-16-le", "utf-16-be"):
+        enc = u16[0] if u16 else ("utf-16-le" if declared == "utf-16" else declared.replace("_", "-"))
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name}: declared {declared}; tried {enc.upper()}: byte {e.start} is not valid "
+                             f"{enc.upper()}; the bytes look like {hostile.guess(data)}") from None
+        return text.removeprefix("\ufeff"), enc
+    if u16 is not None:  # valid UTF-8 (ASCII with NULs) and decodable as GB18030: stop before either
+        tried = "UTF-8 or GB18030" if declared in GB_FAMILY or declared == "auto" else "UTF-8"
+        raise InputError(f"{name}: declared {declared}; not read as {tried}: the bytes look like {u16[0].upper()} "
+                         f"({u16[1]}); re-export the file as {declared if declared != 'auto' else 'UTF-8'} or "
+                         f"declare encoding: {u16[0]} in the source's contract")
     if data.startswith(codecs.BOM_UTF8):
         return data.decode("utf-8-sig"), "utf-8-sig"
     try:
@@ -60,10 +89,12 @@ def decode(data: bytes, declared: str, name: str) -> tuple[str, str]:
         try:
             return data.decode("gb18030"), "gb18030"
         except UnicodeDecodeError as e:
-            raise InputError(f"{name}: cannot be decoded as GB18030 at byte {e.start}") from None
+            raise InputError(f"{name}: declared {declared}; tried UTF-8 (byte {utf8_error.start} is not valid UTF-8) "
+                             f"and GB18030 (byte {e.start} is not valid GB18030); the bytes look like "
+                             f"{hostile.guess(data)}") from None
     raise InputError(
-        f"{name}: declared {declared} but byte {utf8_error.start} is not valid UTF-8 "
-        "(is the file GBK? fix the contract's encoding or re-export the file)"
+        f"{name}: declared {declared}; tried UTF-8: byte {utf8_error.start} is not valid UTF-8; the bytes look like "
+        f"{hostile.guess(data)}: fix the contract's encoding or re-export the file as {declared}"
     )
 
 
@@ -71,40 +102,55 @@ def read_text(path: Path, declared_encoding: str) -> tuple[str, str]:
     """The file's text and the encoding it was decoded with; an empty file is an InputError."""
     data = path.read_bytes()
     if not data or data.isspace():  # (not data.strip(): without copying the whole file)
-        raise InputError(f"{path.name}: the file is empty")
+        raise EmptyFile(f"{path.name}: the file is empty")
     return decode(data, declared_encoding, path.name)
 
 
 def parse_file(path: Path, fmt: str, columns: list[str], declared_encoding: str, out_parquet: str,
                record_key: str, filesystem=None) -> ParseResult:
-    """Parse a department file of format ``fmt`` ("csv", "jsonl" or "geojson") into the staging Parquet file."""
-    if fmt == "geojson":
-        return parse_geojson(path, columns, declared_encoding, out_parquet, record_key, filesystem)
-    if fmt == "jsonl":
-        return parse_jsonl(path, columns, declared_encoding, out_parquet, record_key, filesystem)
-    if fmt == "csv":
-        return parse_csv(path, columns, declared_encoding, out_parquet, record_key, filesystem)
-    raise InputError(f"{path.name}: unsupported file format '{fmt}' (csv, jsonl or geojson)")
+    """Parse a department file of format ``fmt`` ("csv", "jsonl" or "geojson") into the staging Parquet file.
+    A file with no data rows (empty, blank lines only, a header only, no features) gives 0 rows and an
+    empty staging file, with ``empty`` saying why (ingest reports it as ``delivered_empty``)."""
+    parsers = {"geojson": parse_geojson, "jsonl": parse_jsonl, "csv": parse_csv}
+    if fmt not in parsers:
+        raise InputError(f"{path.name}: unsupported file format '{fmt}' (csv, jsonl or geojson)")
+    try:
+        result = parsers[fmt](path, columns, declared_encoding, out_parquet, record_key, filesystem)
+    except EmptyFile:
+        from lake import hostile
+
+        _Buffer(columns, out_parquet, filesystem).close()
+        return ParseResult(rows=0, malformed=0, declared_encoding=declared_encoding,
+                           detected_encoding=declared_encoding, header=list(columns),
+                           empty=hostile.empty_how(path.read_bytes()) or "no text")
+    if result.rows == 0:
+        how = {"csv": "a header and no data rows", "jsonl": "no records", "geojson": "no features"}[fmt]
+        result = ParseResult(result.rows, result.malformed, result.declared_encoding, result.detected_encoding,
+                             result.header, empty=how)
+    return result
 
 
 class _Buffer:
     """Column buffers flushed to a Parquet writer every CHUNK_ROWS rows."""
 
     def __init__(self, columns: list[str], out_parquet: str, filesystem) -> None:
+        # _parse_error: why a record is malformed (JSON lines, GeoJSON), for the finding's message
         self.schema = pa.schema([(c, pa.string()) for c in columns]
-                                + [("_row", pa.int64()), ("_field_count", pa.int32()), ("_raw_line", pa.string())])
-        self.cols: list[list] = [[] for _ in range(len(columns) + 3)]
+                                + [("_row", pa.int64()), ("_field_count", pa.int32()), ("_raw_line", pa.string()),
+                                   ("_parse_error", pa.string())])
+        self.cols: list[list] = [[] for _ in range(len(columns) + 4)]
         self.writer = pq.ParquetWriter(out_parquet, self.schema, filesystem=filesystem, compression="snappy")
         self.rows = 0
 
-    def add(self, values: list, row: int, field_count: int, raw: str | None) -> None:
+    def add(self, values: list, row: int, field_count: int, raw: str | None, error: str | None = None) -> None:
         for b, v in zip(self.cols, values):
             b.append(v)
-        self.cols[-3].append(row)
-        self.cols[-2].append(field_count)
-        self.cols[-1].append(raw)
+        self.cols[-4].append(row)
+        self.cols[-3].append(field_count)
+        self.cols[-2].append(raw)
+        self.cols[-1].append(error)
         self.rows += 1
-        if len(self.cols[-3]) >= CHUNK_ROWS:
+        if len(self.cols[-4]) >= CHUNK_ROWS:
             self.flush()
 
     def flush(self) -> None:
@@ -114,7 +160,7 @@ class _Buffer:
             b.clear()
 
     def close(self) -> None:
-        if self.cols[-3] or self.rows == 0:
+        if self.cols[-4] or self.rows == 0:
             self.flush()
         self.writer.close()
 
@@ -125,7 +171,6 @@ def parse_jsonl(path: Path, columns: list[str], declared_encoding: str, out_parq
     number (1-based, there is no header). A line that is not a JSON object, or has keys the contract
     does not know, is malformed (``_field_count`` -1) and keeps its raw text; a
     missing key is a null value, which the required-column check reports."""
-    name = path.name
     text, encoding = read_text(path, declared_encoding)
     known = set(columns)
     key_pattern = re.compile(r'"' + re.escape(record_key) + r'"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -137,8 +182,11 @@ def parse_jsonl(path: Path, columns: list[str], declared_encoding: str, out_parq
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = None
+                error = None
+            except json.JSONDecodeError as e:
+                obj, error = None, f"not valid JSON: {e.msg} at column {e.colno}"
+            except RecursionError:
+                obj, error = None, "not valid JSON: nested too deeply"
             if not isinstance(obj, dict) or set(obj) - known or "\ufffd" in line:
                 malformed += 1
                 key = obj.get(record_key) if isinstance(obj, dict) else None
@@ -150,7 +198,11 @@ def parse_jsonl(path: Path, columns: list[str], declared_encoding: str, out_parq
                 if isinstance(obj, dict) and "\ufffd" in line and not set(obj) - known:
                     values = [None if obj.get(c) is None else str(obj[c]) for c in columns]
                     count = len(columns)
-                buf.add(values, line_no, count, line)
+                if error is None and not isinstance(obj, dict):
+                    error = f"not a JSON object but a JSON {type(obj).__name__.replace('NoneType', 'null')}"
+                elif error is None and set(obj) - known:
+                    error = _cut(f"unknown key(s) {sorted(set(obj) - known)}; the contract's keys are {columns}")
+                buf.add(values, line_no, count, line, error)
                 continue
             buf.add([None if obj.get(c) is None else str(obj[c]) for c in columns], line_no, len(columns), None)
     finally:
@@ -192,7 +244,10 @@ def parse_geojson(path: Path, columns: list[str], declared_encoding: str, out_pa
                 malformed += 1
                 key = props.get(record_key)
                 values = [str(key) if (c == record_key and key is not None) else None for c in columns]
-                buf.add(values, number, -1, raw)
+                error = ("the feature is not a JSON object" if not isinstance(feature, dict) else
+                         "the feature has no geometry object" if not isinstance(geometry, dict) else
+                         _cut(f"unknown properties {sorted(set(props) - known)}; the contract's are {sorted(known)}"))
+                buf.add(values, number, -1, raw, error)
                 continue
             buf.add(values, number, len(columns), raw if "\ufffd" in raw else None)
     finally:
@@ -218,11 +273,11 @@ def parse_csv(path: Path, columns: list[str], declared_encoding: str, out_parque
     missing = [c for c in columns if c not in header]
     if missing:
         raise InputError(
-            f"{name}: header is missing column(s) {missing}; expected {columns}, found {header}"
+            f"{name}: header is missing column(s) {missing}; expected {columns}, found {_cut(header)}"
         )
     extra = [h for h in header if h not in columns]
     if extra:
-        raise InputError(f"{name}: header has unexpected column(s) {extra}; expected {columns}")
+        raise InputError(f"{name}: header has unexpected column(s) {_cut(extra)}; expected {columns}")
     idx = [header.index(c) for c in columns]
     n_expected = len(header)
     schema = pa.schema([(c, pa.string()) for c in columns]
@@ -287,7 +342,7 @@ def parse_csv(path: Path, columns: list[str], declared_encoding: str, out_parque
         if rows == 0:
             writer.write_batch(pa.record_batch([pa.array([], type=t.type) for t in schema], schema=schema))
     except csv.Error as e:
-        raise InputError(f"{name}: line {reader.line_num}: {e}") from None
+        raise InputError(f"{name}: line {reader.line_num}: {_cut(e)}") from None
     finally:
         writer.close()
     return ParseResult(rows=rows, malformed=malformed, declared_encoding=declared_encoding,

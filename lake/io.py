@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lake import locks, tables
 from lake.settings import Settings
 
 
@@ -38,6 +39,11 @@ def path_of(settings: Settings, table_id: str) -> str:
 
 
 def is_table(spark: SparkSession, path: str) -> bool:
+    """True when ``path`` holds a Delta table with at least one commit. A local folder is looked at
+    directly (``lake.tables``): a table whose first commit was interrupted is not a table yet, and
+    its next write creates it."""
+    if "://" not in path or path.startswith("file://"):
+        return tables.state(path).kind in ("table", "damaged")
     from delta.tables import DeltaTable
 
     try:
@@ -104,27 +110,39 @@ def _with_stats(w, df: DataFrame, path: str, stats_columns) -> object:
 
 def replace_where(df: DataFrame, path: str, condition: str, meta: dict | None = None) -> None:
     """Replace the rows matching ``condition`` with ``df`` (creating the table if needed)."""
-    w = _with_stats(df.write.format("delta"), df, path, condition_columns(df, condition))
-    if meta:
-        w = w.option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True))
-    if is_table(df.sparkSession, path):
-        w.mode("overwrite").option("replaceWhere", condition).save(path)
-    else:
-        w.mode("overwrite").save(path)
+    with locks.table_lock(path):  # one writer per table (lake.locks); re-entrant
+        tables.prepare_for_write(path)
+        w = _with_stats(df.write.format("delta"), df, path, condition_columns(df, condition))
+        if meta:
+            w = w.option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True))
+        if is_table(df.sparkSession, path):
+            w.mode("overwrite").option("replaceWhere", condition).save(path)
+        else:
+            w.mode("overwrite").save(path)
 
 
 def append(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("append").save(path)
+    with locks.table_lock(path):
+        tables.prepare_for_write(path)
+        df.write.format("delta").mode("append").save(path)
 
 
-def overwrite(df: DataFrame, path: str, meta: dict, stats_columns=None) -> None:
+CDF_PROPERTY = "delta.enableChangeDataFeed"
+
+
+def overwrite(df: DataFrame, path: str, meta: dict, stats_columns=None, properties: dict | None = None) -> None:
     """Overwrite the table at ``path``; a new table collects statistics only on ``stats_columns``
-    (default: Delta's first 32 columns)."""
-    w = _with_stats(df.write.format("delta"), df, path, stats_columns)
-    (
-        w.mode("overwrite").option("overwriteSchema", "true")
-        .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
-    )
+    (default: Delta's first 32 columns) and gets the table ``properties`` (e.g. Change Data Feed)."""
+    with locks.table_lock(path):
+        tables.prepare_for_write(path)
+        w = _with_stats(df.write.format("delta"), df, path, stats_columns)
+        if properties and not is_table(df.sparkSession, path):
+            for k, v in properties.items():
+                w = w.option(k, v)
+        (
+            w.mode("overwrite").option("overwriteSchema", "true")
+            .option("userMetadata", json.dumps(meta, ensure_ascii=False, sort_keys=True)).save(path)
+        )
 
 
 def replace_if_changed(df: DataFrame, path: str, condition: str, meta: dict | None = None,
@@ -164,8 +182,8 @@ def contract_files(contracts_dir: str) -> list[Path]:
     return sorted(Path(contracts_dir).rglob("*.yaml"))
 
 
-def fingerprint(df: DataFrame) -> str:
-    """Order-independent content hash: row count and the sum of per-row 64-bit hashes."""
+def row_hash(df: DataFrame):
+    """The 64-bit hash of a row that ``fingerprint`` sums (over the columns sorted by name)."""
     cols = sorted(df.columns)
     types = dict(df.dtypes)
     # maps cannot be hashed directly; their entries (an array of key/value structs) can, and are
@@ -175,10 +193,20 @@ def fingerprint(df: DataFrame) -> str:
              if types[c].startswith("map") else F.col(c) for c in cols]
     # xxhash64 skips nulls, so (a, null) and (null, a) would collide: hash which columns are null too
     nulls = F.array(*[F.col(c).isNull() for c in cols])
-    row = df.select(F.xxhash64(nulls, *exprs).alias("h")).agg(
-        F.count("*").alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")
-    ).collect()[0]
-    return f"{row['n']}:{row['s'] or 0}:{','.join(cols)}"
+    return F.xxhash64(nulls, *exprs)
+
+
+def hash_sum(df: DataFrame) -> tuple[int, int]:
+    """(rows, sum of ``row_hash``) of ``df``: a fingerprint's two numbers, additive over disjoint rows."""
+    row = df.select(row_hash(df).alias("h")).agg(
+        F.count("*").alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")).collect()[0]
+    return int(row["n"]), int(row["s"] or 0)
+
+
+def fingerprint(df: DataFrame) -> str:
+    """Order-independent content hash: row count and the sum of per-row 64-bit hashes."""
+    n, total = hash_sum(df)
+    return f"{n}:{total}:{','.join(sorted(df.columns))}"
 
 
 # ---------------------------------------------------------------- plain files (landing, open, reports)
@@ -250,8 +278,34 @@ def write_delta_rs(uri: str, data, **kw) -> None:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file. Local folders: to a temporary name, then renamed, so a reader (or a run
+    killed half-way) never sees a truncated file; an object store's PUT is whole anyway."""
     fs, path = filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    folder = path.rsplit("/", 1)[0]
+    fs.create_dir(folder, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        import os
+        import time
+        import uuid
+
+        name = path.rsplit("/", 1)[1]
+        for old in os.listdir(folder):  # left by a writer that was killed (not one writing now)
+            if old.startswith(f".{name}.") and old.endswith(".part"):
+                try:
+                    if time.time() - os.path.getmtime(f"{folder}/{old}") > 600:
+                        os.unlink(f"{folder}/{old}")
+                except OSError:
+                    pass
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.part"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
     with fs.open_output_stream(path) as f:
         f.write(data)
 
@@ -307,7 +361,8 @@ def list_dirs(uri: str) -> list[str]:
 def overwrite_if_changed(df: DataFrame, path: str, meta: dict, fp: str | None = None) -> bool:
     """Overwrite ``path`` with ``df`` unless its content fingerprint is unchanged; True if written."""
     fp = fp or fingerprint(df)
-    if last_metadata(df.sparkSession, path).get("fingerprint") == fp:
-        return False
-    overwrite(df, path, {**meta, "fingerprint": fp})
+    with locks.table_lock(path):  # the comparison and the write under one lease
+        if last_metadata(df.sparkSession, path).get("fingerprint") == fp:
+            return False
+        overwrite(df, path, {**meta, "fingerprint": fp})
     return True

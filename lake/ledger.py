@@ -9,16 +9,26 @@ the commit under the next version number)."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pyarrow as pa
 
 _LOCK = threading.RLock()  # one writer at a time inside a process (the server's threads, the CLI)
 
 
-def lock():
+@contextmanager
+def lock(uri: str | None = None):
     """Held around a read-then-append that must not interleave with another writer (the chain: a block
-    links to the last one read). In-process only; a cross-process lock (lake/locks.py) belongs here."""
-    return _LOCK
+    links to the last one read): this process's lock, and with ``uri`` the table's lease across
+    processes (``lake.locks``), so two processes recording catalogue changes take turns."""
+    with _LOCK:
+        if uri is None:
+            yield
+            return
+        from lake import locks
+
+        with locks.table_lock(uri):
+            yield
 
 
 def exists(uri: str) -> bool:

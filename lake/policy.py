@@ -23,6 +23,9 @@ class Policy:
     blocking_defect_types: tuple[str, ...] = ()
     grace_days: int = 0
     block_publication: bool = False
+    # checks against history (source contracts' history_checks): a failed check of the newest
+    # delivery of a source blocks publication of the tables it feeds
+    history_block_publication: bool = False
     weights: dict = field(default_factory=lambda: {"error": 1.0, "warning": 0.3})
     stale_penalty: float = 10.0
     path: str = ""
@@ -35,6 +38,7 @@ _SCHEMA = {
     "check": {"blocking_severities": list, "blocking_defect_types": list},
     "timeliness": {"grace_days": int, "block_publication": bool},
     "score": {"weights": dict, "stale_penalty": (int, float)},
+    "history": {"block_publication": bool},
 }
 
 
@@ -67,6 +71,7 @@ def parse(data: dict | None, path: str = FILE_NAME) -> Policy:
     check = data.get("check") or {}
     tl = data.get("timeliness") or {}
     score = data.get("score") or {}
+    hist = data.get("history") or {}
     defaults = Policy()
     sev = tuple(check.get("blocking_severities", defaults.blocking_severities))
     bad = [s for s in sev if s not in SEVERITIES]
@@ -90,6 +95,7 @@ def parse(data: dict | None, path: str = FILE_NAME) -> Policy:
         blocking_defect_types=tuple(str(d) for d in check.get("blocking_defect_types", ())),
         grace_days=int(grace), block_publication=bool(tl.get("block_publication", False)),
         weights=weights, stale_penalty=float(penalty), path=path,
+        history_block_publication=bool(hist.get("block_publication", False)),
     )
 
 

@@ -1,7 +1,9 @@
 """Reference data declared once (``contracts/reference.yaml``), validated strictly, as Python values.
 
 The district and its towns, the legal-entity statuses, the sensing network's departments, device
-types, metrics, units and conversions, and the GB 3095-2012 limits are written in one file and read
+types, metrics, units and conversions, the GB 3095-2012 limits, the social-credit vocabularies (subject
+types, red and black lists, ratings), the e-licence catalogue (which department issues which licence
+type) and the macro-economic indicators (one authority each, units, tolerances) are written in one file and read
 from here by the jobs, the contract loader (``${district}`` in regexes, ``values_from`` /
 ``allowed_from``), the catalogue and the sample-data generator, so that no copy can drift.
 
@@ -116,6 +118,124 @@ class Sensing(_Strict):
         return self
 
 
+class Credit(_Strict):
+    subject_types: dict[str, Literal["credit_code", "id_number"]]
+    licence_categories: tuple[str, ...] = Field(min_length=1)
+    penalty_types: tuple[str, ...] = Field(min_length=1)
+    revoking_penalties: tuple[str, ...]
+    lists: dict[str, Literal["red", "black"]]
+    list_statuses: tuple[str, ...]
+    active_list_status: str
+    tax_ratings: tuple[str, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for p in self.revoking_penalties:
+            if p not in self.penalty_types:
+                raise ValueError(f"revoking_penalties: '{p}' is not one of penalty_types")
+        if self.active_list_status not in self.list_statuses:
+            raise ValueError(f"active_list_status '{self.active_list_status}' is not one of list_statuses")
+        if {"red", "black"} - set(self.lists.values()):
+            raise ValueError("lists: needs at least one red and one black list")
+        return self
+
+    def lists_of(self, colour: str) -> list[str]:
+        return [n for n, c in self.lists.items() if c == colour]
+
+
+class LicenceType(_Strict):
+    name: str
+    issuer: str
+    issuer_code: str = Field(pattern=r"^[0-9]{11}$")
+    holder: Literal["entity", "person"]
+    valid_years: int | None = Field(default=None, gt=0)
+    ends_with_holder: bool
+
+
+class ELicence(_Strict):
+    catalogue: dict[str, LicenceType] = Field(min_length=1)
+    statuses: tuple[str, ...]
+    valid_status: str
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.valid_status not in self.statuses:
+            raise ValueError(f"valid_status '{self.valid_status}' is not one of statuses")
+        return self
+
+
+class Indicator(_Strict):
+    name: str
+    unit: str
+    source: str
+    column: str | None = None
+    frequency: Literal["monthly", "quarterly"]
+    by: tuple[Literal["town", "industry"], ...]
+    additive: bool
+
+
+class Tolerance(_Strict):
+    relative: float = Field(default=0.0, ge=0)
+    absolute: float = Field(default=0.0, ge=0)
+
+    def allows(self, reported: float, expected: float) -> bool:
+        """``reported`` is within the tolerance of ``expected`` (the larger of the two bounds)."""
+        return abs(reported - expected) <= max(self.absolute, self.relative * abs(expected))
+
+
+class CrossCheck(_Strict):
+    indicator: str
+    against: str
+
+
+class Macro(_Strict):
+    total_town: str
+    total_industry: str
+    industries: dict[str, str] = Field(min_length=1)
+    units: tuple[str, ...]
+    unit_conversions: dict[str, dict[str, str]]
+    indicators: dict[str, Indicator] = Field(min_length=1)
+    tolerances: dict[Literal["totals", "turnover", "entity_count"], Tolerance]
+    cross_checks: dict[str, CrossCheck]
+
+    @field_validator("unit_conversions")
+    @classmethod
+    def _fractions(cls, v):
+        for canonical, others in v.items():
+            for unit, factor in others.items():
+                try:
+                    Fraction(factor)
+                except (ValueError, ZeroDivisionError):
+                    raise ValueError(f"{canonical} <- {unit}: '{factor}' is not an exact number or fraction") from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for unit in [*self.unit_conversions, *(u for o in self.unit_conversions.values() for u in o)]:
+            if unit not in self.units:
+                raise ValueError(f"unit_conversions: unit '{unit}' is not one of units")
+        for code, ind in self.indicators.items():
+            if ind.unit not in self.units:
+                raise ValueError(f"indicators.{code}: unit '{ind.unit}' is not one of units")
+        for name, cc in self.cross_checks.items():
+            for code in (cc.indicator, cc.against):
+                if code not in self.indicators:
+                    raise ValueError(f"cross_checks.{name}: '{code}' is not an indicator")
+            if name not in self.tolerances:
+                raise ValueError(f"cross_checks.{name}: no tolerance of that name")
+        return self
+
+    def factor(self, canonical: str, delivered: str) -> float | None:
+        """canonical = delivered x factor; 1 for the canonical unit itself, None when not convertible."""
+        if delivered == canonical:
+            return 1.0
+        f = self.unit_conversions.get(canonical, {}).get(delivered)
+        return None if f is None else float(Fraction(f))
+
+    def indicators_of(self, source: str) -> dict[str, Indicator]:
+        return {c: i for c, i in self.indicators.items() if i.source == source}
+
+
 Period = Literal["1h", "8h", "24h"]
 
 
@@ -130,6 +250,9 @@ class Reference(_Strict):
     legal_entity: LegalEntity
     sensing: Sensing
     air_quality: AirQuality
+    credit: Credit
+    e_licence: ELicence
+    macro: Macro
 
     @model_validator(mode="after")
     def _pollutants(self):
@@ -151,6 +274,18 @@ class Reference(_Strict):
             # the distinct limit values, in declaration order
             "air_quality.gb3095_limits": list(dict.fromkeys(
                 v for lim in self.air_quality.gb3095_grade_ii.values() for v in lim.values())),
+            "credit.subject_types": list(self.credit.subject_types),
+            "credit.licence_categories": list(self.credit.licence_categories),
+            "credit.penalty_types": list(self.credit.penalty_types),
+            "credit.lists": list(self.credit.lists),
+            "credit.list_statuses": list(self.credit.list_statuses),
+            "credit.tax_ratings": list(self.credit.tax_ratings),
+            "e_licence.types": list(self.e_licence.catalogue),
+            "e_licence.statuses": list(self.e_licence.statuses),
+            "macro.indicators": list(self.macro.indicators),
+            "macro.towns": [*self.district.towns, self.macro.total_town],
+            "macro.industries": [*self.macro.industries, self.macro.total_industry],
+            "macro.units": list(self.macro.units),
         }
         if name not in sets:
             raise KeyError(name)
@@ -160,7 +295,10 @@ class Reference(_Strict):
     def value_set_names(self) -> list[str]:
         return ["district.towns", "legal_entity.deregistered_statuses", "sensing.device_types",
                 "sensing.departments", "sensing.metrics", "air_quality.pollutants", "air_quality.periods",
-                "air_quality.gb3095_limits"]
+                "air_quality.gb3095_limits", "credit.subject_types", "credit.licence_categories",
+                "credit.penalty_types", "credit.lists", "credit.list_statuses", "credit.tax_ratings",
+                "e_licence.types", "e_licence.statuses", "macro.indicators", "macro.towns", "macro.industries",
+                "macro.units"]
 
     @property
     def substitutions(self) -> dict[str, str]:
@@ -197,3 +335,6 @@ DISTRICT = REF.district
 SENSING = REF.sensing
 AIR_QUALITY = REF.air_quality
 LEGAL_ENTITY = REF.legal_entity
+CREDIT = REF.credit
+E_LICENCE = REF.e_licence
+MACRO = REF.macro

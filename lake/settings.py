@@ -28,6 +28,7 @@ ENV_VARS = {
     "LAKE_S3_REGION": "S3 region (default us-east-1)",
     "LAKE_S3_PATH_STYLE": "path-style S3 URLs (true/false; default true when LAKE_S3_ENDPOINT is set)",
     "LAKE_OPEN_BASE_URL": "public URL the open-data portal is served at (DCAT download URLs are relative to it)",
+    "LAKE_LOCK_TIMEOUT": "seconds a writer waits for another writer of the same table (0: do not wait)",
 }
 
 
@@ -49,6 +50,7 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_path_style: bool | None = None  # default: True when s3_endpoint is set
     open_base_url: str = "http://127.0.0.1:8000/"  # where the portal (a mirror of <root>/open) is served
+    lock_timeout: float = 1800.0  # lake.locks: how long a writer waits for a table's lease
     extra_spark_conf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,6 +87,11 @@ class Settings:
             kw["s3_path_style"] = _bool("LAKE_S3_PATH_STYLE", env["LAKE_S3_PATH_STYLE"])
         if env.get("LAKE_OPEN_BASE_URL"):
             kw["open_base_url"] = env["LAKE_OPEN_BASE_URL"]
+        if env.get("LAKE_LOCK_TIMEOUT"):
+            try:
+                kw["lock_timeout"] = float(env["LAKE_LOCK_TIMEOUT"])
+            except ValueError:
+                raise ValueError(f"LAKE_LOCK_TIMEOUT must be a number of seconds, got '{env['LAKE_LOCK_TIMEOUT']}'") from None
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if "root" in kw:
             kw["root"] = _normalise_root(kw["root"])

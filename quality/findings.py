@@ -19,12 +19,19 @@ COLUMNS = [
     ("record_key", "string"), ("field", "string"), ("rule", "string"), ("severity", "string"),
     ("defect_type", "string"), ("message", "string"), ("value", "string"),
     ("_file_sha256", "string"), ("_row", "long"), ("_batch_id", "string"),
+    ("entity_key", "string"),  # the entity a build finding is about (replaced per entity by incremental builds)
 ]
 
 
 def conform(df: DataFrame) -> DataFrame:
-    """Select the findings columns in order, with their types."""
-    return df.select(*[F.col(c).cast(t).alias(c) for c, t in COLUMNS])
+    """Select the findings columns in order, with their types; echoed text (value, record key,
+    message) cut to a readable length (``lake.hostile.cut_col``)."""
+    from lake.hostile import cut_col
+
+    limits = {"value": 200, "record_key": 200, "message": 500}
+    cols = [(F.col(c) if c in df.columns else F.lit(None)).cast(t) for c, t in COLUMNS]
+    return df.select(*[(cut_col(col, limits[c]) if c in limits else col).alias(c)
+                       for col, (c, _t) in zip(cols, COLUMNS)])
 
 
 def write(settings: Settings, df: DataFrame, run_id: str) -> None:

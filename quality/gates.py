@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lake import io
+from lake import io, locks, tables
 from lake.contracts import TableContract
 from lake.log import log
 from lake.settings import Settings
@@ -266,12 +266,42 @@ def timeliness_gate(spark: SparkSession, settings: Settings, tc: TableContract, 
         raise StaleSources(tc.table, stale)
 
 
+class HistoryChecksFailed(GateFailed):
+    """Publication blocked because the newest delivery of a source failed a check against its
+    history (policy: history.block_publication)."""
+
+    def __init__(self, table: str, failed: list[dict]):
+        self.table = table
+        self.failed = failed
+        self.failures = [{"expectation": f"history.{f['metric']}", "column": f["column"] or f["source"],
+                          "unexpected_count": None, "element_count": None, "observed": f["observed"]} for f in failed]
+        lines = [f"  - {f['source']} batch {f['batch_id']} ({f['as_of']}): {f['message']}" for f in failed]
+        RuntimeError.__init__(self, f"quality gate failed for {table}; not published: the newest delivery of a source "
+                              "is out of its history bounds (contracts/policy.yaml history.block_publication is "
+                              "true):\n" + "\n".join(lines))
+
+
+def history_gate(spark: SparkSession, settings: Settings, tc: TableContract) -> None:
+    """When the policy says ``history.block_publication: true``, refuse to publish a table one of
+    whose sources' newest delivery failed a check against the last deliveries (``HistoryChecksFailed``)."""
+    from lake import policy as policy_mod
+    from quality import history_checks
+
+    if not policy_mod.load(settings.contracts_dir).history_block_publication:
+        return
+    sources = [u.split(".", 1)[1] for u in tc.upstream if u.startswith("raw.")]
+    failed = history_checks.blocking(spark, settings, sources)
+    if failed:
+        raise HistoryChecksFailed(tc.table, failed)
+
+
 def publish(spark: SparkSession, settings: Settings, tc: TableContract, candidate: DataFrame,
             meta: dict) -> PublishResult:
     """Write-audit-publish ``candidate`` as ``<zone>/<name>``; idempotent (no new version when the
     content and the suite are unchanged)."""
     path = io.table_path(settings, tc.zone, tc.name)
     timeliness_gate(spark, settings, tc, meta.get("as_of"))
+    history_gate(spark, settings, tc)
     meta_columns = [c for c in candidate.columns if c.startswith("_")]
     specs = expectation_specs(tc, meta_columns)
     s_hash = suite_hash(specs)
@@ -302,8 +332,9 @@ def _publish(spark, settings, tc, candidate, meta, path, specs, s_hash) -> Publi
     if failures:
         io.overwrite(candidate, settings.path("_staging", tc.zone, tc.name), {"fingerprint": fp, "gate_run_id": run_id})
         raise GateFailed(tc.table, failures)
+    # Change Data Feed: the topics built from a base table read only what a merge changed
     io.overwrite(candidate, path, {**meta, "fingerprint": fp, "suite_hash": s_hash, "gate_run_id": run_id},
-                 stats_columns=list(tc.key))
+                 stats_columns=list(tc.key), properties={io.CDF_PROPERTY: "true"})
     log.info("%s: gate passed (%d expectations), published %d rows (validated %.1fs, written %.1fs)",
              tc.table, len(specs), rows, t1 - t0, time.time() - t1)
     return PublishResult(tc.table, "published", rows, fp)
@@ -336,6 +367,7 @@ def publish_partition(spark: SparkSession, settings: Settings, tc: TableContract
     values = sorted({str(v) for v in values})
     path = io.table_path(settings, tc.zone, tc.name)
     timeliness_gate(spark, settings, tc, meta.get("as_of"))
+    history_gate(spark, settings, tc)
     meta_columns = [c for c in candidate.columns if c.startswith("_")]
     specs = expectation_specs(tc, meta_columns)
     s_hash = suite_hash(specs)
@@ -368,11 +400,106 @@ def publish_partition(spark: SparkSession, settings: Settings, tc: TableContract
                   "gate_run_id": run_id}
         w = candidate.write.format("delta").option("userMetadata", json.dumps(commit, ensure_ascii=False,
                                                                                sort_keys=True, default=str))
-        if exists:
-            w.mode("overwrite").option("replaceWhere", cond).save(path)
-        else:
-            (w.partitionBy(partition_col) if partitioned else w).mode("overwrite").save(path)
+        with locks.table_lock(path):  # one writer per table (lake.locks); "exists" again under the lease
+            tables.prepare_for_write(path)
+            if io.is_table(spark, path):
+                w.mode("overwrite").option("replaceWhere", cond).save(path)
+            else:
+                (w.partitionBy(partition_col) if partitioned else w).mode("overwrite").save(path)
         log.info("%s: gate passed (%d expectations), published %d rows for %s", tc.table, len(specs), rows, cond)
         return PublishResult(tc.table, "published", rows, fp)
     finally:
         candidate.unpersist()
+
+
+TABLE_LEVEL = ("row_count_between",)  # expectations about the whole table, not the rows a merge writes
+
+
+def _merge_meta(spark: SparkSession, meta: dict):
+    """Commit metadata for a MERGE (the DeltaTable API has no userMetadata option): set on the
+    session for the one commit."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def cm():
+        key = "spark.databricks.delta.commitInfo.userMetadata"
+        spark.conf.set(key, json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str))
+        try:
+            yield
+        finally:
+            spark.conf.unset(key)
+    return cm()
+
+
+def publish_merge(spark: SparkSession, settings: Settings, tc: TableContract, upserts: DataFrame,
+                  deleted: DataFrame, meta: dict, path: str | None = None, gate: bool = True) -> PublishResult:
+    """Write-audit-publish a change of some entities of a published table by a Delta MERGE on its key.
+
+    ``upserts`` are the new rows of the entities that (still) exist, ``deleted`` the keys (the key
+    columns) of those that no longer do. Rows equal to the stored ones are left alone; the changed
+    and new rows are validated with the contract's GX suite (expectations about the whole table
+    aside) and then merged in one commit: matched and changed rows updated, new rows inserted, deleted
+    keys removed. The content fingerprint in the commit metadata is kept exact without reading the
+    whole table (it is a count and a sum of row hashes: the old rows' part is taken out, the new
+    rows' put in), so it equals the fingerprint of a full rebuild with the same rows. Nothing is
+    written when nothing changed."""
+    from delta.tables import DeltaTable
+    from pyspark import StorageLevel
+
+    path = path or io.table_path(settings, tc.zone, tc.name)
+    if gate:
+        timeliness_gate(spark, settings, tc, meta.get("as_of"))
+        history_gate(spark, settings, tc)
+    keys = list(tc.key)
+    meta_columns = [c for c in upserts.columns if c.startswith("_")]
+    cols = [*tc.column_names, *meta_columns] if gate else list(upserts.columns)
+    specs = expectation_specs(tc, meta_columns) if gate else []
+    s_hash = suite_hash(specs) if gate else ""
+    current = io.last_metadata(spark, path)
+    upserts = upserts.select(*cols)
+    new_h = upserts.select(*keys, io.row_hash(upserts).alias("_h"))
+    target = io.read(spark, path).select(*cols)
+    affected = new_h.select(*keys).unionByName(deleted.select(*keys)).distinct()
+    old = target.join(F.broadcast(affected) if False else affected, keys, "left_semi")
+    old_h = old.select(*keys, io.row_hash(old).alias("_oh")).persist(StorageLevel.MEMORY_AND_DISK)
+    new_h = new_h.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        changed = new_h.join(old_h, keys, "left").where(F.col("_oh").isNull() | (F.col("_oh") != F.col("_h")))
+        upd = upserts.join(changed.select(*keys), keys, "left_semi").persist(StorageLevel.MEMORY_AND_DISK)
+        gone = old_h.join(deleted.select(*keys).distinct(), keys, "left_semi").join(new_h.select(*keys), keys, "left_anti")
+        out_old = old_h.join(changed.select(*keys), keys, "left_semi").unionByName(gone)
+        agg = out_old.agg(F.count("*").alias("n"), F.sum(F.col("_oh").cast("decimal(38,0)")).alias("s")).collect()[0]
+        n_out, s_out = int(agg["n"]), int(agg["s"] or 0)
+        n_in, s_in = io.hash_sum(upd)
+        n_gone = gone.count()
+        if n_in == 0 and n_gone == 0:
+            rows = int(str(current.get("fingerprint", "0:0:")).split(":")[0])
+            log.info("%s: merge changes nothing; nothing published", tc.table)
+            return PublishResult(tc.table, "unchanged", rows, current.get("fingerprint", ""))
+        n0, s0 = (int(x) for x in str(current["fingerprint"]).split(":")[:2])
+        fp = f"{n0 - n_out + n_in}:{s0 - s_out + s_in}:{','.join(sorted(cols))}"
+        run_id = f"{tc.table}@merge-{fp.split(':')[1][:12]}-{s_hash[:8]}"
+        if gate and n_in:
+            row_specs = [sp for sp in specs if sp["type"] not in TABLE_LEVEL]
+            failures = validate(spark, settings, tc.table, upd, row_specs, run_id)
+            if failures:
+                io.overwrite(upd, settings.path("_staging", tc.zone, tc.name), {"fingerprint": fp, "gate_run_id": run_id})
+                raise GateFailed(tc.table, failures)
+        src = upd.withColumn("_del", F.lit(False)).unionByName(
+            gone.select(*keys).join(target, keys, "inner").select(*cols).withColumn("_del", F.lit(True)))
+        cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        assign = {c: f"s.`{c}`" for c in cols}
+        commit = {**current, **meta, "fingerprint": fp, "gate_run_id": run_id, "operation": "merge",
+                  "merged": {"upserted": n_in, "deleted": n_gone}}
+        if gate:
+            commit["suite_hash"] = s_hash
+        with _merge_meta(spark, commit):
+            (DeltaTable.forPath(spark, path).alias("t").merge(src.alias("s"), cond)
+             .whenMatchedDelete(condition="s._del").whenMatchedUpdate(set=assign)
+             .whenNotMatchedInsert(condition="NOT s._del", values=assign).execute())
+        log.info("%s: merged %d changed or new rows, %d removed", tc.table, n_in, n_gone)
+        upd.unpersist()
+        return PublishResult(tc.table, "published", n0 - n_out + n_in, fp)
+    finally:
+        old_h.unpersist()
+        new_h.unpersist()

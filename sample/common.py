@@ -8,7 +8,9 @@ import bisect
 import itertools
 import datetime
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+
+from faker.providers.person.zh_CN import Provider as _ZhPersonProvider
 
 from lake.reference import DISTRICT
 
@@ -66,3 +68,44 @@ class _RecordIds:
         value = self._next
         self._next += 1 if self._rng.random() < 0.9 else 2 + self._rng.randrange(5)
         return f"{self._prefix}{value:09d}"
+
+
+def _weighted_items(tokens: Mapping[str, float] | Sequence[str]) -> list[tuple[str, float]]:
+    """Faker lists are plain sequences or (Ordered)dicts of weights; accept both."""
+    if isinstance(tokens, Mapping):
+        return list(tokens.items())
+    return [(token, 1.0) for token in tokens]
+
+
+class _Names:
+    """Chinese personal names from Faker's zh_CN lists, drawn with our own RNG."""
+
+    def __init__(self) -> None:
+        p = _ZhPersonProvider
+        self._surname = _Weighted(_weighted_items(p.last_names))
+        given = {True: _weighted_items(p.first_names_male),
+                 False: _weighted_items(p.first_names_female)}
+        self._given = {male: _Weighted(items) for male, items in given.items()}
+        self._single = {male: [t for t, _ in items if len(t) == 1] for male, items in given.items()}
+        self._all_single = sorted(set(self._single[True]) | set(self._single[False]))
+
+    def __call__(self, rng: random.Random, male: bool) -> str:
+        given = self._given[male](rng)
+        if len(given) == 1 and rng.random() < 0.4:
+            given += rng.choice(self._single[male])
+        return self._surname(rng) + given
+
+    def altered(self, rng: random.Random, name: str) -> str:
+        """The same name with its last character swapped for another given-name character."""
+        last = name[-1]
+        replacement = last
+        while replacement == last:
+            replacement = rng.choice(self._all_single)
+        return name[:-1] + replacement
+
+    def other(self, rng: random.Random, male: bool, name: str) -> str:
+        """A different person's name of the same sex."""
+        while True:
+            candidate = self(rng, male)
+            if candidate != name:
+                return candidate

@@ -43,7 +43,8 @@ def evaluate(spark: SparkSession, settings: Settings, truth_dir: str | Path) -> 
         if not p.exists():
             raise InputError(f"{p}: not found; evaluate needs the folder written by `lake generate`")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    shas = [f["sha256"] for f in [*manifest["files"], *manifest.get("spatial_files", [])]]
+    shas = [f["sha256"] for f in [*manifest["files"], *manifest.get("spatial_files", []),
+                                  *manifest.get("governance_files", [])]]
     truth = {(r["source"], r["record_key"], r["field"], r["defect_type"]) for r in _read_csv(defects_path)}
 
     fpath = io.table_path(settings, *findings.FINDINGS)

@@ -81,12 +81,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from faker.providers.person.zh_CN import Provider as _ZhPersonProvider
 
 from lake.reference import DISTRICT, LEGAL_ENTITY
 from sample.common import (  # noqa: F401 (re-exported: tests and callers read them here)
     _ORG_CODE_WEIGHTS, _ROADS, _TOWN_WEIGHTS, _TRADE_NAME_CHARS, _VILLAGES, DAXING_TOWNS, DEFAULT_EXTRACT_DATE,
-    _RecordIds, _Weighted,
+    _Names, _RecordIds, _Weighted, _weighted_items,
 )
 from sample.identifiers import USCC_ALPHABET, cn_id_check_char, make_uscc, to_fullwidth, uscc_check_char
 
@@ -377,47 +376,6 @@ class _DefectPicker:
         if u >= self._cum[-1]:
             return None
         return self._names[bisect.bisect_right(self._cum, u)]
-
-
-def _weighted_items(tokens: Mapping[str, float] | Sequence[str]) -> list[tuple[str, float]]:
-    """Faker lists are plain sequences or (Ordered)dicts of weights; accept both."""
-    if isinstance(tokens, Mapping):
-        return list(tokens.items())
-    return [(token, 1.0) for token in tokens]
-
-
-class _Names:
-    """Chinese personal names from Faker's zh_CN lists, drawn with our own RNG."""
-
-    def __init__(self) -> None:
-        p = _ZhPersonProvider
-        self._surname = _Weighted(_weighted_items(p.last_names))
-        given = {True: _weighted_items(p.first_names_male),
-                 False: _weighted_items(p.first_names_female)}
-        self._given = {male: _Weighted(items) for male, items in given.items()}
-        self._single = {male: [t for t, _ in items if len(t) == 1] for male, items in given.items()}
-        self._all_single = sorted(set(self._single[True]) | set(self._single[False]))
-
-    def __call__(self, rng: random.Random, male: bool) -> str:
-        given = self._given[male](rng)
-        if len(given) == 1 and rng.random() < 0.4:
-            given += rng.choice(self._single[male])
-        return self._surname(rng) + given
-
-    def altered(self, rng: random.Random, name: str) -> str:
-        """The same name with its last character swapped for another given-name character."""
-        last = name[-1]
-        replacement = last
-        while replacement == last:
-            replacement = rng.choice(self._all_single)
-        return name[:-1] + replacement
-
-    def other(self, rng: random.Random, male: bool, name: str) -> str:
-        """A different person's name of the same sex."""
-        while True:
-            candidate = self(rng, male)
-            if candidate != name:
-                return candidate
 
 
 class _Person(NamedTuple):
@@ -822,9 +780,10 @@ def _insurance(rng: random.Random, status: str) -> str:
 
 def _write_population(rng: random.Random, out: Path, stamp: str, n_people: int,
                       extract_date: datetime.date, defects: _Defects,
-                      employers: Sequence[str], book) -> list[_Sink]:
+                      employers: Sequence[str], book, subjects=None) -> list[_Sink]:
     """Stream psb, mca, hrss and nhc in one pass over the people of the register (addresses from
-    ``book``, a ``sample.generate_spatial.AddressBook``)."""
+    ``book``, a ``sample.generate_spatial.AddressBook``); every register row (with its defect) goes
+    to ``subjects`` (``sample.generate_governance.Subjects``)."""
     names = _Names()
     residences = _Residences(rng, book)
     population = _Population(rng, extract_date, names, residences)
@@ -918,6 +877,9 @@ def _write_population(rng: random.Random, out: Path, stamp: str, n_people: int,
             later = list(values)
             later[0] = names.other(rng, person.male, person.name)
         psb.emit(values, defect, later)
+        if subjects is not None:
+            subjects.person(person.name, person.id_number, person.male, datetime.date.fromordinal(person.birth),
+                            values[-1], defect)
         if defect == "id_name_conflict":
             continue  # the person with two names in psb appears in no other source
         psb_clean = defect is None
@@ -1060,9 +1022,11 @@ def _drifted_name(name: str) -> str:
 def _write_entities(rng: random.Random, out: Path, stamp: str, n_entities: int,
                     extract_date: datetime.date, defects: _Defects,
                     employers: list[str], book,
-                    registered: Callable[[str, str, str], None] | None = None) -> list[_Sink]:
-    """Stream the three registers and tax; collect active companies' codes into ``employers``
-    and report every market-register entity's (credit code, town, address) to ``registered``."""
+                    registered: Callable[[str, str, str], None] | None = None,
+                    subjects=None) -> list[_Sink]:
+    """Stream the three registers and tax; collect active companies' codes into ``employers``,
+    report every market-register entity's (credit code, town, address) to ``registered`` and every
+    register row (with its defect) to ``subjects`` (``sample.generate_governance.Subjects``)."""
     entities = _Entities(rng, extract_date, _Names(), book)
     samr, soc, seo, tax = (_Sink(out, s, stamp, rng, defects) for s in (SAMR, SOC, SEO, TAX))
     tax_office = {town: _TAX_OFFICES[i % len(_TAX_OFFICES)] for i, town in enumerate(DAXING_TOWNS)}
@@ -1109,6 +1073,8 @@ def _write_entities(rng: random.Random, out: Path, stamp: str, n_entities: int,
                 org_type, status_pos, phone = "1", 5, ""
             defect = defects.pick(source, phone)
             sink.emit(values, defect)
+            if subjects is not None:
+                subjects.entity(source, values, defect)
             if registered is not None and source == SAMR:
                 registered(values[0], values[7], values[8])
             clean = defect is None
@@ -1151,8 +1117,13 @@ def generate(scale: float, seed: int, out: Path,
     ``ghzrzy_poi``), ``out/truth/locations.csv`` and ``out/truth/address_links.csv``
     (every spatial row and every population / legal-entity row with an address); their
     defects join ``truth/defects.csv``.
-    Returns the manifest, whose ``files`` are listed in ``SOURCES`` order and whose
-    ``spatial_files`` (same entries) in ``sample.generate_spatial.SPATIAL_SOURCES`` order.
+    The social-credit, e-licence and macro-economy files (``sample.generate_governance``: their
+    subjects and holders are the entities and people written here) come last; their defects join
+    ``truth/defects.csv``.
+    Returns the manifest, whose ``files`` are listed in ``SOURCES`` order, whose
+    ``spatial_files`` (same entries) in ``sample.generate_spatial.SPATIAL_SOURCES`` order and whose
+    ``governance_files`` in ``sample.generate_governance.GOVERNANCE_SOURCES`` order (two releases
+    for each macro-economy source).
     """
     if not scale > 0:
         raise ValueError("scale must be > 0")
@@ -1168,6 +1139,9 @@ def generate(scale: float, seed: int, out: Path,
     registered = RegisteredAddresses(seed)
     employers: list[str] = []
     entries: dict[str, dict] = {}
+    from sample.generate_governance import Subjects, generate_governance
+
+    subjects = Subjects(seed)  # what the registers hold, for the credit, e-licence and macro files
 
     def finish(sinks: list[_Sink]) -> None:
         for sink in sinks:
@@ -1176,11 +1150,13 @@ def generate(scale: float, seed: int, out: Path,
                 progress(sink.source, entries[sink.source]["rows"])
 
     finish(_write_entities(rng, out, stamp, round(BASE_ENTITIES * scale), extract_date, defects,
-                           employers, book, registered.add))
+                           employers, book, registered.add, subjects))
     finish(_write_population(rng, out, stamp, max(round(BASE_PEOPLE * scale), _MIN_PEOPLE),
-                             extract_date, defects, employers, book))
+                             extract_date, defects, employers, book, subjects))
     spatial = generate_spatial(scale, seed, out, extract_date, book=book, entities=registered.rows,
                                links=defects.address_links, defects=defects.truth)
+    governance = generate_governance(scale, seed, out, subjects, extract_date)
+    defects.truth.extend(governance["truth"])
     _write_csv(out / "truth" / "defects.csv", ("source", "record_key", "field", "defect_type"),
                sorted(defects.truth, key=lambda t: (t[0], t[1])))
     _write_csv(out / "truth" / "links.csv", ("source", "record_key", "id_number"),
@@ -1189,6 +1165,7 @@ def generate(scale: float, seed: int, out: Path,
         "generator": {"scale": scale, "seed": seed, "extract_date": extract_date.isoformat()},
         "files": [entries[source] for source in SOURCES],
         "spatial_files": spatial["files"],
+        "governance_files": governance["files"],
     }
     (out / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

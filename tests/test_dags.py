@@ -12,7 +12,9 @@ EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__ing
             "lake__build__base__standard_address", "lake__build__base__poi", "lake__build__base__iot_device",
             "lake__build__base__iot_reading", "lake__build__topic__population", "lake__build__topic__legal_entity",
             "lake__build__topic__sensing", "lake__build__topic__open_registers", "lake__build__topic__vital_events",
-            "lake__publish", "lake__report"}
+            "lake__publish", "lake__report",
+            "lake__ingest__credit", "lake__ingest__e_licence", "lake__ingest__macro", "lake__build__base__credit",
+            "lake__build__base__e_licence", "lake__build__base__macro"}
 
 
 @pytest.fixture(scope="module")

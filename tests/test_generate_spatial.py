@@ -539,7 +539,7 @@ def test_geocoded_entities_are_registered(full) -> None:
 # --------------------------------------------------------------------------- ingest
 
 def test_ingest_reconciles(spatial, settings, spark, tmp_path) -> None:
-    """Each point source ingests through jobs.ingest: rows read = raw + quarantine, and no
+    """Each point source ingests through jobs.landing.ingest: rows read = raw + quarantine, and no
     generated row is quarantined (the spatial defects are found later, not at ingest)."""
     from jobs.landing import ingest
 

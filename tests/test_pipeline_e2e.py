@@ -79,12 +79,13 @@ def test_duckdb_reads_a_base_table_through_deltalake(tiny_lake):
 
 
 def delivered_row_files(tiny_lake) -> list[dict]:
-    """The generator's files landed row by row: the department extracts, the spatial sources and the
-    device ledger (the readings have their own per-file counts, tests/test_iot.py)."""
+    """The generator's files landed row by row: the department extracts, the spatial sources, the
+    social-credit, e-licence and macro-economy files and the device ledger (the readings have their own
+    per-file counts, tests/test_iot.py)."""
     iot = json.loads((tiny_lake["inbox"] / "iot_manifest.json").read_text(encoding="utf-8"))
     row_sources = set(contracts_mod.load(str(tiny_lake["settings"].contracts_dir)).row_sources())
     delivered = [*tiny_lake["manifest"]["files"], *tiny_lake["manifest"]["spatial_files"],
-                 *[f for f in iot["files"] if f["source"] in row_sources]]
+                 *tiny_lake["manifest"]["governance_files"], *[f for f in iot["files"] if f["source"] in row_sources]]
     assert {f["source"] for f in delivered} == row_sources
     return delivered
 
@@ -279,7 +280,7 @@ def test_quality_results_are_kept_and_viewable_as_html(tiny_lake):
 
 
 def test_a_failed_gate_leaves_the_published_version_untouched(tiny_lake, tmp_path):
-    from jobs.base import golden as build_base
+    from jobs.base import incremental as build_base
     from quality.gates import GateFailed
 
     s = tiny_lake["settings"]
@@ -331,4 +332,4 @@ def test_every_quality_and_landing_table_matches_its_contract(tiny_lake):
         schema = DeltaTable(str(path)).to_pyarrow_dataset().schema
         assert {f.name: str(f.type) for f in schema} == {c.name: ARROW_TYPES[c.type] for c in tc.columns}, tc.table
         checked += 1
-    assert checked == 12
+    assert checked == 14  # + quality.delivery_profiles and quality.base_builds (issue 17)

@@ -165,7 +165,7 @@ def test_catalogue_chain_verify_history_and_tamper_through_the_cli(shared, tmp_p
 def test_cli_read_audit_and_metrics(shared, tmp_path):
     from lake.cli import app
 
-    s, c = shared["s"], shared["c"]
+    s = shared["s"]
     runner = CliRunner()
     root = ["--root", s.root]
     prof = tmp_path / "mca.share"
@@ -191,3 +191,55 @@ def test_cli_read_audit_and_metrics(shared, tmp_path):
     assert r.exit_code == 0
     r = runner.invoke(app, ["share", "read", "base.population", "--profile", str(prof), *root])
     assert r.exit_code == 1 and "was revoked" in r.output
+
+
+def test_a_department_reads_the_changes_of_a_release_through_its_view(shared, tmp_path):
+    """`lake share changes`: the share copy's Change Data Feed between two releases, as the department
+    of a profile file sees it (its view's columns and masks), audited; nothing after the latest."""
+    import shutil
+    from dataclasses import replace
+
+    from pyspark.sql import functions as F
+
+    from jobs.publish import share
+    from lake import io
+    from lake.cli import app
+    from sharing import audit, reader
+
+    s0, c, pol, spark = shared["s"], shared["c"], shared["pol"], shared["spark"]
+    s = replace(s0, root=str(tmp_path / "lake"))
+    shutil.copytree(s0.root, s.root)
+    path = io.table_path(s, "share", "base__population")
+    before = io.version(spark, path)
+    src = io.read(spark, path)
+    ids = sorted(r["id_number"] for r in src.select("id_number").limit(5).collect())
+    moved, gone = ids[:3], ids[3:5]
+    new = (src.where(~F.col("id_number").isin(gone))
+           .withColumn("town", F.when(F.col("id_number").isin(moved), F.lit("榆垡镇")).otherwise(F.col("town"))))
+    assert share.sync(spark, new, path, ["id_number"], {"as_of": "2026-11-02"})
+    tok, rec = tokens.issue(s, c, MCA, 5)
+    prof = tmp_path / "mca.share"
+    tokens.write_profile(prof, "http://127.0.0.1:9/", tok, rec.expires_at)
+
+    df = reader.changes(s, c, pol, "base.population", prof, before)
+    p = access.decide(s, c, pol, MCA, "base.population", rec.issued_at).plan
+    assert list(df.columns) == [*p.names, *reader.CHANGE_COLUMNS]
+    assert "id_number" not in df.columns or not df["id_number"].str.fullmatch(r"\d{17}[\dX]").any()
+    counts = df["_change_type"].value_counts().to_dict()
+    assert counts == {"update_preimage": 3, "update_postimage": 3, "delete": 2}
+    rows = {r["id_number"]: r.asDict() for r in src.where(F.col("id_number").isin(ids)).collect()}
+    want = masks.apply_plan_py([{**rows[i], "town": "榆垡镇"} for i in moved], p)
+    got = df[df["_change_type"] == "update_postimage"][p.names].to_dict("records")
+    key = lambda r: json.dumps(r, sort_keys=True, default=str)  # noqa: E731
+    assert sorted(map(key, got)) == sorted(map(key, want))
+    assert reader.changes(s, c, pol, "base.population", prof, before + 1) is None
+    recs = audit.records(s, department=MCA, action="changes")
+    assert [r["decision"] for r in recs] == ["granted", "granted"] and recs[0]["rows"] == 8
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["share", "changes", "base.population", "--profile", str(prof), "--since", str(before),
+                            "--root", s.root])
+    assert r.exit_code == 0 and "8 change rows" in r.output and "delete 2" in r.output, r.output
+    r = runner.invoke(app, ["share", "changes", "base.population", "--profile", str(prof), "--since", "99",
+                            "--root", s.root])
+    assert r.exit_code != 0 and "releases of base.population" in r.output and "Traceback" not in r.output, r.output

@@ -24,20 +24,14 @@ Steps for a base table:
 """
 from __future__ import annotations
 
-import time
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.base import linkage
-from lake import contracts as contracts_mod
 from lake import io, rules
 from lake.contracts import Contracts, SourceContract, TableContract
-from lake.log import log
-from lake.settings import Settings
-from lake.spark import get_spark
-from quality import findings, gates
 
 
 KEY = "_key"
@@ -65,8 +59,31 @@ def comparable(col: Column) -> Column:
     return F.regexp_replace(F.translate(col.cast("string"), "（）", "()"), "有限责任公司", "有限公司")
 
 
+def with_delivery_meta(raw: DataFrame) -> DataFrame:
+    """``_as_of`` (business date of the delivery) and ``_op`` (I/U/D or null) as ingest writes them;
+    frames without them (built by hand) take the landing date and no operation."""
+    if "_as_of" not in raw.columns:
+        raw = raw.withColumn("_as_of", F.to_date("_ingested_at"))
+    if "_op" not in raw.columns:
+        raw = raw.withColumn("_op", F.lit(None).cast("string"))
+    return raw
+
+
+def as_of_rows(raw: DataFrame, sc: SourceContract | None, as_of: str | None) -> DataFrame:
+    """The rows of a source known on the business date ``as_of`` (all when None); for a source that
+    sends complete snapshots, only the newest snapshot's rows (an entity missing from it is gone)."""
+    df = with_delivery_meta(raw)
+    if as_of is not None:
+        df = df.where(F.col("_as_of") <= F.lit(as_of).cast("date"))
+    if sc is not None and sc.snapshot:
+        last = (df.select("_as_of", "_batch_id").distinct()
+                .orderBy(F.col("_as_of").desc(), F.col("_batch_id").desc()).limit(1).collect())
+        df = df.where(F.col("_batch_id") == (last[0]["_batch_id"] if last else "-"))
+    return df
+
+
 def prepare(raw: DataFrame, sc: SourceContract | None = None, entity_key: str | None = None) -> DataFrame:
-    df = raw
+    df = with_delivery_meta(raw)
     if sc is not None:
         for name, expr in sc.derived_columns.items():
             df = df.withColumn(name, F.expr(expr))
@@ -82,7 +99,7 @@ def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str, unique_k
     expression, smallest first) which of an entity's rows in a batch describes it best. Duplicate rows
     carry ``_dup_kind``: ``id_name_conflict`` when ``name_col`` differs from the first row's, else
     ``duplicate_record``. Rows flagged ``_linked`` (matched without a key) are never duplicates."""
-    df = raw if KEY in raw.columns else prepare(raw, entity_key=entity_key)
+    df = with_delivery_meta(raw if KEY in raw.columns else prepare(raw, entity_key=entity_key))
     df = df.where(F.col(KEY).isNotNull())
     if "_linked" not in df.columns:
         df = df.withColumn("_linked", F.lit(False))
@@ -102,11 +119,13 @@ def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str, unique_k
         df = df.persist(StorageLevel.MEMORY_AND_DISK)
     dups = df.where(F.col("_n_uk") > 1).drop("_n_uk")
     keep = df.where(F.col("_n_uk") == 1).drop("_n_uk", "_dup_kind")
-    # the newest batch, then a row with its own key before a linked one, then the contract's order
+    # the newest delivery by business date (then batch), then a row with its own key before a linked
+    # one, then the contract's order; an entity whose newest row is a deletion has no row
     best = Window.partitionBy(KEY).orderBy(
-        F.col("_ingested_at").desc(), F.col("_batch_id").desc(), F.col("_linked").asc(),
+        F.col("_as_of").desc(), F.col("_batch_id").desc(), F.col("_linked").asc(),
         *([F.expr(order).asc_nulls_last()] if order else []), F.col("_row").asc())
-    latest = keep.withColumn("_n", F.row_number().over(best)).where(F.col("_n") == 1).drop("_n")
+    latest = (keep.withColumn("_n", F.row_number().over(best)).where(F.col("_n") == 1).drop("_n")
+              .where(F.coalesce(F.col("_op"), F.lit("I")) != "D"))
     return latest, dups
 
 
@@ -118,7 +137,7 @@ def finding_struct(source: str, sc: SourceContract, record_key: Column, field: s
         F.lit(sc.department).alias("department"), record_key.alias("record_key"), F.lit(field).alias("field"),
         F.lit(rule).alias("rule"), F.lit(rules.WARNING).alias("severity"), F.lit(defect).alias("defect_type"),
         message.alias("message"), value.cast("string").alias("value"), sha.alias("_file_sha256"),
-        row.cast("long").alias("_row"), batch.alias("_batch_id"),
+        row.cast("long").alias("_row"), batch.alias("_batch_id"), F.col(KEY).alias("entity_key"),
     )
 
 
@@ -158,14 +177,16 @@ def implementations(tc: TableContract) -> tuple[dict, dict]:
 
 def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame],
                    links: DataFrame | None = None, persist: bool = False, derivations: dict | None = None,
-                   cross_rules: dict | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
+                   cross_rules: dict | None = None, keys: DataFrame | None = None,
+                   as_of: str | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(golden records, findings, conflicts) for a base table from the raw frames of its sources
     (sources missing from ``raw`` have not delivered yet and are skipped). Pure.
 
     With ``persist`` the joined sources are kept (memory, spilling to disk) because the golden rows,
     every finding and every conflict are selected from them; the caller unpersists. ``derivations``
     and ``cross_rules`` map the contract's ``derive`` and ``cross_rules`` names to the table module's
-    implementations."""
+    implementations. ``keys`` (a frame with one column ``_key``) restricts the result to those
+    entities; ``as_of`` to what was delivered by that business date (``as_of_rows``)."""
     if derivations is None or cross_rules is None:
         module = implementations(tc)
         derivations = module[0] if derivations is None else derivations
@@ -175,7 +196,9 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
     found: list[DataFrame] = []
     for s in used:
         sc = contracts.source(s)
-        df = _with_links(prepare(raw[s], sc), sc, links)
+        df = _with_links(prepare(as_of_rows(raw[s], sc, as_of), sc), sc, links)
+        if keys is not None:
+            df = df.join(F.broadcast(keys.select(KEY).distinct()), KEY, "left_semi")
         name_col = _name_column(tc, s)
         latest, dups = latest_per_entity(df, sc.entity_key, sc.record_key, sc.unique_key, sc.entity_order, name_col,
                                          persist=persist)
@@ -191,7 +214,7 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
             .otherwise(F.lit(f"the same {sc.entity_key} appears earlier in the same file")).alias("message"),
             F.when(F.col("_dup_kind") == "id_name_conflict", F.col(name_col) if name_col else F.lit(None))
             .otherwise(F.col(sc.entity_key)).cast("string").alias("value"),
-            "_file_sha256", F.col("_row").cast("long"), "_batch_id",
+            "_file_sha256", F.col("_row").cast("long"), "_batch_id", F.col(KEY).alias("entity_key"),
         ))
         cols = [F.col(KEY)]
         for c in tc.columns:
@@ -292,12 +315,6 @@ def values_map(pairs: list[tuple[str, Column]]) -> Column:
 
 # ------------------------------------------------------------------ job
 
-def run_id(spark: SparkSession, settings: Settings, tc: TableContract, present: list[str]) -> str:
-    """The build run id for the current raw versions of the sources ``present`` (and the contracts)."""
-    versions = io.table_versions(spark, settings, [f"raw.{s}" for s in present])
-    return f"build-{tc.name}-{io.inputs_hash(versions, io.contract_files(settings.contracts_dir))[:12]}"
-
-
 def link_query(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame]) -> tuple[DataFrame | None, DataFrame | None]:
     """(reference, query) for record linkage, or (None, None) when no source has rows without a key."""
     key_col = tc.columns[tc.column_names.index(tc.key[0])]
@@ -318,58 +335,3 @@ def link_query(tc: TableContract, contracts: Contracts, raw: dict[str, DataFrame
             F.lit(s).alias("source"), F.col(sc.record_key).alias("record_key"), "_batch_id", "_file_sha256", "_row",
             *[(F.col(c) if c in df.columns else F.lit(None)).cast("string").alias(c) for c in linkage.LINK_COLUMNS]))
     return reference, reduce(DataFrame.unionByName, parts)
-
-
-def build_table(settings: Settings, table: str, as_of: str, spark: SparkSession | None = None) -> dict:
-    """Build and publish the golden records of ``table`` with its job module's derivations and cross
-    rules; returns the counts (rows, findings, linkage) and seconds."""
-    t0 = time.time()
-    spark = spark or get_spark(settings)
-    contracts = contracts_mod.load(settings.contracts_dir)
-    tc = contracts.table(table)
-    sources = sources_used(tc)
-    present = [s for s in sources if io.is_table(spark, io.table_path(settings, "raw", s))]
-    key_authority = tc.columns[tc.column_names.index(tc.key[0])].authority
-    if key_authority not in present:
-        raise contracts_mod.ContractError(
-            f"{table}: no raw data yet from {key_authority}, the authority for {tc.key[0]}; ingest it first")
-    missing = [s for s in sources if s not in present]
-    if missing:
-        log.warning("%s: no data yet from %s; building from %s", table, ", ".join(missing), ", ".join(present))
-    raw = {s: io.read(spark, io.table_path(settings, "raw", s)) for s in present}
-    rid = run_id(spark, settings, tc, present)
-    links_path = io.table_path(settings, *RECORD_LINKS)
-    stats: dict = {"table": table, "run_id": rid}
-
-    links = None
-    reference, query = link_query(tc, contracts, raw)
-    if query is not None:
-        t1 = time.time()
-        stored = io.is_table(spark, links_path) and io.read(spark, links_path).where(F.col("run_id") == rid).limit(1).count() > 0
-        if not stored:
-            model = linkage.model_for(settings.contracts_dir, tc.domain)
-            decided, review = linkage.link(spark, model, reference, query)
-            io.replace_where(decided.withColumn("run_id", F.lit(rid)), links_path, f"run_id = '{rid}'")
-            io.replace_where(review.withColumn("run_id", F.lit(rid)),
-                             io.table_path(settings, *REVIEW_PAIRS), f"run_id = '{rid}'")
-        links = io.read(spark, links_path).where(F.col("run_id") == rid)
-        counts = {r["decision"]: r["count"] for r in links.groupBy("decision").count().collect()}
-        stats["linkage"] = {"linked": counts.get("linked", 0), "review": counts.get("review", 0),
-                            "unmatched": counts.get("unmatched", 0), "seconds": round(time.time() - t1, 2)}
-
-    golden, found, conflicts = golden_records(tc, contracts, raw, links, persist=True)
-    try:
-        if not findings.has_run(spark, settings, rid):
-            t1 = time.time()
-            findings.write(settings, found.withColumn("run_id", F.lit(rid)), run_id=rid)
-            io.replace_where(conflicts.withColumn("run_id", F.lit(rid)), io.table_path(settings, *CONFLICTS),
-                             f"run_id = '{rid}'")
-            log.info("%s: golden records joined, findings and conflicts written in %.1fs", table, time.time() - t1)
-        n_findings = io.read(spark, io.table_path(settings, *findings.FINDINGS)).where(F.col("run_id") == rid).count()
-        res = gates.publish(spark, settings, tc, golden.drop(KEY), {"as_of": as_of, "inputs": rid})
-    finally:
-        spark.catalog.clearCache()
-    stats.update({"status": res.status, "rows": res.rows, "findings": n_findings, "seconds": round(time.time() - t0, 2)})
-    return stats
-
-

@@ -32,7 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lake import io
+from lake import io, landing, locks, tables
 from lake.files import InputError
 from lake.log import log
 from lake.rules import literal_map as _map, sql_list as _sql_list
@@ -385,6 +385,13 @@ def _reading_inputs(files: list[Delivered], devices_fp: str) -> str:
 
 def ingest_readings(settings: Settings, day, spark: SparkSession | None = None, *, force: bool = False,
                     files: list[Delivered] | None = None) -> dict:
+    """See ``_ingest_readings``; holds the lease of ``base/iot_reading`` (``lake.locks``) throughout."""
+    with locks.table_lock(io.table_path(settings, *READINGS)):
+        return _ingest_readings(settings, day, spark, force=force, files=files)
+
+
+def _ingest_readings(settings: Settings, day, spark: SparkSession | None = None, *, force: bool = False,
+                     files: list[Delivered] | None = None) -> dict:
     """Ingest the reading files of delivery day ``day``; returns per-file counts, the reading days
     touched (``reading_days``: every day whose stored readings this call may have changed, so the
     caller rebuilds their health and topics) and seconds. Idempotent: with the same files, ledger and
@@ -414,6 +421,10 @@ def ingest_readings(settings: Settings, day, spark: SparkSession | None = None, 
     if (not force and stored and all(r["inputs"] == inputs for r in stored)
             and {r["_file_sha256"] for r in stored} == {f.sha256 for f in files}):
         log.info("readings %s: already ingested with the same files, ledger and rules; nothing written", day)
+        names = {sha: r["file_name"] for sha, r in _manifest_rows(spark, settings, [f.sha256 for f in files]).items()}
+        for f in files:  # a re-ingest verifies the landed copies (and repairs them from these files)
+            if f.sha256 in names:
+                landing.verify(settings, f.source, f.sha256, names[f.sha256], inbox_file=f.path)
         return _result(day, [r.asDict() for r in stored], time.time() - t0, skipped=True)
     previous_days = {d for r in stored for d in (r["reading_days"] or "").split(",") if d}
 
@@ -423,11 +434,16 @@ def ingest_readings(settings: Settings, day, spark: SparkSession | None = None, 
     # land (copy) the files in the background while they are staged and checked
     landed = {f.sha256: settings.path("landing", f.source, f.sha256, f.path.name) for f in files}
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iot-landing")
-    copies = [pool.submit(io.upload, str(f.path), landed[f.sha256]) for f in files if not io.file_exists(landed[f.sha256])]
+    copies = [pool.submit(landing.land, f.path, landed[f.sha256], f.sha256) for f in files]  # verified copies
     t_stage = time.time()
-    with ThreadPoolExecutor(max_workers=2) as stager:
-        list(stager.map(lambda f: stage_lines(f, settings.path("_staging", "iot", f"{f.source}-{f.sha256[:16]}.parquet"),
-                                              READING_SOURCES[f.source] == "csv"), files))
+    staged = {f.sha256: settings.path("_staging", "iot", f"{f.source}-{f.sha256[:16]}.parquet") for f in files}
+    try:
+        with ThreadPoolExecutor(max_workers=2) as stager:
+            list(stager.map(lambda f: stage_lines(f, staged[f.sha256], READING_SOURCES[f.source] == "csv"), files))
+    except BaseException:
+        for uri in staged.values():
+            _remove(uri)  # a failed parse leaves no staging file behind
+        raise
     stage_seconds = time.time() - t_stage
     parsed = None
     for i, f in enumerate(files):
@@ -570,19 +586,19 @@ def _mark_earlier(classified: DataFrame, cross: DataFrame | None, per_file: dict
     return marked, {r["day"] for r in adj}
 
 
-def _landed_files(spark: SparkSession, settings: Settings, day: dt.date) -> list[Delivered]:
+def _landed_files(spark: SparkSession, settings: Settings, day: dt.date) -> list[Delivered] | None:
     """The files delivery day ``day`` was ingested from, in the order ``delivery_files`` lists them: their
-    landed copies (exactly the bytes ingested), else the inbox's."""
+    landed copies (exactly the bytes ingested), each verified against its manifest sha256 first and
+    repaired from the inbox when needed (``lake.landing.verify``). None when a copy is corrupt and the
+    inbox no longer has the file: the copy is not read, a ``landed_copy_corrupt`` finding is written."""
     rows = sorted(_counts_row(spark, settings, day), key=lambda r: (list(READING_SOURCES).index(r["source"]), r["file"]))
     out = []
     for r in rows:
-        inbox = Path(settings.inbox) / r["source"] / r["file"]
-        path = _landed_copy(settings.path("landing", r["source"], r["_file_sha256"], r["file"]), r["_file_sha256"]) \
-            or inbox
-        if not path.is_file():
-            raise InputError(f"delivery day {day} must be re-processed, but {r['file']} is neither in landing/ nor in "
-                             f"{inbox.parent}")
-        out.append(Delivered(r["source"], path))
+        v = landing.verify(settings, r["source"], r["_file_sha256"], r["file"])
+        if v.status == "corrupt":
+            landing.record_corrupt(settings, r["source"], r["_file_sha256"], r["file"], v, spark)
+            return None
+        out.append(Delivered(r["source"], _landed_copy(v.uri, r["_file_sha256"]) or Path(v.uri)))
     return out
 
 
@@ -630,8 +646,13 @@ def _reprocess_later(spark: SparkSession, settings: Settings, day: dt.date, days
                  .select("delivery_day").distinct().collect()}
     out = []
     for d in sorted(redo):
+        files = _landed_files(spark, settings, d)
+        if files is None:  # a landed copy is corrupt and cannot be repaired: that day keeps its rows
+            log.error("readings %s: delivery day %s should be re-processed after it, but one of its landed copies is "
+                      "corrupt (finding landed_copy_corrupt); its stored readings are left as they are", day, d)
+            continue
         log.info("readings %s: delivery day %s is re-processed after it (its readings depend on this day's)", day, d)
-        out.append(ingest_readings(settings, d, spark, force=True, files=_landed_files(spark, settings, d)))
+        out.append(ingest_readings(settings, d, spark, force=True, files=files))
     return out
 
 
@@ -698,6 +719,7 @@ def _write_readings(spark: SparkSession, settings: Settings, classified: DataFra
         fc["_source"].alias("_source"), fc["_file_sha256"].alias("_file_sha256"), F.col("_row").cast("long").alias("_row"),
         F.lit(day).alias("delivery_day"), "day")
     path = io.table_path(settings, *READINGS)
+    tables.prepare_for_write(path)  # (the lease of this table is held by ingest_readings)
     if io.is_table(spark, path):
         kept.write.format("delta").mode("overwrite").option("replaceWhere", cond).save(path)
     else:
@@ -726,7 +748,7 @@ MANIFEST_SCHEMA = ("source string, file_name string, landing_path string, sha256
 
 def _record_manifest(spark: SparkSession, settings: Settings, files: list[Delivered], per_file: dict, landed: dict,
                      ingested: dict) -> None:
-    """One ``landing/_manifest`` row per file (jobs/ingest.py's convention; rows_raw are the kept rows,
+    """One ``landing/_manifest`` row per file (jobs/landing/ingest.py's convention; rows_raw are the kept rows,
     the duplicates are counted in quality/iot_reading_counts): appended for a new file; replaced for a
     file re-processed with other counts (a changed ledger, or an earlier delivery ingested after it),
     so that the manifest keeps reconciling with the stored rows."""

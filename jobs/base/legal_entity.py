@@ -12,11 +12,10 @@ from pyspark.sql import functions as F
 
 from lake.reference import LEGAL_ENTITY
 from lake.settings import Settings
-from jobs.base import golden
 from jobs.base.golden import conflict_struct, finding_struct, values_map
 
 TABLE = "base.legal_entity"
-TABLES = (TABLE,)
+TABLES = (TABLE, f"{TABLE}_history")  # the history is written by the same build
 DEAD = LEGAL_ENTITY.deregistered_statuses
 
 USCC_ENTITY_TYPES = {
@@ -59,4 +58,6 @@ CROSS_RULES = {"deregistered_active_in_tax": _rule_deregistered_active_in_tax}
 
 def build(settings: Settings, as_of: str, **context) -> list[dict]:
     """Build and publish ``base.legal_entity`` through its gate."""
-    return [golden.build_table(settings, TABLE, as_of)]
+    from jobs.base import incremental
+
+    return [incremental.build_table(settings, TABLE, as_of)]

@@ -104,9 +104,12 @@ def _as_strings(df: DataFrame, uid: F.Column) -> DataFrame:
     return df.select(*cols)
 
 
-def link(spark: SparkSession, model: LinkageModel, reference: DataFrame, query: DataFrame) -> tuple[DataFrame, DataFrame]:
+def link(spark: SparkSession, model: LinkageModel, reference: DataFrame, query: DataFrame,
+         n_reference: int | None = None) -> tuple[DataFrame, DataFrame]:
     """(decisions, review pairs) for ``query`` rows (source, record_key, _batch_id, _file_sha256, _row and
-    the link columns) against ``reference`` (one row per entity: ``_key`` and the link columns)."""
+    the link columns) against ``reference`` (one row per entity: ``_key`` and the link columns).
+    ``n_reference``: the size of the register for the prior (default: the reference's rows), given
+    when ``reference`` holds only the blocking candidates of the query rows."""
     import duckdb
     from splink import DuckDBAPI, Linker
 
@@ -117,12 +120,17 @@ def link(spark: SparkSession, model: LinkageModel, reference: DataFrame, query: 
     if q_tab.num_rows == 0:
         return (spark.createDataFrame([], DECISIONS_SCHEMA), spark.createDataFrame([], REVIEW_SCHEMA))
     r_tab = _as_strings(reference, F.concat(F.lit("r|"), F.col("_key"))).toArrow()
+    if r_tab.num_rows == 0:  # no candidate in the register: every query row is unmatched
+        decided = q_meta.select("source", "record_key", "_batch_id", "_file_sha256", F.col("_row").cast("long"),
+                                F.lit(None).cast("string").alias("linked_key"), F.lit(0.0).alias("match_probability"),
+                                F.lit("unmatched").alias("decision"), F.lit(0).cast("int").alias("candidates"))
+        return decided, spark.createDataFrame([], REVIEW_SCHEMA)
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     db = DuckDBAPI(con)
     linker = Linker([db.register(q_tab, dataset_display_name="query"),
                      db.register(r_tab, dataset_display_name="register")],
-                    model.splink_settings(r_tab.num_rows), log_level=None)
+                    model.splink_settings(n_reference or r_tab.num_rows), log_level=None)
     pred = linker.inference.predict(threshold_match_probability=min(0.01, model.review_threshold))
     pairs = con.sql(f"""
         SELECT CASE WHEN uid_l LIKE 'q|%' THEN uid_l ELSE uid_r END AS q_uid,

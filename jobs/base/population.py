@@ -13,11 +13,10 @@ from pyspark.sql import functions as F
 
 from lake import rules
 from lake.settings import Settings
-from jobs.base import golden
 from jobs.base.golden import conflict_struct, finding_struct, values_map
 
 TABLE = "base.population"
-TABLES = (TABLE,)
+TABLES = (TABLE, f"{TABLE}_history")  # the history is written by the same build
 DERIVATIONS = {
     "gender_from_id": lambda key: rules.gender_from_id(key),
     "birth_date_from_id": lambda key: rules.birth_date_from_id(key),
@@ -53,4 +52,6 @@ CROSS_RULES = {"death_not_propagated": _rule_death_not_propagated}
 
 def build(settings: Settings, as_of: str, **context) -> list[dict]:
     """Build and publish ``base.population`` through its gate."""
-    return [golden.build_table(settings, TABLE, as_of)]
+    from jobs.base import incremental
+
+    return [incremental.build_table(settings, TABLE, as_of)]

@@ -56,6 +56,11 @@ def check_file(settings: Settings, source: str, file: str | Path, limit: int = 2
         try:
             raw, quarantine, found = ingest.split(checked, sc)
             n_raw, n_q, _ = ingest.counts(checked)
+            if parsed.rows == 0:  # no data rows: the delivered_empty finding ingest would write
+                from lake.hostile import delivered_empty_finding
+
+                found = found.unionByName(delivered_empty_finding(
+                    spark, source, sc.department, sha, f"{source}-{sha[:16]}", file.name, parsed.empty))
             by_rule = (found.groupBy("rule", "defect_type", "severity").agg(F.count("*").alias("count"))
                        .orderBy(F.col("count").desc(), "rule").collect())
             first = (found.orderBy("_row", "field", "rule").limit(limit)

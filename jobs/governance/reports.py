@@ -101,10 +101,10 @@ def current_inputs(spark: SparkSession, settings: Settings, contracts: Contracts
 
 
 def _build_run_id(spark: SparkSession, settings: Settings, tc, present: list[str]) -> str:
-    """The run id ``jobs.base.golden.build_table`` uses for the current raw versions."""
-    from jobs.base import golden as build_base
+    """The run id of the base table's current build findings (``jobs.base.incremental``)."""
+    from jobs.base import incremental
 
-    return build_base.run_id(spark, settings, tc, present)
+    return incremental.run_id(spark, settings, tc, present)
 
 
 def report_run_id(as_of: str, inputs: dict) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lake import contracts as contracts_mod
-from lake import io, rules
+from lake import hostile, io, landing, locks, rules
 from lake.contracts import SourceContract
 from lake.files import InputError, parse_file, sha256_of
 from lake.log import log
@@ -32,7 +33,11 @@ MANIFEST = ("landing", "_manifest")
 # write (findings, manifest) take one commit at a time, so that two replaceWhere commits on one
 # unpartitioned table never race (Delta would fail the second with ConcurrentAppendException).
 _shared_writes = threading.Lock()
-META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at"]
+META_COLUMNS = ["_source", "_file_sha256", "_row", "_batch_id", "_ingested_at", "_as_of", "_op"]
+# ``_as_of``: the business date of the delivery (the day's manifest.json ``as_of``, else the run's
+# --as-of); ``_op``: I, U or D from a change file's operation column, null for a file without one
+# (every row an insert, or a snapshot row). The golden records order deliveries by ``_as_of``.
+OPS = ("I", "U", "D")
 
 
 @dataclass
@@ -64,6 +69,11 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
     is compiled by whole-stage code generation.
     """
     wellformed = F.col("_field_count") == len(sc.columns)
+    # NUL and other C0 controls: issues on the values as delivered, then cleaned if the contract says so
+    parsed = hostile.with_control_checks(parsed, sc.column_names, sc.control_characters)
+    # a change file's deletion names only the record and the entity: other required columns may be empty
+    op_col = sc.op_column if sc.op_column and sc.op_column in sc.column_names else ""
+    not_deleted = (F.coalesce(F.col(op_col), F.lit("")) != F.lit(sc.delivery.get("delete", "D"))) if op_col else F.lit(True)
     normalised = [col for col in sc.columns if col.checks or col.normalize]
     # findings on the values as received, before they are replaced below
     norm_checks = [i for col in normalised for i in rules.normalize_issues(F.col(col.name), col.name)]
@@ -82,7 +92,9 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
         F.when(F.col("_field_count") != len(sc.columns), F.struct(
             F.lit("parse.field_count").alias("rule"), F.lit("_row").alias("field"),
             F.lit("malformed_row").alias("defect_type"), F.lit(rules.ERROR).alias("severity"),
-            F.concat(F.lit(f"expected {len(sc.columns)} fields, found "), F.col("_field_count").cast("string")).alias("message"),
+            F.coalesce(F.col("_parse_error") if "_parse_error" in parsed.columns else F.lit(None).cast("string"),
+                       F.concat(F.lit(f"expected {len(sc.columns)} fields, found "),
+                                F.col("_field_count").cast("string"))).alias("message"),
             F.col("_raw_line").alias("value"),
         )),
         rules.issue(F.col("_raw_line").contains("\ufffd") & (F.col("_field_count") == len(sc.columns)),
@@ -93,7 +105,10 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
     for col in sc.columns:
         c = F.col(col.name)
         if col.required:
-            checks.append(rules.issue(wellformed & c.isNull(), "required", col.name, f"{col.name} is required"))
+            cond = wellformed & c.isNull()
+            if col.name not in (sc.record_key, sc.entity_key):
+                cond = cond & not_deleted
+            checks.append(rules.issue(cond, "required", col.name, f"{col.name} is required"))
         elif col.name == sc.entity_key:
             checks.append(rules.issue(wellformed & c.isNull(), "missing.entity_key", col.name,
                                       f"{col.name} is empty; the row is linked by name, birth date and address"))
@@ -116,10 +131,11 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
                          "city_code": rules.city_code_issues}[chk](col.name)
             checks.extend(found)
     cross = _cross_checks(sc, typed, id_issues)
-    issues = F.concat(F.col("_norm_issues"), rules.issue_array(checks + cross))
+    issues = F.concat(F.col(hostile.ISSUE_COLUMN), F.col("_norm_issues"), rules.issue_array(checks + cross))
     if typed:
         df = df.withColumns({f"_typed_{name}": expr for name, expr in typed.items()})
-    df = df.withColumn("_issues", issues).drop("_norm_issues", *[rules.region_flag_column(c) for c in id_cols])
+    df = df.withColumn("_issues", issues).drop("_norm_issues", hostile.ISSUE_COLUMN,
+                                               *[rules.region_flag_column(c) for c in id_cols])
     # computed once here, so that splitting the (cached) rows reads a flag, not the issue structs
     return df.withColumn("_is_error", rules.has_severity(F.col("_issues"), rules.ERROR))
 
@@ -153,6 +169,9 @@ def _cross_checks(sc: SourceContract, typed: dict, id_issues: dict[str, list[Col
 
 def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(raw, quarantine, findings) from a checked frame. Pure."""
+    for c, t in (("_as_of", "date"), ("_op", "string")):  # frames built without a delivery (lake check)
+        if c not in checked.columns:
+            checked = checked.withColumn(c, F.lit(None).cast(t))
     is_error = F.col("_is_error")
     typed_cols = [
         (F.col(f"_typed_{c.name}") if f"_typed_{c.name}" in checked.columns else F.col(c.name)).alias(c.name)
@@ -163,7 +182,8 @@ def split(checked: DataFrame, sc: SourceContract) -> tuple[DataFrame, DataFrame,
     quarantine = checked.where(is_error).select(
         *[F.col(c) for c in sc.column_names], "_raw_line", *META_COLUMNS,
         errors[0]["rule"].alias("_rule"),
-        F.array_join(F.transform(errors, lambda x: F.concat_ws(": ", x["field"], x["message"])), "; ").alias("_reason"),
+        hostile.cut_col(F.array_join(F.transform(errors, lambda x: F.concat_ws(": ", x["field"], x["message"])), "; "),
+                        limit=500).alias("_reason"),
     )
     found = checked.where(F.size("_issues") > 0).select(
         F.col("_batch_id").alias("run_id"), F.lit("ingest").alias("stage"), F.col("_source").alias("source"),
@@ -203,22 +223,106 @@ class Parsed:
     error: Exception | None = None
 
 
+def has_op_column(file: Path, sc: SourceContract) -> bool:
+    """True when ``file`` is a change file: its header (CSV) or first object (JSON lines) has the
+    contract's operation column."""
+    if not sc.op_column:
+        return False
+    import json as _json
+
+    enc = "gb18030" if sc.encoding in ("gbk", "gb2312") else (sc.encoding if sc.encoding != "auto" else "utf-8-sig")
+    try:
+        with open(file, encoding=enc, errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+    except OSError:
+        return False
+    first = first.lstrip("\ufeff").strip()
+    if sc.format == "csv":
+        import csv as _csv
+
+        return sc.op_column in [h.strip() for h in next(_csv.reader([first]), [])]
+    try:
+        obj = _json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and sc.op_column in obj
+
+
+def with_op_column(sc: SourceContract) -> SourceContract:
+    """The contract of a change file: the operation column first, required, one of I/U/D (as the
+    contract spells them)."""
+    from dataclasses import replace
+
+    from lake.contracts import SourceColumn
+
+    d = sc.delivery
+    op = SourceColumn(name=sc.op_column, type="string", required=True, title="变更类型",
+                      allowed=(d.get("insert", "I"), d.get("update", "U"), d.get("delete", "D")))
+    return replace(sc, columns=(op, *sc.columns))
+
+
+def canonical_op(sc: SourceContract) -> Column:
+    """I/U/D from the contract's spelling of the operation column."""
+    d = sc.delivery
+    op = F.col(sc.op_column)
+    return (F.when(op == d.get("insert", "I"), F.lit("I")).when(op == d.get("update", "U"), F.lit("U"))
+            .when(op == d.get("delete", "D"), F.lit("D")))
+
+
+def delivery_as_of(file: Path, default: str | None = None) -> str:
+    """The business date of a delivered file: ``as_of`` (or the generator's extract date) of the
+    manifest.json of the inbox the file sits in, else ``default`` (the run's --as-of), else today."""
+    import json as _json
+    from datetime import date
+
+    m = Path(file).resolve().parent.parent / "manifest.json"
+    if m.is_file():
+        try:
+            data = _json.loads(m.read_text(encoding="utf-8"))
+            v = data.get("as_of") or (data.get("generator") or {}).get("extract_date")
+            if v:
+                return date.fromisoformat(str(v)).isoformat()
+        except (ValueError, OSError, AttributeError):
+            pass
+    return default or datetime.now(timezone.utc).date().isoformat()
+
+
 def parse(settings: Settings, sc: SourceContract, file: Path, sha: str | None = None) -> Parsed:
     sha = sha or sha256_of(file)
+    if sc.op_column not in sc.column_names and has_op_column(file, sc):
+        sc = with_op_column(sc)
     batch_id = f"{sc.source}-{sha[:16]}"
-    staging = settings.path("_staging", "ingest", f"{batch_id}.parquet")
+    # a name of its own: another process may be parsing the same file (it waits for the table's lease later)
+    staging = settings.path("_staging", "ingest", f"{batch_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet")
     fs, staging_fs_path = io.filesystem(staging)
     fs.create_dir(staging_fs_path.rsplit("/", 1)[0], recursive=True)
-    result = parse_file(file, sc.format, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
+    try:
+        result = parse_file(file, sc.format, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
+    except BaseException:
+        _remove(staging)  # a failed parse leaves no staging file behind
+        raise
     return Parsed(file, sha, batch_id, staging, result)
 
 
 def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None,
-                parsed_ahead: Parsed | None = None) -> IngestResult:
-    """Land one file. ``parsed_ahead`` is the same file already parsed (by ``run``'s read-ahead)."""
+                parsed_ahead: Parsed | None = None, as_of: str | None = None) -> IngestResult:
+    """Land one file. ``parsed_ahead`` is the same file already parsed (by ``run``'s read-ahead);
+    ``as_of`` the business date of the delivery when its inbox has no manifest.json saying it.
+    The source's lease (``lake.locks``, on ``raw/<source>``) is held from the manifest look-up to the
+    manifest row: a second process landing the same source waits, then finds the file landed."""
+    with locks.table_lock(io.table_path(settings, "raw", source)):
+        return _ingest_file(settings, source, file, spark, parsed_ahead, as_of)
+
+
+def _ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkSession | None = None,
+                 parsed_ahead: Parsed | None = None, as_of: str | None = None) -> IngestResult:
     t0 = time.time()
     file = Path(file)
     sc = contracts_mod.load(settings.contracts_dir).source(source)
+    base_sc = sc
+    if file.is_file() and sc.op_column not in sc.column_names and has_op_column(file, sc):
+        sc = with_op_column(sc)
+    delivered = delivery_as_of(file, as_of)
     if not file.is_file():
         raise InputError(f"{file}: no such file")
     if parsed_ahead is not None and parsed_ahead.error is not None:
@@ -231,12 +335,12 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
         if parsed_ahead is not None:
             _remove(parsed_ahead.staging)
         log.info("%s: already ingested as batch %s (%d rows); nothing added", file.name, done["batch_id"], done["rows_read"])
+        landing.verify(settings, source, sha, done["file_name"], done["bytes"], inbox_file=file)  # repairs the copy
         return IngestResult(source, file.name, sha, done["batch_id"], done["rows_read"], 0, 0, 0, True,
                             done["detected_encoding"], time.time() - t0)
 
-    landed = settings.path("landing", source, sha, file.name)
-    if not io.file_exists(landed):
-        io.upload(str(file), landed)
+    landed = landing.landed_uri(settings, source, sha, file.name)
+    landing.land(file, landed, sha)  # copied to a temporary name, sha256 checked, renamed
 
     pre = parsed_ahead if parsed_ahead is not None else parse(settings, sc, file, sha)
     staging, parsed = pre.staging, pre.result
@@ -250,11 +354,29 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
         .withColumn("_file_sha256", F.lit(sha))
         .withColumn("_batch_id", F.lit(batch_id))
         .withColumn("_ingested_at", F.lit(ingested_at).cast("timestamp"))
+        .withColumn("_as_of", F.lit(delivered).cast("date"))
     )
+    change_file = sc is not base_sc
+    df = df.withColumn("_op", canonical_op(sc) if change_file else F.lit(None).cast("string"))
     checked = check_rows(df, sc).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         raw, quarantine, found = split(checked, sc)
+        if change_file:  # the operation column is metadata (_op) in raw and quarantine
+            raw = raw.drop(sc.op_column)
+            quarantine = quarantine.drop(sc.op_column)
         n_raw, n_q, n_f = counts(checked)
+        from quality import history_checks
+
+        kind = "snapshot" if base_sc.snapshot else ("changes" if change_file else "full")
+        history_found = history_checks.profile_and_check(spark, settings, base_sc, checked, batch_id, sha,
+                                                         delivered, kind, parsed.rows, _shared_writes)
+        if history_found is not None:
+            found = found.unionByName(findings.conform(history_found))
+        if parsed.rows == 0:  # a file with no data rows: a finding for its department
+            found = found.unionByName(hostile.delivered_empty_finding(
+                spark, source, sc.department, sha, batch_id, file.name, parsed.empty))
+            n_f += 1
+            log.warning("%s: delivered empty (%s); reported to %s", file.name, parsed.empty, sc.department)
         cond = f"_file_sha256 = '{sha}'"
         io.replace_where(raw, io.table_path(settings, "raw", source), cond)
         io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)
@@ -274,8 +396,8 @@ def ingest_file(settings: Settings, source: str, file: str | Path, spark: SparkS
     }], schema="source string, file_name string, landing_path string, sha256 string, bytes long, "
                "declared_encoding string, detected_encoding string, rows_read long, rows_raw long, "
                "rows_quarantined long, findings long, batch_id string, ingested_at timestamp")
-    with _shared_writes:
-        io.append(record, io.table_path(settings, *MANIFEST))
+    with _shared_writes:  # replaceWhere, not append: one manifest row per (source, sha256) whatever happens
+        io.replace_where(record, io.table_path(settings, *MANIFEST), f"source = '{source}' AND sha256 = '{sha}'")
     _remove(staging)
     result.seconds = round(time.time() - t0, 2)
     log.info("%s: read %d, landed %d, quarantined %d, findings %d (%.1fs)",
@@ -314,16 +436,15 @@ def new_files(settings: Settings, source: str) -> list[Path] | None:
     return [f for f in files if sha256_of(f) not in landed]
 
 
-def run(settings: Settings, source: str, files: list[str] | None = None) -> list[dict]:
+def run(settings: Settings, source: str, files: list[str] | None = None, as_of: str | None = None) -> list[dict]:
     """Ingest ``files`` (default: every file in ``<inbox>/<source>/``) for one source."""
     contracts_mod.load(settings.contracts_dir).source(source)  # unknown source -> clear error
     paths = [Path(f) for f in files] if files else inbox_files(settings, source)
-    if not paths:
-        log.warning("%s: no files to ingest in %s", source, Path(settings.inbox) / source)
-    return run_many(settings, [(source, p) for p in paths])
+    return run_many(settings, [(source, p) for p in paths], as_of=as_of)
 
 
-def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | None = None) -> list[dict]:
+def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | None = None,
+             as_of: str | None = None) -> list[dict]:
     """Ingest ``(source, file)`` pairs; results come back in the order given.
 
     Files of different sources are landed concurrently by ``workers`` threads (default
@@ -338,27 +459,35 @@ def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | N
     failure of the earliest file (in the order given) is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # files already in the manifest are answered without Spark (their landed copies verified and, if
+    # need be, repaired from these very files): a quiet day starts no JVM (lake.landing)
+    shas, known = landing.already_landed(settings, items)
+    results: dict[int, dict] = {i: asdict(IngestResult(
+        items[i][0], Path(items[i][1]).name, shas[i], r["batch_id"], r["rows_read"], 0, 0, 0, True,
+        r["detected_encoding"] or "", 0.0)) for i, r in known.items()}
+    if len(results) == len(items):
+        return [results[i] for i in range(len(items))]
     workers = max(1, workers or settings.ingest_workers)
     lanes: dict[str, list[int]] = {}
     for i, (source, _) in enumerate(items):
-        lanes.setdefault(source, []).append(i)
+        if i not in known:
+            lanes.setdefault(source, []).append(i)
 
     def size(i: int) -> int:
         p = Path(items[i][1])
         return p.stat().st_size if p.is_file() else 0
 
     order = sorted(lanes, key=lambda s: -sum(size(i) for i in lanes[s])) if workers > 1 else list(lanes)
-    results: dict[int, dict] = {}
     errors: dict[int, BaseException] = {}
     stop = threading.Event()
 
     contracts = contracts_mod.load(settings.contracts_dir)
 
-    def ahead(source: str, path: Path) -> Parsed | None:
+    def ahead(source: str, path: Path, sha: str | None = None) -> Parsed | None:
         if not Path(path).is_file():
             return None
         try:
-            return parse(settings, contracts.source(source), Path(path))
+            return parse(settings, contracts.source(source), Path(path), sha)
         except InputError as e:  # reported when the file's turn comes
             return Parsed(Path(path), "", "", "", error=e)
 
@@ -366,14 +495,15 @@ def run_many(settings: Settings, items: list[tuple[str, Path]], workers: int | N
         """A source's files in order; the next one is parsed in the background meanwhile."""
         idx = lanes[source]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read-ahead-{source}") as reader:
-            upcoming = reader.submit(ahead, source, items[idx[0]][1])
+            upcoming = reader.submit(ahead, source, items[idx[0]][1], shas.get(idx[0]))
             for k, i in enumerate(idx):
                 pre = upcoming.result()
-                upcoming = reader.submit(ahead, source, items[idx[k + 1]][1]) if k + 1 < len(idx) else None
+                upcoming = (reader.submit(ahead, source, items[idx[k + 1]][1], shas.get(idx[k + 1]))
+                            if k + 1 < len(idx) else None)
                 if stop.is_set():
                     break
                 try:
-                    results[i] = asdict(ingest_file(settings, source, items[i][1], parsed_ahead=pre))
+                    results[i] = asdict(ingest_file(settings, source, items[i][1], parsed_ahead=pre, as_of=as_of))
                     pre = None
                 except BaseException as e:  # re-raised below, in the order of the items
                     errors[i] = e

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from lake.reference import LEGAL_ENTITY
 from lake.rules import literal_map
 from lake.settings import Settings
-from jobs.topic.derive import UNKNOWN, publish_from
+from jobs.topic.derive import UNKNOWN, count_by, publish_counts
 
 TABLE = "topic.legal_entity_by_town_industry"
 TABLES = (TABLE,)
@@ -22,23 +22,34 @@ INDUSTRY_SECTIONS = {
 }
 
 
-def legal_entity_by_town_industry(legal_entity: DataFrame) -> DataFrame:
-    """One row per town, industry section and status group (active / closed / unknown). Pure."""
+GROUPS = ["town", "industry", "status_group"]
+
+
+def project(legal_entity: DataFrame, as_of: str = "") -> DataFrame:
+    """One row per entity: its credit code, town, industry section and status group (active /
+    closed / unknown). Pure."""
     status_group = (
         F.when(F.col("status").isin(*LEGAL_ENTITY.active_statuses), F.lit("active"))
         .when(F.col("status").isin(*LEGAL_ENTITY.deregistered_statuses), F.lit("closed"))
         .otherwise(F.lit(UNKNOWN))
     )
-    return (
-        legal_entity.select(
-            F.coalesce(F.col("town"), F.lit(UNKNOWN)).alias("town"),
-            F.coalesce(F.col("industry"), F.lit(UNKNOWN)).alias("industry"),
-            status_group.alias("status_group"),
-        )
-        .groupBy("town", "industry", "status_group").agg(F.count("*").alias("entities"))
-        .withColumn("industry_name", F.coalesce(literal_map(INDUSTRY_SECTIONS)[F.col("industry")], F.lit(UNKNOWN)))
+    return legal_entity.select(
+        *[c for c in ("credit_code",) if c in legal_entity.columns],
+        F.coalesce(F.col("town"), F.lit(UNKNOWN)).alias("town"),
+        F.coalesce(F.col("industry"), F.lit(UNKNOWN)).alias("industry"),
+        status_group.alias("status_group"),
     )
 
 
+def with_industry_name(df: DataFrame) -> DataFrame:
+    return df.withColumn("industry_name", F.coalesce(literal_map(INDUSTRY_SECTIONS)[F.col("industry")], F.lit(UNKNOWN)))
+
+
+def legal_entity_by_town_industry(legal_entity: DataFrame) -> DataFrame:
+    """One row per town, industry section and status group (active / closed / unknown). Pure."""
+    return with_industry_name(count_by(project(legal_entity), GROUPS, "entities"))
+
+
 def build(settings: Settings, as_of: str, **context) -> list[dict]:
-    return [publish_from(settings, TABLE, "base.legal_entity", legal_entity_by_town_industry, as_of)]
+    return [publish_counts(settings, TABLE, "base.legal_entity", project, GROUPS, "entities", as_of,
+                           finalize=with_industry_name)]
