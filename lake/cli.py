@@ -394,7 +394,7 @@ def status(root: Optional[str] = RootOpt):
     console.print(t)
     from lake import locks
 
-    for h in locks.holders(s.root) if "://" not in s.root else []:
+    for h in locks.holders(s.root):  # a folder or S3 (lake.locks.S3Store)
         console.print(f"lock {h.get('table')}: {'stale, ' if h.get('stale') else ''}held by {locks.holder_line(h)}")
 
 

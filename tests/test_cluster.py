@@ -224,6 +224,101 @@ def test_airflow_rest_api_lists_the_dags_from_postgresql(airflow, cluster):
     assert {d["dag_id"] for d in json.loads(table)} == PROJECT_DAGS
 
 
+# ---------------------------------------------------------------- single writer on S3: table leases
+
+@pytest.fixture()
+def s3_env(cluster, monkeypatch):
+    """This process reaches the cluster's SeaweedFS with the LAKE_* settings `lake cluster up` wrote."""
+    for k, v in cluster["lake_env"].items():
+        monkeypatch.setenv(k, v)
+    from lake.settings import Settings
+
+    return Settings.from_env()
+
+
+def test_seaweedfs_honours_conditional_puts(s3_env):
+    """The S3 lease store's three operations against the real SeaweedFS: create only if absent
+    (If-None-Match: *), replace and release only with the current etag (If-Match)."""
+    import threading
+
+    from lake import locks
+
+    store = locks.S3Store(s3_env.path("_test_cput", "_locks"))
+    key = "zone__table.lock"
+    first = store.create(key, b'{"n": 1}')
+    assert first is not None
+    assert store.create(key, b'{"n": 2}') is None  # exists: refused
+    assert store.read(key) == (b'{"n": 1}', first)
+    assert store.replace(key, b'{"n": 3}', '"0123456789abcdef0123456789abcdef"') is None  # wrong etag: 412
+    second = store.replace(key, b'{"n": 4}', first)
+    assert second is not None and second != first
+    assert store.replace(key, b'{"n": 5}', first) is None  # stale etag
+    assert store.delete(key, first) is False
+    assert store.keys() == [key]
+    assert store.delete(key, second) is True
+    assert store.read(key) is None and store.keys() == []  # released (a tombstone)
+    assert store.replace(key, b'{"n": 6}', second) is None
+
+    # eight writers race to create the same lease, first on a new key, then over a tombstone: one wins
+    for round_ in ("new", "over a tombstone"):
+        barrier = threading.Barrier(8)
+        won = []
+
+        def race(i):
+            own = locks.S3Store(s3_env.path("_test_cput", "_locks"))  # its own client
+            barrier.wait()
+            if own.create("race.lock", f'{{"i": {i}}}'.encode()) is not None:
+                won.append(i)
+
+        threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1, (round_, won)
+        body, etag = store.read("race.lock")
+        assert json.loads(body) == {"i": won[0]}
+        assert store.delete("race.lock", etag)
+
+
+_HOLD = """
+import sys, time
+from lake import locks
+with locks.table_lock(sys.argv[1], timeout=float(sys.argv[3])):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+print("released", flush=True)
+"""
+
+
+def test_a_second_process_is_kept_out_of_a_table_on_s3(cluster, s3_env):
+    """Two processes (as a `lake` command by hand next to an Airflow task) take the lease of one s3a
+    table: the second waits, names the holder when its timeout runs out, and gets it once released."""
+    table = s3_env.path("base", "lease_test")
+    env = {**cluster["env"], **cluster["lake_env"]}
+    a = subprocess.Popen([sys.executable, "-c", _HOLD, table, "8", "5"], env=env, stdout=subprocess.PIPE, text=True,
+                         cwd=REPO)
+    try:
+        assert a.stdout.readline().strip() == "held"
+        busy = subprocess.run([sys.executable, "-c", _HOLD, table, "0", "1"], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=REPO)
+        assert busy.returncode != 0
+        assert "LockBusy" in busy.stderr and f"pid {a.pid}" in busy.stderr, busy.stderr[-1500:]
+        t0 = time.monotonic()
+        waited = subprocess.run([sys.executable, "-c", _HOLD, table, "0", "60"], env=env, capture_output=True,
+                                text=True, timeout=120, cwd=REPO)
+        assert waited.returncode == 0, waited.stderr[-1500:]
+        assert waited.stdout.split() == ["held", "released"]
+        assert a.wait(timeout=60) == 0  # it held the lease to the end
+        assert time.monotonic() - t0 > 2  # the second waited for the first
+    finally:
+        if a.poll() is None:
+            a.kill()
+    from lake import locks
+
+    assert locks.holders(s3_env.root) == []  # both released
+
+
 # ---------------------------------------------------------------- the pipeline on the cluster and S3
 
 def _table_rows(stdout: str) -> dict[str, str]:
