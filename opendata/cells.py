@@ -243,11 +243,14 @@ def protect(rows: list[dict], dims: list[str], count: str, threshold: int = 5) -
         bad = exposed(table, blank)
         if not bad:
             return Protection(table, blank, primary, rounds)
-        for c in bad:
+        added = 0
+        for c in bad:  # a partner blanked for an earlier cell may already protect a later one: look again
             best = _nearest_partner(table, blank, eqs, c)
-            if best is None:
-                raise RuntimeError(f"cell {c} cannot be protected")  # every value of the table is blank already
-            blank.add(best)
+            if best is not None:
+                blank.add(best)
+                added += 1
+        if not added:  # every value linked to these cells is blank already
+            raise RuntimeError(f"cell(s) {bad[:3]} cannot be protected")
 
 
 def published(p: Protection) -> tuple[list[tuple], list[tuple]]:

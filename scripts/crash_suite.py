@@ -45,12 +45,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 AS_OF = "2026-11-01"
-GROUPS = {
-    "ingest": ["ingest"],
-    "build": ["build_base", "spatial", "addresses", "poi", "iot", "timeliness", "build_topic", "reports"],
-    "publish": ["publish"],
-}
-STAGE_LINE = re.compile(r"stage (\d+)/(\d+): (\w+)")
+
+
+def _groups() -> dict[str, list[str]]:
+    """The stages of `lake run` (jobs.pipeline.stages: ingest, every job of the registry, governance),
+    grouped where a kill is aimed: ingest, the builds (and timeliness, reports), publish."""
+    from jobs import pipeline
+    from lake.settings import Settings
+
+    names = pipeline.stages(Settings())
+    return {"ingest": ["ingest"], "build": [n for n in names if n not in ("ingest", "publish")],
+            "publish": ["publish"]}
+
+
+GROUPS = _groups()
+STAGE_LINE = re.compile(r"stage (\d+)/(\d+): ([\w.]+)")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*at (org|io|java|scala)\.|Py4JJavaError", re.M)
 
 
@@ -266,7 +275,7 @@ def check_lake(spark, root: Path, reference: dict) -> tuple[list[str], int]:
 
 def prepare_inbox(work: Path, scale: float, seed: int) -> Path:
     """Generate the sample once; the inbox holds only the department files (no truth: no evaluation)."""
-    from lake.generate import generate
+    from sample.generate import generate
 
     sample, inbox = work / "sample", work / "inbox"
     if not (sample / "manifest.json").exists():

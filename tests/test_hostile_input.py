@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from lake import contracts
 from lake.cli import app
-from lake.identifiers import make_cn_id, make_uscc
+from sample.identifiers import make_cn_id, make_uscc
 from lake.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -218,7 +218,7 @@ def test_a_file_without_data_rows_is_a_finding_for_its_department(spark, tmp_pat
         "delivered_empty", sc.department, "ingest", res["batch_id"])
     assert found["message"] == f"the file has no data rows ({how}): nothing was delivered"
     # the department report counts it (reports take the ingest findings of each source's newest batch)
-    from jobs import reports
+    from jobs.governance import reports
 
     cur = reports.current_findings(spark, s, {"batches": {"samr_enterprises": res["batch_id"]}, "build_runs": [],
                                               "timeliness": "-"}).collect()
@@ -233,7 +233,7 @@ def test_a_failed_parse_leaves_no_staging_file(spark, tmp_path):
     rows = [valid_row(sc, i) for i in range(1, 3)]
     rows[1]["address"] = '"' + "x" * 200_000  # a quoted field over the CSV field limit: the parse fails half-way
     s = Settings.from_env(root=str(tmp_path / "lake"), shuffle_partitions=2)
-    f = write_csv(Path(s.inbox) / "samr_enterprises" / "big.csv", sc, rows)
+    write_csv(Path(s.inbox) / "samr_enterprises" / "big.csv", sc, rows)
     with pytest.raises(InputError, match=r"big.csv: line \d+: field larger than field limit"):
         ingest.run(s, "samr_enterprises")
     staging = Path(s.root) / "_staging" / "ingest"

@@ -122,6 +122,20 @@ def test_no_blank_cell_can_be_recomputed_3d(seed):
         assert len(values) >= 2, f"seed {seed}: blank {c} can only be {values}"
 
 
+def test_a_sparse_3d_table_of_ones_is_protected():
+    """Found on the tiny lake (entities by town, industry and status): a partner blanked for one
+    exposed cell protects the next as well; protection goes on instead of giving up on the second."""
+    rows = [{"town": "清源街道", "industry": "L", "status": "closed", "n": 1},
+            {"town": "林校路街道", "industry": "M", "status": "active", "n": 1},
+            {"town": "清源街道", "industry": "L", "status": "active", "n": 1},
+            {"town": "礼贤镇", "industry": "E", "status": "active", "n": 1},
+            {"town": "礼贤镇", "industry": "F", "status": "active", "n": 1}]
+    p = cells.protect(rows, ["town", "industry", "status"], "n", 5)
+    assert p.primary and not cells.exposed(p.table, p.blank)
+    for c, values in brute_force(p.table, p.blank).items():
+        assert len(values) >= 2, f"blank {c} can only be {values}"
+
+
 def test_primary_suppression_alone_is_recomputed_by_the_oracle():
     """The oracle bites: blanking only the small cells of a table with its totals gives them away."""
     rows = [{"d0": "a", "d1": "x", "n": 3}, {"d0": "a", "d1": "y", "n": 12}, {"d0": "b", "d1": "x", "n": 9},

@@ -242,7 +242,7 @@ def _decisions(spark, settings, contracts, entities, people, as_of) -> list[dict
     t0 = time.time()
     frames, dups = records.source_frames(spark, settings, contracts, present)
     linked = link(records.unify(tc, frames), entities, people).persist()
-    rid = golden.run_id(spark, settings, tc, present)
+    rid = records.run_id(spark, settings, tc)
     found = records.findings_of(linked, rules_of(tc, {"name_col": "subject_name"}))
     for d in dups:
         found = found.unionByName(d)
@@ -267,7 +267,7 @@ def _lists(spark, settings, contracts, entities, people, as_of) -> list[dict]:
     t0 = time.time()
     frames, dups = records.source_frames(spark, settings, contracts, present)
     linked = with_list_state(link(records.unify(tc, frames), entities, people), as_of).persist()
-    rid = golden.run_id(spark, settings, tc, present)
+    rid = records.run_id(spark, settings, tc)
     found = records.findings_of(linked, rules_of(tc, {"name_col": "subject_name"}))
     for d in dups:
         found = found.unionByName(d)

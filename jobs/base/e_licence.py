@@ -166,7 +166,7 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
     departments = {s: contracts.source(s).department_code for s in present}
     linked = link(records.unify(tc, frames), entities, people, departments).persist()
     try:
-        rid = golden.run_id(spark, settings, tc, present)
+        rid = records.run_id(spark, settings, tc)
         found = records.findings_of(linked, rules_of(tc, as_of))
         for d in dups:
             found = found.unionByName(d)

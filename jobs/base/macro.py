@@ -339,7 +339,7 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
         for d in dups:
             found = found.unionByName(d)
         found = found.persist()
-        rid = golden.run_id(spark, settings, tc, present)
+        rid = records.run_id(spark, settings, tc)
         records.write_findings(settings, found, rid)
         counts = records.counts_by_defect(found)
         res = records.publish(spark, settings, tc, indicator_rows(versioned, tc), as_of, rid)

@@ -17,7 +17,7 @@ and a row's ``_lineage`` names the file and row every value came from. What the 
 - ``Rule`` and ``findings_of``: the cross rules of a table as (condition, field, message, value) over
   the linked rows, evaluated in one pass into ``quality/findings`` rows;
 - ``run_id``, ``write_findings`` and ``publish``: the build run id the department reports use
-  (``jobs.base.golden.run_id``: the raw versions of the table's sources and the contracts), findings
+  (``jobs.base.incremental.run_id``: one current set per table), findings
   written only when they changed, and the gate.
 """
 from __future__ import annotations
@@ -236,8 +236,11 @@ def present_sources(spark: SparkSession, settings: Settings, tc: TableContract) 
 
 
 def run_id(spark: SparkSession, settings: Settings, tc: TableContract) -> str:
-    """The table's build run id, as the department reports compute it (``jobs.base.golden.run_id``)."""
-    return golden.run_id(spark, settings, tc, present_sources(spark, settings, tc))
+    """The table's build run id, as the department reports compute it (``jobs.base.incremental.run_id``:
+    one current set of build findings per table)."""
+    from jobs.base import incremental
+
+    return incremental.run_id(spark, settings, tc, present_sources(spark, settings, tc))
 
 
 def read_raw(spark: SparkSession, settings: Settings, source: str) -> DataFrame:
