@@ -235,7 +235,11 @@ def s3_filesystem(settings: Settings) -> pafs.S3FileSystem:
     path_style = settings.s3_path_style if settings.s3_path_style is not None else bool(settings.s3_endpoint)
     key = (settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_region, path_style)
     if key not in _S3FS:
-        kw = {"region": settings.s3_region, "force_virtual_addressing": not path_style}
+        # the AWS SDK's default request timeout (3 s without a byte) fails PUTs on a loaded machine;
+        # transient errors are retried
+        kw = {"region": settings.s3_region, "force_virtual_addressing": not path_style,
+              "connect_timeout": 10, "request_timeout": 120,
+              "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=6)}
         if settings.s3_endpoint:
             scheme, _, host = settings.s3_endpoint.partition("://")
             kw.update(endpoint_override=host.rstrip("/"), scheme=scheme)
@@ -277,12 +281,19 @@ def write_delta_rs(uri: str, data, **kw) -> None:
     write_deltalake(delta_rs_uri(uri), data, storage_options=storage_options(uri), **kw)
 
 
+def make_parent(fs: pafs.FileSystem, path: str) -> None:
+    """Create the folder of ``path`` on a local filesystem; nothing on an object store (no folders
+    there: pyarrow would PUT an empty marker object per level)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a whole file. Local folders: to a temporary name, then renamed, so a reader (or a run
     killed half-way) never sees a truncated file; an object store's PUT is whole anyway."""
     fs, path = filesystem(uri)
     folder = path.rsplit("/", 1)[0]
-    fs.create_dir(folder, recursive=True)
+    make_parent(fs, path)
     if isinstance(fs, pafs.LocalFileSystem):
         import os
         import time
@@ -331,7 +342,7 @@ def write_if_changed(uri: str, data: bytes) -> bool:
 
 def upload(local_path: str, uri: str) -> None:
     fs, path = filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    make_parent(fs, path)
     pafs.copy_files(local_path, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 

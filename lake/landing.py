@@ -82,7 +82,7 @@ def land(file: Path, uri: str, sha: str) -> str:
         return "present"
     fs, path = io.filesystem(uri)
     folder, name = path.rsplit("/", 1)
-    fs.create_dir(folder, recursive=True)
+    io.make_parent(fs, path)
     _remove_partials(fs, folder, name)  # left by a copy that was killed
     tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.part"
     local = isinstance(fs, pafs.LocalFileSystem)

@@ -126,6 +126,7 @@ def test_cluster_up_writes_the_environment_and_status_shows_it(cluster):
 
 def test_spark_on_the_cluster_writes_and_reads_delta_on_s3(spark_job, cluster):
     from lake.geo import assign_units_pandas
+    from sample.basemap import district_boundaries
 
     r = spark_job
     assert r["master"] == cluster["lake_env"]["LAKE_SPARK_MASTER"]
@@ -137,7 +138,7 @@ def test_spark_on_the_cluster_writes_and_reads_delta_on_s3(spark_job, cluster):
     # mapInPandas) against the brute-force oracle computed here
     ids = [row[0] for row in r["rows"]]
     assert ids == list(range(2500))
-    oracle = assign_units_pandas([row[1] for row in r["rows"]], [row[2] for row in r["rows"]])
+    oracle = assign_units_pandas([row[1] for row in r["rows"]], [row[2] for row in r["rows"]], district_boundaries())
     assert [row[3] for row in r["rows"]] == list(oracle["town_code"])
     assert 0 < sum(c is not None for c in oracle["town_code"]) < 2500  # points inside and outside
     # the UDF ran in executors' Python workers: other processes, the venv's python, this repository

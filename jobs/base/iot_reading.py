@@ -173,7 +173,7 @@ def stage_lines(f: Delivered, out_uri: str, csv_header: bool) -> Delivered:
     removed; blank lines are not rows. For a CSV the first line is the header (checked, not staged).
     Bytes are not decoded here: invalid UTF-8 is kept and caught by ``reading.encoding`` in Spark."""
     fs, out_path = io.filesystem(out_uri)
-    fs.create_dir(out_path.rsplit("/", 1)[0], recursive=True)
+    io.make_parent(fs, out_path)
     schema = pa.schema([("_row", pa.int64()), ("line", pa.string())])
     writer = pq.ParquetWriter(out_path, schema, filesystem=fs, compression="snappy")
     line_no = rows = size = 0

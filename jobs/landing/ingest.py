@@ -295,7 +295,7 @@ def parse(settings: Settings, sc: SourceContract, file: Path, sha: str | None = 
     # a name of its own: another process may be parsing the same file (it waits for the table's lease later)
     staging = settings.path("_staging", "ingest", f"{batch_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet")
     fs, staging_fs_path = io.filesystem(staging)
-    fs.create_dir(staging_fs_path.rsplit("/", 1)[0], recursive=True)
+    io.make_parent(fs, staging_fs_path)
     try:
         result = parse_file(file, sc.format, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
     except BaseException:
