@@ -148,8 +148,6 @@ def _delta_rows(settings: Settings, *parts) -> list[dict]:
 
 
 def _status(settings: Settings, c: contracts_mod.Contracts, entries: dict, chain: list[dict], as_of: date) -> dict:
-    from deltalake import DeltaTable
-
     added = {b["resource_id"]: b["at"].date().isoformat() for b in chain if b["kind"] == "added"}
     validations = _delta_rows(settings, "quality", "validations")
     scores = _delta_rows(settings, "quality", "department_scores")
@@ -174,7 +172,7 @@ def _status(settings: Settings, c: contracts_mod.Contracts, entries: dict, chain
         else:
             uri = io.path_of(settings, rid)
             if io.has_commit(uri):
-                dt = DeltaTable(uri)
+                dt = io.delta_table(uri)
                 h = dt.history(1)[0]
                 st["version"] = dt.version()
                 last = datetime.fromtimestamp(h["timestamp"] / 1000, tz=timezone.utc)

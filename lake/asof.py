@@ -33,10 +33,10 @@ def _version_as_of(path: str, day: str) -> int | None:
     """The newest version of the Delta table at ``path`` whose commit metadata ``as_of`` is on or
     before ``day`` (commits without one, such as a history table's, count by their own metadata or
     not at all)."""
-    from deltalake import DeltaTable
+    from lake import io
 
     best = None
-    for h in DeltaTable(path).history():
+    for h in io.delta_table(path).history():
         try:
             meta = json.loads(h.get("userMetadata") or "{}")
         except ValueError:
@@ -50,32 +50,33 @@ def _version_as_of(path: str, day: str) -> int | None:
 def connect(settings: Settings, as_of: str):
     """A DuckDB connection with one view per base and topic table as of ``as_of``."""
     import duckdb
-    from deltalake import DeltaTable
+
+    from lake import io
 
     day = date.fromisoformat(as_of).isoformat()
     con = duckdb.connect()
     names = []
     for zone in ZONES:
-        folder = os.path.join(settings.root, zone)
-        if not os.path.isdir(folder):
+        folder = settings.path(zone)
+        tables = [u.rsplit("/", 1)[1] for u in io.list_dirs(folder) if io.has_commit(u)]
+        if not tables:
             continue
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {zone}")
-        tables = sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n, "_delta_log")))
         for name in tables:
-            path = os.path.join(folder, name)
+            path = f"{folder}/{name}"
             arrow_name = f"_{zone}__{name}"
             if f"{name}_history" in tables:
-                hist = DeltaTable(os.path.join(folder, f"{name}_history")).to_pyarrow_dataset()
+                hist = io.delta_table(f"{folder}/{name}_history").to_pyarrow_dataset()
                 con.register(arrow_name, hist)
                 cols = ", ".join(f'"{c}"' for c in hist.schema.names if c not in ("valid_from", "valid_to"))
                 con.execute(f"CREATE VIEW {zone}.{name} AS SELECT {cols} FROM {arrow_name} "
                             f"WHERE valid_from <= DATE '{day}' AND (valid_to IS NULL OR valid_to > DATE '{day}')")
             elif name.endswith("_history"):
-                con.register(arrow_name, DeltaTable(path).to_pyarrow_dataset())
+                con.register(arrow_name, io.delta_table(path).to_pyarrow_dataset())
                 con.execute(f"CREATE VIEW {zone}.{name} AS SELECT * FROM {arrow_name}")
             else:
                 v = _version_as_of(path, day)
-                dt = DeltaTable(path, version=v) if v is not None else DeltaTable(path)
+                dt = io.delta_table(path, version=v) if v is not None else io.delta_table(path)
                 con.register(arrow_name, dt.to_pyarrow_dataset())
                 where = "" if v is not None else " WHERE false"  # not built yet on that date
                 con.execute(f"CREATE VIEW {zone}.{name} AS SELECT * FROM {arrow_name}{where}")
@@ -100,7 +101,7 @@ def query(settings: Settings, as_of: str, sql: str):
     bad = [s.type.name for s in statements if s.type != duckdb.StatementType.SELECT]
     if bad or len(statements) != 1:
         raise QueryError(f"only one SELECT statement is allowed (read-only); got {', '.join(bad) or len(statements)}")
-    if not os.path.isdir(settings.root):
+    if "://" not in settings.root and not os.path.isdir(settings.root):
         raise ContractError(f"lake root {settings.root} does not exist")
     con, _ = connect(settings, as_of)
     try:

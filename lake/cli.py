@@ -48,8 +48,8 @@ AsOfOpt = typer.Option(None, "--as-of", help="Reference date YYYY-MM-DD (default
 
 
 def _settings(root: Optional[str]) -> Settings:
-    s = Settings.from_env()
-    return s.with_root(root) if root else s
+    # --root (or LAKE_ROOT) over the environment; an explicit LAKE_INBOX stays the inbox
+    return Settings.from_env(root=root)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -394,7 +394,7 @@ def status(root: Optional[str] = RootOpt):
     console.print(t)
     from lake import locks
 
-    for h in locks.holders(s.root) if "://" not in s.root else []:
+    for h in locks.holders(s.root):  # a folder or S3 (lake.locks.S3Store)
         console.print(f"lock {h.get('table')}: {'stale, ' if h.get('stale') else ''}held by {locks.holder_line(h)}")
 
 
@@ -467,9 +467,9 @@ def report_cmd(
     latest_uri = s.path("reports", "latest.json")
     path = s.path(*SCORES)
     try:
-        from deltalake import DeltaTable
+        from lake import io
 
-        history = DeltaTable(path).to_pyarrow_table().to_pylist()
+        history = io.delta_table(path).to_pyarrow_table().to_pylist()
     except Exception:  # no table yet (deltalake raises its own TableNotFoundError)
         history = []
     if not history:

@@ -212,13 +212,80 @@ def fingerprint(df: DataFrame) -> str:
 # ---------------------------------------------------------------- plain files (landing, open, reports)
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and path for a lake URI (local path, s3://, s3a://, gs://, hdfs://)."""
+    """A pyarrow filesystem and path for a lake URI: a local path, or s3://, s3a:// (reached with the
+    endpoint and keys of the settings that name the bucket: ``lake.settings.s3_settings``), gs://,
+    hdfs://. Every plain file of the lake (landed copies, staging, open zone, reports, GX mirror)
+    goes through it, so the same code runs on a folder and on an object store."""
+    from lake.settings import is_s3, s3_settings
+
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         return pafs.LocalFileSystem(), parsed.path if parsed.scheme else uri
-    if parsed.scheme in ("s3a", "s3n"):
-        uri = "s3://" + uri.split("://", 1)[1]
+    if is_s3(uri):
+        return s3_filesystem(s3_settings(uri)), uri.split("://", 1)[1]
     return pafs.FileSystem.from_uri(uri)
+
+
+_S3FS: dict[tuple, pafs.S3FileSystem] = {}
+
+
+def s3_filesystem(settings: Settings) -> pafs.S3FileSystem:
+    """Arrow's S3 client (AWS SDK for C++) configured from ``settings``: endpoint, keys, region, path
+    style; the AWS default credential chain when no keys are given. One per configuration."""
+    path_style = settings.s3_path_style if settings.s3_path_style is not None else bool(settings.s3_endpoint)
+    key = (settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_region, path_style)
+    if key not in _S3FS:
+        # the AWS SDK's default request timeout (3 s without a byte) fails PUTs on a loaded machine;
+        # transient errors are retried
+        kw = {"region": settings.s3_region, "force_virtual_addressing": not path_style,
+              "connect_timeout": 10, "request_timeout": 120,
+              "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=6)}
+        if settings.s3_endpoint:
+            scheme, _, host = settings.s3_endpoint.partition("://")
+            kw.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+        if settings.s3_access_key or settings.s3_secret_key:
+            kw.update(access_key=settings.s3_access_key, secret_key=settings.s3_secret_key)
+        _S3FS[key] = pafs.S3FileSystem(**kw)
+    return _S3FS[key]
+
+
+def delta_rs_uri(uri: str) -> str:
+    """A lake URI as delta-rs (object_store) names it: s3a:// and s3n:// are s3://."""
+    from lake.settings import is_s3
+
+    return "s3://" + uri.split("://", 1)[1] if is_s3(uri) else uri
+
+
+def storage_options(uri: str) -> dict | None:
+    """delta-rs storage options for ``uri``: the S3 endpoint and keys of its bucket (None for a local
+    path). Writes use S3's conditional PUT (If-None-Match) for the commit file, which SeaweedFS and
+    AWS S3 honour, so two JVM-free writers cannot both take one version."""
+    from lake.settings import is_s3, s3_settings
+
+    if not is_s3(uri):
+        return None
+    return {**s3_settings(uri).s3_storage_options(), "conditional_put": "etag"}
+
+
+def delta_table(uri: str, **kw):
+    """A deltalake (delta-rs) table, local or on S3: the JVM-free reader of every lake table."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(delta_rs_uri(uri), storage_options=storage_options(uri), **kw)
+
+
+def write_delta_rs(uri: str, data, **kw) -> None:
+    """``deltalake.write_deltalake`` to a lake URI, local or on S3 (JVM-free writers: lake.ledger)."""
+    from deltalake import write_deltalake
+
+    write_deltalake(delta_rs_uri(uri), data, storage_options=storage_options(uri), **kw)
+
+
+def make_parent(fs: pafs.FileSystem, path: str) -> None:
+    """Create the folder of ``path`` on a local filesystem; nothing on an object store (no folders
+    there: pyarrow would PUT an empty marker object per level)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -226,7 +293,7 @@ def write_bytes(uri: str, data: bytes) -> None:
     killed half-way) never sees a truncated file; an object store's PUT is whole anyway."""
     fs, path = filesystem(uri)
     folder = path.rsplit("/", 1)[0]
-    fs.create_dir(folder, recursive=True)
+    make_parent(fs, path)
     if isinstance(fs, pafs.LocalFileSystem):
         import os
         import time
@@ -275,7 +342,7 @@ def write_if_changed(uri: str, data: bytes) -> bool:
 
 def upload(local_path: str, uri: str) -> None:
     fs, path = filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    make_parent(fs, path)
     pafs.copy_files(local_path, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
@@ -289,6 +356,17 @@ def list_files(uri: str) -> list[str]:
     fs, path = filesystem(uri)
     info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
     return sorted(i.path for i in info if i.type == pafs.FileType.File)
+
+
+def list_dirs(uri: str) -> list[str]:
+    """The sub-folders of ``uri`` as lake URIs (same scheme as ``uri``), sorted; [] when it is missing."""
+    fs, path = filesystem(uri)
+    try:
+        info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    base = uri.rstrip("/")
+    return sorted(f"{base}/{i.base_name}" for i in info if i.type == pafs.FileType.Directory)
 
 
 def overwrite_if_changed(df: DataFrame, path: str, meta: dict, fp: str | None = None) -> bool:

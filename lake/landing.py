@@ -82,7 +82,7 @@ def land(file: Path, uri: str, sha: str) -> str:
         return "present"
     fs, path = io.filesystem(uri)
     folder, name = path.rsplit("/", 1)
-    fs.create_dir(folder, recursive=True)
+    io.make_parent(fs, path)
     _remove_partials(fs, folder, name)  # left by a copy that was killed
     tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.part"
     local = isinstance(fs, pafs.LocalFileSystem)
@@ -134,10 +134,8 @@ def manifest_rows(settings: Settings, source: str | None = None) -> list[dict]:
     path = io.table_path(settings, *MANIFEST)
     if "://" not in path and tables.state(path).kind != "table":
         return []
-    from deltalake import DeltaTable
-
     try:
-        t = DeltaTable(path).to_pyarrow_table()
+        t = io.delta_table(path).to_pyarrow_table()
     except Exception:  # no table yet on an object store
         return []
     rows = t.to_pylist()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from urllib.parse import urlparse
 
 import pyarrow as pa
 
@@ -32,11 +31,6 @@ def lock(uri: str | None = None):
             yield
 
 
-def _uri(uri: str) -> str:
-    scheme = urlparse(uri).scheme
-    return "s3://" + uri.split("://", 1)[1] if scheme in ("s3a", "s3n") else uri
-
-
 def exists(uri: str) -> bool:
     from lake.io import has_commit
 
@@ -46,13 +40,13 @@ def exists(uri: str) -> bool:
 def append(uri: str, rows: list[dict], schema: pa.Schema) -> None:
     """Append ``rows`` (dicts with the keys of ``schema``) to the append-only table at ``uri``,
     creating it on first use."""
-    from deltalake import write_deltalake
+    from lake.io import write_delta_rs
 
     if not rows:
         return
     table = pa.Table.from_pylist(rows, schema=schema)
     with _LOCK:
-        write_deltalake(_uri(uri), table, mode="append", configuration={"delta.appendOnly": "true"})
+        write_delta_rs(uri, table, mode="append", configuration={"delta.appendOnly": "true"})
 
 
 def read(uri: str) -> list[dict]:
@@ -60,14 +54,14 @@ def read(uri: str) -> list[dict]:
     their own time or index column."""
     if not exists(uri):
         return []
-    from deltalake import DeltaTable
+    from lake.io import delta_table
 
-    return DeltaTable(_uri(uri)).to_pyarrow_table().to_pylist()
+    return delta_table(uri).to_pyarrow_table().to_pylist()
 
 
 def read_arrow(uri: str) -> pa.Table | None:
     if not exists(uri):
         return None
-    from deltalake import DeltaTable
+    from lake.io import delta_table
 
-    return DeltaTable(_uri(uri)).to_pyarrow_table()
+    return delta_table(uri).to_pyarrow_table()

@@ -31,9 +31,14 @@ Inside one process the lease is re-entrant per thread and shared by threads (``j
 lands several sources at once): a thread waits for another thread of its process on a
 ``threading.RLock`` first, then for other processes on the lease.
 
-Only the local store is implemented. For an object-store root (``s3a://``) the lock is in-process
-only and a warning says so once; the S3 store needs conditional PUTs, which pyarrow.fs does not
-expose (boto3's ``put_object(IfNoneMatch="*")`` / ``IfMatch=`` does): see README "Concurrency".
+Two stores: ``LocalStore`` (a folder) and ``S3Store`` (an ``s3a://`` root: the same leases as
+objects ``<root>/_locks/<key>``, written with S3's conditional PUTs through obstore, the Python
+binding of the Rust ``object_store`` crate that delta-rs uses; AWS S3 and SeaweedFS honour
+``If-None-Match: *`` and ``If-Match``, shown by tests/test_cluster.py against the real SeaweedFS).
+S3 has no conditional DELETE that every store honours, so releasing a lease replaces it (``If-Match``)
+with an empty object, a tombstone, which ``create`` in turn replaces with ``If-Match`` and ``read``
+and ``keys`` treat as absent. See README "Running on a cluster" for what this does and does not
+guarantee on S3 (Delta's own S3 log store keeps concurrent writers of one table inside one driver).
 """
 from __future__ import annotations
 
@@ -135,17 +140,114 @@ class LocalStore:
         return sorted(n for n in os.listdir(self.folder) if n.endswith(".lock") and not n.startswith("."))
 
 
-def store_for(path: str) -> tuple[LocalStore | None, str]:
-    """(store, key) of the lease of the table at ``path`` (``<root>/<zone>/<name>``): the store is the
-    folder ``<root>/_locks``, the key ``<zone>__<name>.lock``. The store is None for object stores."""
+class S3Store:
+    """Leases as objects under ``<root>/_locks/`` of an S3 bucket (s3/s3a URIs), with conditional PUTs:
+    ``create`` = ``If-None-Match: *`` (over a tombstone: ``If-Match`` its etag), ``replace`` =
+    ``If-Match: <etag>``, ``delete`` = a tombstone (an empty object) written with ``If-Match``. The
+    endpoint and keys are those of the settings that name the bucket (``lake.settings.s3_settings``)."""
+
+    TOMBSTONE = b""
+
+    def __init__(self, folder_uri: str) -> None:
+        from obstore.store import S3Store as _S3
+
+        from lake.settings import bucket_of, s3_settings
+
+        self.folder = folder_uri.rstrip("/")
+        rest = self.folder.split("://", 1)[1]
+        self.prefix = rest.split("/", 1)[1] if "/" in rest else ""
+        s = s3_settings(folder_uri)
+        path_style = s.s3_path_style if s.s3_path_style is not None else bool(s.s3_endpoint)
+        kw: dict = {"region": s.s3_region, "virtual_hosted_style_request": not path_style,
+                    "conditional_put": "etag"}
+        if s.s3_endpoint:
+            kw["endpoint"] = s.s3_endpoint
+            if s.s3_endpoint.startswith("http://"):
+                kw["client_options"] = {"allow_http": True, "timeout": "30s"}
+        if s.s3_access_key or s.s3_secret_key:
+            kw.update(access_key_id=s.s3_access_key, secret_access_key=s.s3_secret_key)
+        self.store = _S3(bucket_of(folder_uri), **kw)
+
+    def _path(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            r = obstore.get(self.store, self._path(key))
+            return bytes(r.bytes()), r.meta["e_tag"]
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+    def _put(self, key: str, body: bytes, mode) -> str | None:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionError
+
+        try:
+            return obstore.put(self.store, self._path(key), body, mode=mode)["e_tag"]
+        except (AlreadyExistsError, PreconditionError, NotFoundError, FileNotFoundError, FileExistsError):
+            return None
+
+    def create(self, key: str, body: bytes) -> str | None:
+        etag = self._put(key, body, "create")
+        if etag is not None:
+            return etag
+        cur = self._get(key)
+        if cur is not None and cur[0] == self.TOMBSTONE:  # released: take its place, if nobody else did
+            return self._put(key, body, {"e_tag": cur[1]})
+        return None
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        cur = self._get(key)
+        return None if cur is None or cur[0] == self.TOMBSTONE else cur
+
+    def replace(self, key: str, body: bytes, etag: str) -> str | None:
+        return self._put(key, body, {"e_tag": etag})
+
+    def delete(self, key: str, etag: str) -> bool:
+        return self._put(key, self.TOMBSTONE, {"e_tag": etag}) is not None
+
+    def keys(self) -> list[str]:
+        import obstore
+
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        out = []
+        for batch in obstore.list(self.store, prefix=prefix or None):
+            for m in batch:
+                name = m["path"][len(prefix):]
+                if m["size"] > 0 and name.endswith(".lock") and "/" not in name and not name.startswith("."):
+                    out.append(name)
+        return sorted(out)
+
+
+_S3_STORES: dict[str, S3Store] = {}
+
+
+def store_at(root: str) -> LocalStore | S3Store:
+    """The lease store of the lake root ``root``: ``<root>/_locks`` as a folder or S3 objects."""
+    from lake.settings import is_s3
+
+    root = root.rstrip("/")
+    if is_s3(root):
+        folder = f"{root}/{LOCKS_DIR}"
+        with _registry_lock:
+            if folder not in _S3_STORES:
+                _S3_STORES[folder] = S3Store(folder)
+            return _S3_STORES[folder]
+    if "://" in root and not root.startswith("file://"):
+        raise ValueError(f"table leases are implemented for local folders and S3, not {root}")
+    return LocalStore(os.path.join(root.removeprefix("file://"), LOCKS_DIR))
+
+
+def store_for(path: str) -> tuple[LocalStore | S3Store, str]:
+    """(store, key) of the lease of the table at ``path`` (``<root>/<zone>/<name>``): the store is
+    ``<root>/_locks`` (a folder, or objects of an S3 bucket), the key ``<zone>__<name>.lock``."""
     path = path.rstrip("/")
     parent, name = path.rsplit("/", 1)
     root, zone = parent.rsplit("/", 1)
-    key = f"{zone}__{name}.lock"
-    if "://" in root and not root.startswith("file://"):
-        return None, key
-    root = root.removeprefix("file://")
-    return LocalStore(os.path.join(root, LOCKS_DIR)), key
+    return store_at(root), f"{zone}__{name}.lock"
 
 
 # ------------------------------------------------------------------ holders
@@ -203,7 +305,7 @@ class _Entry:
         self.rlock = threading.RLock()
         self.depth = 0
         self.owner = ""
-        self.store: LocalStore | None = None
+        self.store: LocalStore | S3Store | None = None
         self.key = ""
         self.table = ""
         self.body: dict = {}
@@ -214,7 +316,6 @@ class _Entry:
 _registry: dict[str, _Entry] = {}
 _registry_lock = threading.Lock()
 _heartbeat: threading.Thread | None = None
-_warned_object_store = False
 
 
 def _entry(ident: str) -> _Entry:
@@ -284,7 +385,6 @@ def table_lock(path: str, timeout: float | None = None):
 
 
 def acquire(path: str, timeout: float | None = None) -> None:
-    global _warned_object_store
     timeout = timeout_from_env() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     table = table_name(path)
@@ -300,16 +400,9 @@ def acquire(path: str, timeout: float | None = None) -> None:
         _note_jvm(e)
         return
     try:
-        if store is None:
-            if not _warned_object_store:
-                _warned_object_store = True
-                log.warning("cross-process table locks are not available for object-store roots yet (%s): only "
-                            "writers of this process are serialised; keep other writers behind Airflow's pool "
-                            "lake_writes", path.split("://", 1)[0] + "://")
-        else:
-            e.body, e.etag = _acquire_lease(store, key, table, deadline, timeout)
-            e.store, e.key, e.table = store, key, table
-            _ensure_heartbeat()
+        e.body, e.etag = _acquire_lease(store, key, table, deadline, timeout)
+        e.store, e.key, e.table = store, key, table
+        _ensure_heartbeat()
         e.owner = me
         e.depth = 1
     except BaseException:
@@ -333,7 +426,7 @@ def _note_jvm(e: _Entry) -> None:
             e.body, e.etag = body, etag
 
 
-def _acquire_lease(store: LocalStore, key: str, table: str, deadline: float, timeout: float) -> tuple[dict, str]:
+def _acquire_lease(store: LocalStore | S3Store, key: str, table: str, deadline: float, timeout: float) -> tuple[dict, str]:
     jvm = _jvm_pid()
     body = {
         "table": table, "host": socket.gethostname(), "pid": os.getpid(), "pid_started": _start_time(os.getpid()),
@@ -391,7 +484,7 @@ def release(path: str) -> None:
 def holders(root: str) -> list[dict]:
     """The leases held now under ``root`` (for ``lake status`` and tests): one dict per lock file,
     with ``stale`` true when its holder is no longer running."""
-    store = LocalStore(os.path.join(root, LOCKS_DIR))
+    store = store_at(root)
     out = []
     for key in store.keys():
         cur = store.read(key)

@@ -56,6 +56,7 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.inbox:
             object.__setattr__(self, "inbox", join(self.root, "inbox"))
+        _route_buckets(self)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -92,7 +93,7 @@ class Settings:
             except ValueError:
                 raise ValueError(f"LAKE_LOCK_TIMEOUT must be a number of seconds, got '{env['LAKE_LOCK_TIMEOUT']}'") from None
         kw.update({k: v for k, v in overrides.items() if v is not None})
-        if "root" in kw and "inbox" not in kw:
+        if "root" in kw:
             kw["root"] = _normalise_root(kw["root"])
         return cls(**kw)
 
@@ -123,6 +124,29 @@ class Settings:
         if self.s3_path_style if self.s3_path_style is not None else bool(self.s3_endpoint):
             opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
         return opts
+
+
+# How this process reaches each S3 bucket: the settings that last named it (as root or inbox). Code
+# that only holds a URI (lake.io's file helpers, the JVM-free Delta readers) finds the endpoint and
+# keys here; a bucket no settings named is reached with the environment's LAKE_S3_* settings.
+_S3_ROUTES: dict[str, "Settings"] = {}
+
+
+def bucket_of(uri: str) -> str:
+    return uri.split("://", 1)[1].split("/", 1)[0]
+
+
+def _route_buckets(settings: "Settings") -> None:
+    for uri in (settings.root, settings.inbox):
+        if is_s3(uri):
+            _S3_ROUTES[bucket_of(uri)] = settings
+
+
+def s3_settings(uri: str) -> "Settings":
+    """The settings that reach the bucket of the s3/s3a ``uri``: the last Settings naming it, else the
+    environment's."""
+    found = _S3_ROUTES.get(bucket_of(uri))
+    return found if found is not None else Settings.from_env()
 
 
 def is_s3(uri: str) -> bool:

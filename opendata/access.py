@@ -30,7 +30,6 @@ import secrets
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 
@@ -79,26 +78,17 @@ class AccessError(OpenDataError):
 
 # ----------------------------------------------------------------------------------- storage
 
-def _uri(settings: Settings, table: tuple) -> str:
-    u = settings.path(*table)
-    return "s3://" + u.split("://", 1)[1] if urlparse(u).scheme in ("s3a", "s3n") else u
-
-
 def _append(settings: Settings, table: tuple, rows: list[dict]) -> None:
-    from deltalake import write_deltalake
-
     schema = SCHEMAS[table]
     data = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
     with _LOCK:
-        write_deltalake(_uri(settings, table), data, mode="append", configuration={"delta.appendOnly": "true"})
+        io.write_delta_rs(settings.path(*table), data, mode="append", configuration={"delta.appendOnly": "true"})
 
 
 def _read(settings: Settings, table: tuple) -> list[dict]:
     if not io.has_commit(settings.path(*table)):
         return []
-    from deltalake import DeltaTable
-
-    return DeltaTable(_uri(settings, table)).to_pyarrow_table().to_pylist()
+    return io.delta_table(settings.path(*table)).to_pyarrow_table().to_pylist()
 
 
 def _now(now: datetime | None) -> datetime:

@@ -122,13 +122,12 @@ def population_names(settings) -> Callable[[set[str]], set[str]]:
     """``known_names`` backed by ``base.population`` (read without a JVM; no names when not built)."""
     def lookup(cands: set[str]) -> set[str]:
         import pyarrow.compute as pc
-        from deltalake import DeltaTable
         from lake import io
 
         path = settings.path("base", "population")
         if not io.has_commit(path):
             return set()
-        dataset = DeltaTable(path).to_pyarrow_dataset()
+        dataset = io.delta_table(path).to_pyarrow_dataset()
         t = dataset.to_table(columns=["name"], filter=pc.field("name").isin(sorted(cands)))
         return set(t.column("name").to_pylist())
     return lookup

@@ -108,13 +108,12 @@ def vendor_files() -> dict[str, Path]:
 def gate_result(settings: Settings, table: str) -> dict | None:
     """The last quality-gate run of ``table`` (``zone.name``): the run named by the table's latest
     Delta commit (``gate_run_id``) and its rows in ``quality/validations``; None when either is missing."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     if table.count(".") != 1:
         return None
     try:
-        dt = DeltaTable(settings.path(*table.split(".")))
+        dt = io.delta_table(settings.path(*table.split(".")))
         commit = dt.history(1)[0]
     except TableNotFoundError:
         return None
@@ -128,7 +127,7 @@ def gate_result(settings: Settings, table: str) -> dict | None:
     try:
         import pyarrow.dataset as pads
 
-        vt = DeltaTable(settings.path("quality", "validations")).to_pyarrow_dataset()
+        vt = io.delta_table(settings.path("quality", "validations")).to_pyarrow_dataset()
         rows = vt.to_table(filter=(pads.field("run_id") == run_id) & (pads.field("table") == table)).to_pylist()
     except TableNotFoundError:
         rows = []

@@ -264,7 +264,6 @@ def instrument(tree: dict, aggregates: list[dict]) -> str:
 def _load(settings: Settings, table: str, columns: list[str]):
     """An in-memory DuckDB holding ``table``'s allowed ``columns``, sealed: no external access."""
     import duckdb
-    from deltalake import DeltaTable
 
     from lake import io
 
@@ -272,7 +271,7 @@ def _load(settings: Settings, table: str, columns: list[str]):
     path = settings.path(zone, name)
     if not io.has_commit(path):
         raise Refused(f"{table} has not been built yet")
-    ds = DeltaTable(path).to_pyarrow_dataset()
+    ds = io.delta_table(path).to_pyarrow_dataset()
     con = duckdb.connect(":memory:")
     con.register("lake_src", ds.to_table(columns=columns))
     con.execute(f'CREATE SCHEMA "{zone}"')

@@ -100,10 +100,14 @@ def _gx_expectation(spec: dict):
 
 
 def gx_dir(settings: Settings) -> str:
-    """GX keeps its project (suites, results, Data Docs) on a local path: under the lake root when the
-    root is local, else under LAKE_GX_DIR."""
+    """GX keeps its project (suites, results, Data Docs) on a local path: ``<root>/quality/gx`` when
+    the root is local; for an object-store root a local working copy (LAKE_GX_DIR, default
+    ``.cache/gx/<hash of the root>``), pulled from and mirrored to ``<root>/quality/gx``."""
     if "://" in settings.root:
-        return os.environ.get("LAKE_GX_DIR", os.path.abspath(".gx_project"))
+        from lake.settings import REPO
+
+        key = hashlib.sha256(settings.root.encode()).hexdigest()[:12]
+        return os.environ.get("LAKE_GX_DIR") or str(REPO / ".cache" / "gx" / key)
     return os.path.join(settings.root, "quality", "gx")
 
 
@@ -112,6 +116,51 @@ def docs_index(settings: Settings) -> str:
 
 
 _contexts: dict = {}
+_mirrored: dict[str, dict[str, tuple]] = {}  # local GX folder -> {relative path: (size, mtime)} as pushed
+
+
+def _local_files(root: str) -> dict[str, tuple]:
+    out = {}
+    for folder, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(folder, n)
+            st = os.stat(p)
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _pull(settings: Settings, root: str) -> None:
+    """An object-store root: copy ``<root>/quality/gx`` into the local working copy (the suites,
+    results and Data Docs of earlier runs, written by other processes)."""
+    import shutil
+
+    import pyarrow.fs as pafs
+
+    if not os.environ.get("LAKE_GX_DIR"):  # the default working copy: the object store is the truth
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root, exist_ok=True)
+    fs, remote = io.filesystem(settings.path("quality", "gx"))
+    for i in fs.get_file_info(pafs.FileSelector(remote, allow_not_found=True, recursive=True)):
+        if i.type != pafs.FileType.File:
+            continue
+        local = os.path.join(root, i.path[len(remote):].lstrip("/"))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with fs.open_input_stream(i.path) as f, open(local, "wb") as out:
+            out.write(f.read())
+    _mirrored[root] = _local_files(root)
+
+
+def _push(settings: Settings) -> None:
+    """An object-store root: upload what GX wrote or changed in the working copy to ``<root>/quality/gx``."""
+    if "://" not in settings.root:
+        return
+    root = gx_dir(settings)
+    now = _local_files(root)
+    before = _mirrored.get(root, {})
+    for rel, stamp in sorted(now.items()):
+        if before.get(rel) != stamp:
+            io.upload(os.path.join(root, rel), settings.path("quality", "gx", *rel.split(os.sep)))
+    _mirrored[root] = now
 
 
 def _context(settings: Settings):
@@ -121,6 +170,8 @@ def _context(settings: Settings):
     root = gx_dir(settings)
     if root not in _contexts:
         os.makedirs(root, exist_ok=True)
+        if "://" in settings.root:
+            _pull(settings, root)
         ctx = gx.get_context(mode="file", project_root_dir=root)
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         _contexts[root] = ctx
@@ -138,6 +189,7 @@ def validate(spark: SparkSession, settings: Settings, name: str, df: DataFrame, 
     rows = _run_suite(settings, name, df, specs, run_id, samples=0)
     if not all(r["success"] for r in rows):
         rows = _run_suite(settings, name, df, specs, run_id, samples=SAMPLES)
+    _push(settings)
     out = spark.createDataFrame([{k: v for k, v in r.items() if k != "examples"} for r in rows], schema=(
         "run_id string, table string, expectation string, column string, kwargs string, success boolean, "
         "unexpected_count long, element_count long, observed string"))

@@ -6,6 +6,11 @@ Prints seconds and rows per second per stage, the peak memory of this process pl
 the numbers to ``<out>/bench_base.json``. Usage:
 
     .venv/bin/python scripts/bench_base.py --scale 1.0 --seed 1 --out /tmp/bench
+    .venv/bin/python scripts/bench_base.py --scale 0.1 --root s3a://lake/bench   # with `lake cluster up`'s env
+
+The lake is ``<out>/lake`` unless ``--root`` names another (a folder or an s3a:// URI, emptied first);
+the Spark master is LAKE_SPARK_MASTER (default local[2]). Peak memory is this process's tree (the
+driver's Python and JVM and, with local[*], the executors); per stage too (``peak_memory_gb``).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/lake-bench")
     ap.add_argument("--as-of", default="2026-11-01")
     ap.add_argument("--driver-memory", default="8g")
+    ap.add_argument("--root", default="", help="lake root (folder or s3a:// URI; default <out>/lake); emptied first")
     args = ap.parse_args()
 
     from jobs.base import golden
@@ -51,9 +57,15 @@ def main() -> None:
         manifest = generate(args.scale, args.seed, data, iot_days=0)  # the readings have bench_iot.py
         results["generate_seconds"] = round(time.time() - t0, 1)
     manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8"))
-    root = out / "lake"
-    shutil.rmtree(root, ignore_errors=True)
-    settings = Settings.from_env(root=str(root), inbox=str(data), driver_memory=args.driver_memory)
+    root = args.root or str(out / "lake")
+    if "://" in root:
+        from lake import io
+
+        io.delete_dir(Settings.from_env(root=root).root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    settings = Settings.from_env(root=root, inbox=str(data), driver_memory=args.driver_memory)
+    results["root"], results["master"] = settings.root, settings.spark_master
     t_all = time.time()
     t0 = time.time()
     get_spark(settings)
@@ -65,6 +77,7 @@ def main() -> None:
         by_source.setdefault(f["source"], []).append(str(data / f["path"]))
     rows_total = 0
     t_ingest = time.time()
+    mem.stage = "ingest (all)"
     items = [(source, path) for source in sorted(by_source) for path in by_source[source]]
     for res in ingest.run_many(settings, items):
         n = res["rows_read"]
@@ -74,18 +87,21 @@ def main() -> None:
         print(f"ingest {res['source']:20s} {n:>10,} rows {secs:7.1f} s {n / secs:>10,.0f} rows/s "
               f"({settings.ingest_workers} sources landed at a time: these seconds overlap)", flush=True)
     results["stages"]["ingest (all)"] = {"rows": rows_total, "seconds": round(time.time() - t_ingest, 1),
-                                         "rows_per_second": int(rows_total / (time.time() - t_ingest))}
+                                         "rows_per_second": int(rows_total / (time.time() - t_ingest)),
+                                         "peak_memory_gb": round(mem.stage_peaks.get("ingest (all)", 0) / 2**30, 2)}
     # the golden-record tables (the base map and the ledger have their own benchmarks)
     reg = registry.load(settings.contracts_dir)
     for t in ("base.legal_entity", "base.population"):
         tc = contracts.table(t)
         n_in = sum(sum(r["rows"] for r in manifest["files"] if r["source"] == s) for s in golden.sources_used(tc))
         t0 = time.time()
+        mem.stage = f"build {t}"
         res = reg.job_of(t).load().build(settings, args.as_of)[0]
         secs = time.time() - t0
         results["stages"][f"build {t}"] = {"rows_in": n_in, "rows_out": res["rows"], "findings": res["findings"],
                                             "linkage": res.get("linkage"), "status": res["status"],
-                                            "seconds": round(secs, 1), "rows_per_second": int(n_in / secs)}
+                                            "seconds": round(secs, 1), "rows_per_second": int(n_in / secs),
+                                            "peak_memory_gb": round(mem.stage_peaks.get(f"build {t}", 0) / 2**30, 2)}
         print(f"build  {t:20s} {n_in:>10,} rows in, {res['rows']:,} out, {res['findings']:,} findings, "
               f"{secs:7.1f} s {n_in / secs:>10,.0f} rows/s  {res['status']}", flush=True)
     total = time.time() - t_all

@@ -10,6 +10,9 @@ open zone every file is compared byte for byte.
 
     .venv/bin/python scripts/compare_lakes.py /tmp/lake-before /tmp/lake-after
     .venv/bin/python scripts/compare_lakes.py A B --ignore-columns run_id,inputs --ignore-tables catalog/resources
+    .venv/bin/python scripts/compare_lakes.py /tmp/lake-local s3a://lake/lake   # with LAKE_S3_* exported
+
+Either root may be a folder or an s3a:// URI (reached with the LAKE_S3_* settings, through lake.io).
 
 Prints one line per table (same / DIFFERENT with what differs) and exits 1 when anything differs.
 """
@@ -27,15 +30,15 @@ ZONES = ("landing", "raw", "quarantine", "base", "topic", "share", "quality", "c
 VOLATILE = {"_ingested_at", "ingested_at", "landing_path"}
 
 
-def tables(root: Path) -> dict[str, Path]:
-    out = {}
-    for zone in ZONES:
-        folder = root / zone
-        if folder.is_dir():
-            for t in sorted(folder.iterdir()):
-                if (t / "_delta_log").is_dir():
-                    out[f"{zone}/{t.name}"] = t
-    return out
+def _root(root: str) -> str:
+    return root if "://" in root else str(Path(root).resolve())
+
+
+def tables(root: str) -> dict[str, str]:
+    from lake.catalog_view import table_paths
+    from lake.settings import Settings
+
+    return table_paths(Settings.from_env(root=_root(str(root))))
 
 
 def _plain(v):
@@ -48,11 +51,11 @@ def _plain(v):
     return v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
 
 
-def digest(path: Path, ignore: set[str]) -> tuple[int, list[str], str]:
+def digest(path: str, ignore: set[str]) -> tuple[int, list[str], str]:
     """(rows, columns compared, order-independent digest of the rows)."""
-    from deltalake import DeltaTable
+    from lake import io
 
-    t = DeltaTable(str(path)).to_pyarrow_table()
+    t = io.delta_table(str(path)).to_pyarrow_table()
     cols = sorted(c for c in t.column_names if c not in ignore)
     total = 0
     for row in t.select(cols).to_pylist():
@@ -61,22 +64,30 @@ def digest(path: Path, ignore: set[str]) -> tuple[int, list[str], str]:
     return t.num_rows, cols, f"{total:016x}"
 
 
-def open_files(root: Path) -> dict[str, bytes]:
-    folder = root / "open"
-    if not folder.is_dir():
-        return {}
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def open_files(root: str) -> dict[str, bytes]:
+    import pyarrow.fs as pafs
+
+    from lake import io
+
+    fs, folder = io.filesystem(f"{_root(str(root)).rstrip('/')}/open")
+    info = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=True))
+    out = {}
+    for i in sorted(info, key=lambda i: i.path):
+        if i.type == pafs.FileType.File:
+            with fs.open_input_stream(i.path) as f:
+                out[i.path[len(folder):].lstrip("/")] = f.read()
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("a", type=Path)
-    ap.add_argument("b", type=Path)
+    ap.add_argument("a", help="a lake root: a folder or s3a://bucket/prefix")
+    ap.add_argument("b")
     ap.add_argument("--ignore-columns", default="", help="more columns to leave out of every digest (comma-separated)")
     ap.add_argument("--ignore-tables", default="", help="tables (zone/name) known to differ, reported but not failed")
     args = ap.parse_args(argv)
     for r in (args.a, args.b):
-        if not r.is_dir():
+        if "://" not in r and not Path(r).is_dir():
             print(f"error: {r} is not a folder", file=sys.stderr)
             return 2
     ignore = VOLATILE | {c for c in args.ignore_columns.split(",") if c}

@@ -27,7 +27,7 @@ def table_id(policy: Policy, contracts: Contracts, name: str) -> str:
 def read(settings: Settings, contracts: Contracts, policy: Policy, name: str, profile: Path,
          columns: list[str] | None = None, where: str | None = None):
     """The rows of the department's view as a pandas DataFrame; every call is audited."""
-    from deltalake import DeltaTable
+    from lake import io
 
     doc = tokens.read_profile(profile)
     info = {"department_code": "", "token_id": tokens.token_id_of(doc.get("bearerToken")), "resource": name,
@@ -60,7 +60,7 @@ def read(settings: Settings, contracts: Contracts, policy: Policy, name: str, pr
                         raise Refused(403, f"--where asks for {c['column']} in {c['values']}, outside the grant's row "
                                            f"filter ({grants.row_filter_text([rf])})")
         uri = settings.path("share", acc.view)
-        df = DeltaTable(uri).to_pandas()
+        df = io.delta_table(uri).to_pandas()
         for c in conds:
             df = df[df[c["column"]].astype(str).isin([str(v) for v in c["values"]])]
         if columns:
@@ -88,8 +88,8 @@ def changes(settings: Settings, contracts: Contracts, policy: Policy, name: str,
     ``_change_type`` (insert, update_preimage, update_postimage, delete), ``_commit_version`` and
     ``_commit_timestamp``; None when nothing came after ``since``. Audited like a read."""
     import pandas as pd
-    from deltalake import DeltaTable
 
+    from lake import io
     from sharing import masks
 
     doc = tokens.read_profile(profile)
@@ -104,7 +104,7 @@ def changes(settings: Settings, contracts: Contracts, policy: Policy, name: str,
         acc = access.decide(settings, contracts, policy, tok.department_code, tid, datetime.now(timezone.utc))
         info["purpose"], info["columns"] = acc.purpose, acc.columns
         zone, table = tid.split(".", 1)
-        dt = DeltaTable(settings.path("share", f"{zone}__{table}"))
+        dt = io.delta_table(settings.path("share", f"{zone}__{table}"))
         end = dt.version() if until is None else until
         if since < 0 or end > dt.version():
             raise Refused(400, f"--since/--until must be releases of {tid} (0 to {dt.version()})")

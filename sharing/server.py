@@ -181,12 +181,10 @@ def _access(ctx: _Ctx, request: Request, info: dict) -> access.Access:
 
 
 def _view_table(ctx: _Ctx, acc: access.Access):
-    from deltalake import DeltaTable
-
     uri = ctx.settings.path("share", acc.view)
     if not io.has_commit(uri):
         raise Refused(403, f"the view of {acc.table} is not published yet; it is materialised by the next publication")
-    dt = DeltaTable(uri)
+    dt = io.delta_table(uri)
     proto = dt.protocol()
     if proto.reader_features or proto.min_reader_version > 1:
         raise Refused(403, f"the view of {acc.table} uses Delta reader features this server does not share")

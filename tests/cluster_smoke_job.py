@@ -20,6 +20,7 @@ def main(name: str) -> None:
     from lake.geo import assign_units
     from lake.settings import Settings
     from lake.spark import get_spark
+    from sample.basemap import district_boundaries
 
     s = Settings.from_env(shuffle_partitions=4, driver_memory="1g")
     spark = get_spark(s)
@@ -36,7 +37,7 @@ def main(name: str) -> None:
 
         return f"{os.getpid()}|{sys.executable}|{os.path.dirname(os.path.dirname(lake.__file__))}"
 
-    out = assign_units(df, "lon", "lat").withColumn("runner", where_am_i(F.col("id")))
+    out = assign_units(df, "lon", "lat", district_boundaries()).withColumn("runner", where_am_i(F.col("id")))
     out.write.format("delta").mode("overwrite").save(path)
 
     back = spark.read.format("delta").load(path)

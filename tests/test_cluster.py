@@ -4,7 +4,9 @@ two workers on 127.0.0.1, a Spark job on that master writes a Delta table to the
 back (in a subprocess: one Spark session per process, the suite's local session is not touched), the
 executors run the project's own code, deltalake and DuckDB read the same table from the S3 endpoint
 without a JVM, `lake airflow up` serves the project's DAGs from PostgreSQL through Airflow's REST API,
-and `lake cluster down` / `lake airflow down` leave nothing running.
+the whole pipeline (`lake run` on the tiny sample) on the standalone master with the s3a root gives
+the same lake as local[2] on a folder (scripts/compare_lakes.py), `lake status` and `lake report` read
+the s3a root, and `lake cluster down` / `lake airflow down` leave nothing running.
 """
 from __future__ import annotations
 
@@ -124,6 +126,7 @@ def test_cluster_up_writes_the_environment_and_status_shows_it(cluster):
 
 def test_spark_on_the_cluster_writes_and_reads_delta_on_s3(spark_job, cluster):
     from lake.geo import assign_units_pandas
+    from sample.basemap import district_boundaries
 
     r = spark_job
     assert r["master"] == cluster["lake_env"]["LAKE_SPARK_MASTER"]
@@ -135,7 +138,7 @@ def test_spark_on_the_cluster_writes_and_reads_delta_on_s3(spark_job, cluster):
     # mapInPandas) against the brute-force oracle computed here
     ids = [row[0] for row in r["rows"]]
     assert ids == list(range(2500))
-    oracle = assign_units_pandas([row[1] for row in r["rows"]], [row[2] for row in r["rows"]])
+    oracle = assign_units_pandas([row[1] for row in r["rows"]], [row[2] for row in r["rows"]], district_boundaries())
     assert [row[3] for row in r["rows"]] == list(oracle["town_code"])
     assert 0 < sum(c is not None for c in oracle["town_code"]) < 2500  # points inside and outside
     # the UDF ran in executors' Python workers: other processes, the venv's python, this repository
@@ -222,7 +225,209 @@ def test_airflow_rest_api_lists_the_dags_from_postgresql(airflow, cluster):
     assert {d["dag_id"] for d in json.loads(table)} == PROJECT_DAGS
 
 
-def test_down_stops_everything_and_is_idempotent(cluster, airflow, spark_job):
+# ---------------------------------------------------------------- single writer on S3: table leases
+
+@pytest.fixture()
+def s3_env(cluster, monkeypatch):
+    """This process reaches the cluster's SeaweedFS with the LAKE_* settings `lake cluster up` wrote."""
+    for k, v in cluster["lake_env"].items():
+        monkeypatch.setenv(k, v)
+    from lake.settings import Settings
+
+    return Settings.from_env()
+
+
+def test_seaweedfs_honours_conditional_puts(s3_env):
+    """The S3 lease store's three operations against the real SeaweedFS: create only if absent
+    (If-None-Match: *), replace and release only with the current etag (If-Match)."""
+    import threading
+
+    from lake import locks
+
+    store = locks.S3Store(s3_env.path("_test_cput", "_locks"))
+    key = "zone__table.lock"
+    first = store.create(key, b'{"n": 1}')
+    assert first is not None
+    assert store.create(key, b'{"n": 2}') is None  # exists: refused
+    assert store.read(key) == (b'{"n": 1}', first)
+    assert store.replace(key, b'{"n": 3}', '"0123456789abcdef0123456789abcdef"') is None  # wrong etag: 412
+    second = store.replace(key, b'{"n": 4}', first)
+    assert second is not None and second != first
+    assert store.replace(key, b'{"n": 5}', first) is None  # stale etag
+    assert store.delete(key, first) is False
+    assert store.keys() == [key]
+    assert store.delete(key, second) is True
+    assert store.read(key) is None and store.keys() == []  # released (a tombstone)
+    assert store.replace(key, b'{"n": 6}', second) is None
+
+    # eight writers race to create the same lease, first on a new key, then over a tombstone: one wins
+    for round_ in ("new", "over a tombstone"):
+        barrier = threading.Barrier(8)
+        won = []
+
+        def race(i):
+            own = locks.S3Store(s3_env.path("_test_cput", "_locks"))  # its own client
+            barrier.wait()
+            if own.create("race.lock", f'{{"i": {i}}}'.encode()) is not None:
+                won.append(i)
+
+        threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1, (round_, won)
+        body, etag = store.read("race.lock")
+        assert json.loads(body) == {"i": won[0]}
+        assert store.delete("race.lock", etag)
+
+
+_HOLD = """
+import sys, time
+from lake import locks
+with locks.table_lock(sys.argv[1], timeout=float(sys.argv[3])):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+print("released", flush=True)
+"""
+
+
+def test_a_second_process_is_kept_out_of_a_table_on_s3(cluster, s3_env):
+    """Two processes (as a `lake` command by hand next to an Airflow task) take the lease of one s3a
+    table: the second waits, names the holder when its timeout runs out, and gets it once released."""
+    table = s3_env.path("base", "lease_test")
+    env = {**cluster["env"], **cluster["lake_env"]}
+    a = subprocess.Popen([sys.executable, "-c", _HOLD, table, "8", "5"], env=env, stdout=subprocess.PIPE, text=True,
+                         cwd=REPO)
+    try:
+        assert a.stdout.readline().strip() == "held"
+        busy = subprocess.run([sys.executable, "-c", _HOLD, table, "0", "1"], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=REPO)
+        assert busy.returncode != 0
+        assert "LockBusy" in busy.stderr and f"pid {a.pid}" in busy.stderr, busy.stderr[-1500:]
+        t0 = time.monotonic()
+        waited = subprocess.run([sys.executable, "-c", _HOLD, table, "0", "60"], env=env, capture_output=True,
+                                text=True, timeout=120, cwd=REPO)
+        assert waited.returncode == 0, waited.stderr[-1500:]
+        assert waited.stdout.split() == ["held", "released"]
+        assert a.wait(timeout=60) == 0  # it held the lease to the end
+        assert time.monotonic() - t0 > 2  # the second waited for the first
+    finally:
+        if a.poll() is None:
+            a.kill()
+    from lake import locks
+
+    assert locks.holders(s3_env.root) == []  # both released
+
+
+# ---------------------------------------------------------------- the pipeline on the cluster and S3
+
+def _table_rows(stdout: str) -> dict[str, str]:
+    """``lake status``'s table as {table: rows}."""
+    out = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 4 and "/" in cells[0] and cells[2].replace(",", "").isdigit():
+            out[cells[0]] = cells[2]
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipelines(cluster, tmp_path_factory):
+    """The tiny sample (the e2e tier's scale and seed) run by `lake run` twice, each in its own process:
+    on the standalone master with the s3a root, and on local[2] with a local folder, from one inbox."""
+    from conftest import AS_OF, SEED, TINY_SCALE
+    from sample.generate import generate
+
+    tmp = tmp_path_factory.mktemp("pipelines")
+    inbox = tmp / "inbox"
+    generate(TINY_SCALE, SEED, inbox)
+    local_root = tmp / "local-lake"
+    cluster_env = {**cluster["env"], **cluster["lake_env"], "LAKE_INBOX": str(inbox)}
+    local_env = {**cluster["env"], "LAKE_ROOT": str(local_root), "LAKE_INBOX": str(inbox), "LAKE_SPARK_MASTER": "local[2]"}
+    out = {"inbox": inbox, "local_root": local_root, "s3_root": cluster["lake_env"]["LAKE_ROOT"],
+           "cluster_env": cluster_env, "local_env": local_env}
+    for name, env in (("cluster", cluster_env), ("local", local_env)):
+        t0 = time.monotonic()
+        r = _lake(["run", "--as-of", AS_OF], env, timeout=3600)
+        TIMES[f"lake run on {name}"] = time.monotonic() - t0
+        assert r.returncode == 0, f"lake run ({name}) failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        out[name] = r.stdout
+    return out
+
+
+def test_the_pipeline_on_the_cluster_and_s3_gives_the_local_lake(pipelines):
+    """scripts/compare_lakes.py (deltalake; row digests without run wall clocks): every table of every
+    zone, its rows and content, and every open-zone file byte for byte."""
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_lakes.py"), str(pipelines["local_root"]),
+                        pipelines["s3_root"]], env=pipelines["cluster_env"], capture_output=True, text=True,
+                       timeout=900, cwd=REPO)
+    TIMES["compare_lakes"] = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    same = [line.split()[0] for line in r.stdout.splitlines() if " same (" in line]
+    zones = {t.split("/")[0] for t in same}
+    assert zones >= {"landing", "raw", "quarantine", "base", "topic", "share", "quality", "catalog"}, r.stdout
+    assert {"landing/_manifest", "base/population", "base/iot_reading", "topic/population",
+            "quality/validations", "quality/findings"} <= set(same), r.stdout
+    assert "all the same" in r.stdout.splitlines()[-1]
+    n_open = int(r.stdout.splitlines()[-1].split(" tables, ")[1].split(" open files")[0])
+    assert n_open > 0
+
+
+def test_everything_lives_under_the_s3a_root(pipelines, cluster):
+    """Read with Arrow's own S3 client: landed copies (the inbox's exact bytes), staging emptied, the
+    open zone, run reports, department reports and GX's project are objects in the bucket."""
+    import hashlib
+
+    from pyarrow import fs
+
+    env = cluster["lake_env"]
+    s3 = fs.S3FileSystem(access_key=env["LAKE_S3_ACCESS_KEY"], secret_key=env["LAKE_S3_SECRET_KEY"], scheme="http",
+                         endpoint_override=env["LAKE_S3_ENDPOINT"].removeprefix("http://"), region=env["LAKE_S3_REGION"])
+    prefix = env["LAKE_ROOT"].removeprefix("s3a://")
+    keys = {i.path[len(prefix) + 1:]: i for i in s3.get_file_info(fs.FileSelector(prefix, recursive=True))
+            if i.type == fs.FileType.File}
+    inbox = pipelines["inbox"]
+    # every department file (inbox/<source>/<file>; truth/ is the generator's answer key)
+    delivered = [p for p in inbox.rglob("*") if p.is_file() and p.parent.parent == inbox and p.parent.name != "truth"]
+    assert len(delivered) >= 10
+    for p in delivered:
+        sha = hashlib.sha256(p.read_bytes()).hexdigest()
+        key = f"landing/{p.parent.name}/{sha}/{p.name}"
+        assert key in keys, f"{key} not landed on S3"
+        with s3.open_input_stream(f"{prefix}/{key}") as f:
+            assert f.read() == p.read_bytes()
+    assert not [k for k in keys if k.startswith("_staging/ingest/")], "staging files left behind"
+    for wanted in ("_reports/latest.json", "reports/index.html"):
+        assert wanted in keys
+    assert any(k.startswith("open/") and k.endswith("/data.csv") for k in keys)
+    assert any(k.startswith("quality/gx/") and k.endswith("index.html") for k in keys), "GX Data Docs not mirrored"
+    assert any(k.startswith("quality/gx/") and "/validations/" in k for k in keys), "GX results not mirrored"
+    report = json.loads(s3.open_input_stream(f"{prefix}/_reports/latest.json").read())
+    assert report["root"] == env["LAKE_ROOT"]
+    assert report["rows"]["read"] > 0 and report["rows"]["raw"] > 0
+    # the same local run read the same rows
+    local = json.loads((pipelines["local_root"] / "_reports" / "latest.json").read_text())
+    assert report["rows"] == local["rows"]
+
+
+def test_status_and_report_read_the_s3a_root_without_a_jvm(pipelines):
+    st_s3 = _lake(["status"], pipelines["cluster_env"], timeout=300)
+    st_local = _lake(["status"], pipelines["local_env"], timeout=300)
+    assert st_s3.returncode == 0 and st_local.returncode == 0, st_s3.stderr + st_local.stderr
+    s3_rows, local_rows = _table_rows(st_s3.stdout), _table_rows(st_local.stdout)
+    assert len(s3_rows) >= 20 and "base/population" in s3_rows, st_s3.stdout
+    assert s3_rows == local_rows
+    rep_s3 = _lake(["report"], pipelines["cluster_env"], timeout=300)
+    rep_local = _lake(["report"], pipelines["local_env"], timeout=300)
+    assert rep_s3.returncode == 0, rep_s3.stdout + rep_s3.stderr
+    assert pipelines["s3_root"] + "/reports/" in rep_s3.stdout.replace("\n", "")
+    scores = [ln for ln in rep_s3.stdout.splitlines() if "index.html" in ln and "│" in ln]
+    assert scores and scores == [ln for ln in rep_local.stdout.splitlines() if "index.html" in ln and "│" in ln]
+
+
+def test_down_stops_everything_and_is_idempotent(cluster, airflow, spark_job, pipelines):
     from lake.cluster import procs
 
     state = cluster["state"]

@@ -116,3 +116,41 @@ def test_airflow_env_puts_the_venvs_bin_first_on_path():
 
     env = airflow_env(Settings(root="/tmp/lake"))
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_uris_reach_their_bucket_with_the_settings_that_name_it(monkeypatch):
+    """lake.io's helpers hold only a URI: the endpoint and keys come from the settings naming the bucket,
+    else from the environment; local paths get no storage options."""
+    from pyarrow import fs as pafs
+
+    from lake import io
+
+    for k in [k for k in os.environ if k.startswith("LAKE_")]:
+        monkeypatch.delenv(k)
+    Settings(root="s3a://bucket-one/lake", s3_endpoint="http://127.0.0.1:1234", s3_access_key="AK1",
+             s3_secret_key="SK1")
+    opts = io.storage_options("s3a://bucket-one/lake/base/population")
+    assert opts["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1234" and opts["AWS_ACCESS_KEY_ID"] == "AK1"
+    assert opts["AWS_ALLOW_HTTP"] == "true" and opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] == "false"
+    assert io.delta_rs_uri("s3a://bucket-one/lake/x") == "s3://bucket-one/lake/x"
+    fs, path = io.filesystem("s3a://bucket-one/lake/open/x/data.csv")
+    assert isinstance(fs, pafs.S3FileSystem) and path == "bucket-one/lake/open/x/data.csv"
+    assert io.storage_options("/tmp/lake/base/population") is None
+    # a bucket no settings named: the environment's LAKE_S3_* settings
+    monkeypatch.setenv("LAKE_S3_ENDPOINT", "http://127.0.0.1:5678")
+    monkeypatch.setenv("LAKE_S3_ACCESS_KEY", "AK2")
+    assert io.storage_options("s3a://bucket-two/x")["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5678"
+    assert io.storage_options("s3a://bucket-one/x")["AWS_ACCESS_KEY_ID"] == "AK1"
+
+
+def test_the_inbox_stays_where_lake_inbox_says_with_an_s3a_root(tmp_path, monkeypatch):
+    """`lake ...` reads LAKE_ROOT through --root's envvar: an explicit LAKE_INBOX must survive it."""
+    from lake import cli
+
+    monkeypatch.setenv("LAKE_ROOT", "s3a://lake/lake")
+    monkeypatch.setenv("LAKE_INBOX", str(tmp_path / "inbox"))
+    s = cli._settings("s3a://lake/lake")
+    assert s.root == "s3a://lake/lake" and s.inbox == str(tmp_path / "inbox")
+    monkeypatch.delenv("LAKE_INBOX")
+    assert cli._settings("s3a://lake/other").inbox == "s3a://lake/other/inbox"
+    assert cli._settings(str(tmp_path / "x" / ".." / "lake")).root == str(tmp_path / "lake")

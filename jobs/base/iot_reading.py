@@ -173,7 +173,7 @@ def stage_lines(f: Delivered, out_uri: str, csv_header: bool) -> Delivered:
     removed; blank lines are not rows. For a CSV the first line is the header (checked, not staged).
     Bytes are not decoded here: invalid UTF-8 is kept and caught by ``reading.encoding`` in Spark."""
     fs, out_path = io.filesystem(out_uri)
-    fs.create_dir(out_path.rsplit("/", 1)[0], recursive=True)
+    io.make_parent(fs, out_path)
     schema = pa.schema([("_row", pa.int64()), ("line", pa.string())])
     writer = pq.ParquetWriter(out_path, schema, filesystem=fs, compression="snappy")
     line_no = rows = size = 0
@@ -598,8 +598,25 @@ def _landed_files(spark: SparkSession, settings: Settings, day: dt.date) -> list
         if v.status == "corrupt":
             landing.record_corrupt(settings, r["source"], r["_file_sha256"], r["file"], v, spark)
             return None
-        out.append(Delivered(r["source"], Path(v.uri)))
+        out.append(Delivered(r["source"], _landed_copy(v.uri, r["_file_sha256"]) or Path(v.uri)))
     return out
+
+
+def _landed_copy(uri: str, sha: str) -> Path | None:
+    """A landed file as a local path the driver reads (staging is pure Python): the file itself on a
+    local root; on an object store a copy in the driver's temporary folder (only the driver reads it;
+    what executors read is the staged Parquet under ``<root>/_staging``). None when it is not there."""
+    if "://" not in uri:
+        return Path(uri) if Path(uri).is_file() else None
+    if not io.file_exists(uri):
+        return None
+    import tempfile
+
+    local = Path(tempfile.gettempdir()) / "lake-landed" / sha / uri.rsplit("/", 1)[1]
+    if not (local.is_file() and sha256_file(local) == sha):
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(io.read_bytes(uri))
+    return local
 
 
 def _reprocess_later(spark: SparkSession, settings: Settings, day: dt.date, days: set) -> list[dict]:

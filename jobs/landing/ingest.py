@@ -295,7 +295,7 @@ def parse(settings: Settings, sc: SourceContract, file: Path, sha: str | None = 
     # a name of its own: another process may be parsing the same file (it waits for the table's lease later)
     staging = settings.path("_staging", "ingest", f"{batch_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet")
     fs, staging_fs_path = io.filesystem(staging)
-    fs.create_dir(staging_fs_path.rsplit("/", 1)[0], recursive=True)
+    io.make_parent(fs, staging_fs_path)
     try:
         result = parse_file(file, sc.format, sc.column_names, sc.encoding, staging_fs_path, sc.record_key, filesystem=fs)
     except BaseException:
@@ -422,22 +422,15 @@ def inbox_files(settings: Settings, source: str) -> list[Path]:
 
 def new_files(settings: Settings, source: str) -> list[Path] | None:
     """The files in ``<inbox>/<source>/`` not landed yet (their sha256 is not in ``landing/_manifest``),
-    found without a JVM (delta-rs); None when the lake is not on a local filesystem (then only an
-    ingest can tell). The scheduler's daily run uses it to skip a quiet day without starting Spark."""
+    found without a JVM (delta-rs, on a local or an object-store root). The scheduler's daily run uses
+    it to skip a quiet day without starting Spark."""
     files = inbox_files(settings, source)
     if not files:
         return []
-    from pyarrow import fs as pafs
-
     path = io.table_path(settings, *MANIFEST)
-    fs, _ = io.filesystem(path)
-    if not isinstance(fs, pafs.LocalFileSystem):
-        return None
     landed: set[str] = set()
     if io.has_commit(path):
-        from deltalake import DeltaTable
-
-        t = DeltaTable(path).to_pyarrow_table(columns=["source", "sha256"])
+        t = io.delta_table(path).to_pyarrow_table(columns=["source", "sha256"])
         landed = {sha for src, sha in zip(t.column("source").to_pylist(), t.column("sha256").to_pylist())
                   if src == source}
     return [f for f in files if sha256_of(f) not in landed]
