@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from jobs.base import hotline, records
+from jobs.base import hotline
 from jobs.topic import hotline as topic
 from lake import contracts as contracts_mod
 from lake.reference import HOTLINE
