@@ -17,7 +17,7 @@ def run(settings: Settings, as_of: str | None = None) -> dict:
     """Publish the share zone and its grantee views, the open zone and the catalogue with its chain
     (each idempotent)."""
     from catalog import resources
-    from jobs.publish.open import publish_open
+    from jobs.publish.open import PublicationRefused, publish_open
     from jobs.publish.share import publish_share
     from sharing.views import publish_views
 
@@ -25,8 +25,14 @@ def run(settings: Settings, as_of: str | None = None) -> dict:
     spark = get_spark(settings)
     share = publish_share(spark, settings)
     views = publish_views(spark, settings)
-    opened = publish_open(spark, settings)
+    refused = None
+    try:
+        opened = publish_open(spark, settings)
+    except PublicationRefused as e:  # the other datasets are published; the catalogue still follows
+        refused, opened = e, [{"dataset": ds, "status": "refused", "reason": why} for ds, why in e.refusals]
     cat = resources.publish(spark, settings, as_of)
     log.info("catalog/resources: %s (%d entries, %d chain blocks added, unconditional share rate %s)", cat["status"],
              cat["entries"], cat["chain_blocks_added"], cat["unconditional_share_rate"])
+    if refused is not None:
+        raise refused
     return {"share": share, "views": views, "open": opened, "catalog": cat, "seconds": round(time.time() - t0, 2)}
