@@ -335,8 +335,8 @@ def test_shared_by_grant_and_opened_as_aggregates(tiny_lake):
         meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
         assert meta["suppression_detail"]["threshold"] >= 2
     assert (root / "open" / "daxing-hotline-hotspots" / "data.geojson").exists()
-    grants = {(r["share_table"], r["department"]) for r in lake_rows(str(root), "share/_grants")}
-    assert ("base__hotline_order", "北京市大兴区城市管理委员会") in grants
+    grants = {(r["share_table"], r["department_code"]) for r in lake_rows(str(root), "share/_grants")}
+    assert ("base__hotline_order", "11011500015") in grants and ("base__hotline_order", "*") not in grants
     assert ("topic__hotline_rates", "*") in grants
     share = lake_rows(str(root), "share/base__hotline_order")
     assert share and not set(share[0]) & {"caller_name", "caller_phone", "content", "address"}
