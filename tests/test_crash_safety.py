@@ -423,6 +423,7 @@ def test_quiet_day_ingest_dag_skips_cleanly(monkeypatch, tmp_path):
     root = tmp_path / "lake"
     (root / "inbox").mkdir(parents=True)
     monkeypatch.setenv("LAKE_ROOT", str(root))
+    monkeypatch.setenv("LAKE_INBOX", str(root / "inbox"))  # not the session's inbox, if the environment names one
     dag = DagBag(str(REPO / "dags")).get_dag("lake__ingest__population")
     run = dag.test(logical_date=datetime(2026, 11, 2, tzinfo=timezone.utc))
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
