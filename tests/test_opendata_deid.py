@@ -158,7 +158,7 @@ def test_prepare_applies_one_rule_per_column(contracts):
     p = deid.prepare(tc, {c: pdf[c].tolist() for c in tc.column_names}, AS_OF, KEY)
     names = [c["name"] for c in p.columns]
     assert names == ["record_id", "event_type", "event_month", "gender", "age_band", "town", "institution"]
-    assert p.levels["event_month"] == ["month", "quarter", "year"] and p.levels["record_id"] == ["pseudonym"]
+    assert p.levels["event_month"] == ["month", "quarter", "year", "*"] and p.levels["record_id"] == ["pseudonym"]
     assert p.values["record_id"][0][0] == deid.pseudonym(KEY, "daxing-vital-events-deidentified/record_id", "R00000")
     births = pdf["event_type"] == "出生"
     assert {p.values["age_band"][0][i] for i in range(40) if births[i]} == {"0-4"}  # age at the event, not today
@@ -214,7 +214,7 @@ def test_anonymised_vital_events_are_k_anonymous_and_l_diverse_by_pycanon(contra
     big = json.loads(publish.record_files(tc, vital_rows(5000, 4), AS_OF, KEY)[0]["metadata.json"])
     small = json.loads(publish.record_files(tc, vital_rows(60, 4), AS_OF, KEY)[0]["metadata.json"])
     order = {lv: i for q in od["quasi_identifiers"] for i, lv in enumerate(
-        {"event_month": ["month", "quarter", "year"], "age_band": ["age_5y", "age_20y", "*"], "gender": ["value", "*"],
+        {"event_month": ["month", "quarter", "year", "*"], "age_band": ["age_5y", "age_20y", "*"], "gender": ["value", "*"],
          "town": ["town", "district"], "event_type": ["value", "*"]}[q])}
     assert sum(order[v] for v in big["generalisation"].values()) < sum(order[v] for v in small["generalisation"].values())
 
