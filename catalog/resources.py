@@ -182,6 +182,8 @@ def _status(settings: Settings, c: contracts_mod.Contracts, entries: dict, chain
                     meta = json.loads(h.get("userMetadata") or "{}")
                 except ValueError:
                     pass
+                if meta.get("as_of"):  # the data's business date, not the wall clock of the commit
+                    st["data_as_of"] = str(meta["as_of"])[:10]
                 run = meta.get("gate_run_id")
                 results = [v for v in validations if v["run_id"] == run] if run else []
                 if results:
@@ -192,7 +194,10 @@ def _status(settings: Settings, c: contracts_mod.Contracts, entries: dict, chain
                              if v.get("element_count")]
                     st["quality_score"] = round(100 * sum(rates) / len(rates), 2) if rates else None
         if st["last_updated"]:
-            age = (as_of - datetime.fromisoformat(st["last_updated"]).date()).days
+            updated = date.fromisoformat(st.pop("data_as_of")) if st.get("data_as_of") else \
+                datetime.fromisoformat(st["last_updated"]).date()
+            # a delivery landed after the reference date (a run for a past day) is fresh, not -N days old
+            age = max(0, (as_of - updated).days)
             st["freshness"] = {"as_of": as_of.isoformat(), "age_days": age, "cycle_days": CYCLE_DAYS[cycle],
                                "fresh": age <= CYCLE_DAYS[cycle]}
         out[rid] = st

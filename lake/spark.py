@@ -131,6 +131,16 @@ def spark_conf(settings: Settings, jars: list[str], log: str) -> dict[str, str]:
         "spark.sql.session.timeZone": "Asia/Shanghai",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # The status store keeps jobs, stages, tasks and SQL plans even without the UI (defaults: 1000
+        # jobs, 1000 stages, 100 000 tasks per stage, 1000 SQL executions); a long-lived process (the
+        # test session, a scheduler worker, the sharing server) filled a 2 GB heap with them and died.
+        "spark.ui.retainedJobs": "50",
+        "spark.ui.retainedStages": "50",
+        "spark.ui.retainedTasks": "1000",
+        "spark.sql.ui.retainedExecutions": "20",
+        "spark.ui.retainedDeadExecutors": "10",
+        # Delta keeps every table's log (and its cached snapshot state) for an hour, up to 10 000 tables
+        "spark.databricks.delta.delta.log.cacheSize": "200",
         "spark.sql.ansi.enabled": "true",
         # Tables stay readable by delta-rs/duckdb without a JVM: no deletion vectors.
         "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",

@@ -60,7 +60,7 @@ def settings(tmp_path_factory):
     from lake.settings import Settings
 
     root = tmp_path_factory.mktemp("lake")
-    return Settings.from_env(root=str(root), shuffle_partitions=2, driver_memory="2g")
+    return Settings.from_env(root=str(root), shuffle_partitions=2, driver_memory="3g")
 
 
 @pytest.fixture(scope="session")

@@ -290,8 +290,8 @@ def test_credit_disclosure_is_open_without_personal_data(tiny_lake):
     assert not re.search(r"(?<![0-9])" + ID_NUMBER_REGEX + r"(?![0-9])", text)
     meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
     assert meta["source_table"] == "base.credit_disclosure"
-    grants = {(r["share_table"], r["department"]) for r in lake_table(str(root), "share/_grants")}
-    assert ("base__credit_decision", "北京市大兴区发展和改革委员会") in grants
+    grants = {(r["share_table"], r["department_code"]) for r in lake_table(str(root), "share/_grants")}
+    assert ("base__credit_decision", "11011500020") in grants  # 北京市大兴区发展和改革委员会
     assert ("base__credit_profile", "*") in grants
 
 

@@ -169,7 +169,8 @@ def test_control_characters_cleaned_when_the_contract_says_so(spark, tmp_path):
     # a wrong setting is an error naming the file and the key
     y.write_text(y.read_text(encoding="utf-8").replace("control_characters: clean", "control_characters: drop"),
                  encoding="utf-8")
-    with pytest.raises(contracts.ContractError, match="samr_enterprises.yaml: control_characters must be quarantine or clean"):
+    with pytest.raises(contracts.ContractError,
+                       match=r"samr_enterprises.yaml: control_characters: Input should be 'quarantine' or 'clean' \(got 'drop'\)"):
         contracts.parse_source(y)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # ~12 min: six delivery-day runs (README, Tests)
 
 SOURCES = ("psb_household", "mca_residents", "hrss_insured", "nhc_vital_events", "samr_enterprises",
            "mca_social_orgs", "seo_institutions", "tax_taxpayers")

@@ -165,6 +165,6 @@ def test_e_licence_table_and_findings_against_the_sample(tiny_lake):
     for r in rows:
         assert r["issuer_code"] == E_LICENCE.catalogue[r["licence_type"]].issuer_code
         assert (r["holder_type"] == "法人") == (E_LICENCE.catalogue[r["licence_type"]].holder == "entity")
-    grants = {r["department"] for r in DeltaTable(f"{root}/share/_grants").to_pyarrow_table().to_pylist()
+    grants = {r["department_code"] for r in DeltaTable(f"{root}/share/_grants").to_pyarrow_table().to_pylist()
               if r["share_table"] == "base__e_licence"}
     assert grants == set(contracts_mod.load(CONTRACTS_DIR).table("base.e_licence").share_grants)

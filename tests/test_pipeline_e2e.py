@@ -80,12 +80,13 @@ def test_duckdb_reads_a_base_table_through_deltalake(tiny_lake):
 
 def delivered_row_files(tiny_lake) -> list[dict]:
     """The generator's files landed row by row: the department extracts, the spatial sources, the
-    social-credit, e-licence and macro-economy files and the device ledger (the readings have their own
-    per-file counts, tests/test_iot.py)."""
+    social-credit, e-licence and macro-economy files, the hotline's work orders and the emergency
+    registers, and the device ledger (the readings have their own per-file counts, tests/test_iot.py)."""
     iot = json.loads((tiny_lake["inbox"] / "iot_manifest.json").read_text(encoding="utf-8"))
     row_sources = set(contracts_mod.load(str(tiny_lake["settings"].contracts_dir)).row_sources())
-    delivered = [*tiny_lake["manifest"]["files"], *tiny_lake["manifest"]["spatial_files"],
-                 *tiny_lake["manifest"]["governance_files"], *[f for f in iot["files"] if f["source"] in row_sources]]
+    m = tiny_lake["manifest"]
+    delivered = [*m["files"], *m["spatial_files"], *m["governance_files"], *m["topic_files"],
+                 *[f for f in iot["files"] if f["source"] in row_sources]]
     assert {f["source"] for f in delivered} == row_sources
     return delivered
 
@@ -147,11 +148,11 @@ def test_a_failing_file_stops_the_concurrent_ingest_with_its_own_message(tiny_la
     s = tiny_lake["settings"]
     bad = tmp_path / "inbox" / "mca_residents" / "broken.csv"
     bad.parent.mkdir(parents=True)
-    bad.write_bytes(b"")
+    bad.write_bytes("证件号码,姓名,其他\n1,2,3\n".encode())  # (an empty file is a finding since issue 12, not an error)
     good = next(tiny_lake["inbox"] / f["path"] for f in tiny_lake["manifest"]["files"] if f["source"] == "seo_institutions")
     fresh = replace(s, root=str(tmp_path / "lake"), inbox=str(tmp_path / "inbox"))
     items = [("seo_institutions", good), ("mca_residents", bad), ("mca_residents", tmp_path / "never.csv")]
-    with pytest.raises(InputError, match="broken.csv: the file is empty"):
+    with pytest.raises(InputError, match="broken.csv: header is missing column"):
         ingest.run_many(fresh, items, workers=2)
     # the file after the broken one in its source was not started; the other source's file is whole or absent
     manifest = table(fresh.root, "landing/_manifest").to_pylist() if Path(fresh.root, "landing/_manifest").is_dir() else []
@@ -210,7 +211,7 @@ def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
     id_like = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
     mobile = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
     for name, data in files.items():
-        text = data.decode("utf-8")
+        text = re.sub(r"[0-9a-f]{64}", "<sha256>", data.decode("utf-8"))  # a file's hash may hold 11 digits in a row
         assert not [m for m in id_like.findall(text) if is_valid_cn_id(m.upper())], name
         assert not mobile.findall(text), name
         if name.endswith("data.json"):
@@ -226,7 +227,7 @@ def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
 
 def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
     """Every open dataset whose contract names a geometry (boundaries, flood points, coverage and air
-    quality per town) has a data.geojson with one feature per data.json record, around the district.
+    quality per town, emergency shelters, the hotline's hot spots) has a data.geojson with one feature per data.json record, around the district.
     Of the IoT topics exactly these three are opened (hourly air quality, device health and online
     rate are shared, not opened: README and docs/spatial_iot.md say so)."""
     import shapely.geometry
@@ -237,7 +238,8 @@ def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
     tables = contracts_mod.load(str(s.contracts_dir)).tables.values()
     spatial = [tc for tc in tables if tc.open_type != "none" and tc.open_dataset.get("geojson")]
     assert {tc.table for tc in spatial} == {"base.admin_boundary", "topic.flood_points",
-                                            "topic.sensor_coverage_by_town", "topic.air_quality_exceedance"}
+                                            "topic.sensor_coverage_by_town", "topic.air_quality_exceedance",
+                                            "base.emergency_shelter", "topic.hotline_hotspots"}
     assert {tc.table for tc in tables if tc.domain == "iot" and tc.open_type != "none"} == {
         "topic.flood_points", "topic.sensor_coverage_by_town", "topic.air_quality_exceedance"}
     for tc in spatial:
@@ -302,6 +304,7 @@ def test_a_failed_gate_leaves_the_published_version_untouched(tiny_lake, tmp_pat
     assert table(s.root, "base/population").num_rows == base_rows
 
 
+@pytest.mark.slow  # a whole second pipeline run (~10 min): the slow tier, `pytest -m slow`
 def test_a_second_run_changes_no_table(tiny_lake):
     from jobs import pipeline
 

@@ -60,11 +60,17 @@ def expected_chart(folder: Path, spec: dict) -> tuple[list, list]:
     df = pd.read_csv(folder / "data.csv", dtype=str, keep_default_na=False)
     for col, value in spec.get("where", {}).items():
         df = df[df[col] == str(value)]
-    y = pd.to_numeric(df[spec["y"]].where(df[spec["y"]] != ""), errors="coerce")
-    agg = {"sum": "sum", "mean": "mean", "max": "max", "min": "min"}[spec.get("agg", "sum")]
-    grouped = y.groupby(df[spec["x"]]).agg(agg, min_count=1) if agg == "sum" else y.groupby(df[spec["x"]]).agg(agg)
+    agg = {"sum": "sum", "mean": "mean", "max": "max", "min": "min", "count": "size"}[spec.get("agg", "sum")]
+    if agg == "size":  # rows per category
+        grouped = df.groupby(spec["x"]).size()
+    else:
+        y = pd.to_numeric(df[spec["y"]].where(df[spec["y"]] != ""), errors="coerce")
+        grouped = y.groupby(df[spec["x"]]).agg(agg, min_count=1) if agg == "sum" else y.groupby(df[spec["x"]]).agg(agg)
     values = {k: (None if pd.isna(v) else round(float(v), 2)) for k, v in grouped.items()}
-    cats = sorted(values, key=lambda k: (values[k] is None, -(values[k] or 0), k))
+    if spec.get("type") == "line":  # a line runs along its categories in order
+        cats = sorted(values)
+    else:
+        cats = sorted(values, key=lambda k: (values[k] is None, -(values[k] or 0), k))
     return cats, [values[c] for c in cats]
 
 

@@ -267,8 +267,13 @@ def check_files(spark, settings: Settings, tc: TableContract, files: dict[str, b
     ds = tc.open_dataset["id"]
     found = leaks.scan(files, ds, known_names) if files else []
     if found:
-        raise deid.Refused(f"{len(found)} value(s) look like personal data: " + "; ".join(str(x) for x in found[:3])
-                           + (" …" if len(found) > 3 else ""))
+        by_rule: dict[str, list] = {}
+        for x in found:
+            by_rule.setdefault(x.rule, []).append(x)
+        # every rule that fired, with its count and first example (a long list would hide the other rules)
+        raise deid.Refused(f"{len(found)} value(s) look like personal data ("
+                           + ", ".join(f"{rule} {len(xs)}" for rule, xs in by_rule.items()) + "): "
+                           + "; ".join(str(xs[0]) for xs in by_rule.values()))
     text_cols = list(pdf.columns)
     if spark is None or not len(pdf):
         return
