@@ -228,19 +228,25 @@ def _nbs_rows(rng, f: SourceFile, plan: Plan, sl: _Slice, role: str, release: da
             row["value"], row["unit"] = _unit_text(rng, v)
         elif defect == "invalid_value":   # 202609 for 2026-09, 2026-Q3 for 2026Q3
             row["period"] = sl.period.replace("-", "") if "-" in sl.period else sl.period.replace("Q", "-Q")
-        if field:
-            f.add(row, defect, field)
-            continue
-        added = f.add(row)
-        if defect == "duplicate_record":
-            f.duplicate(added)
-        elif defect in ("invalid_number", "missing_value"):
-            f.corrupt(added, defect, "value")
-        elif defect == "invalid_date":
-            f.corrupt(added, defect, "release_date")
-        elif defect == "malformed_row":
-            f.corrupt(added, defect, "_row")
+        _add(f, row, defect, field, "value")
 
+
+
+def _add(f: SourceFile, row: dict, defect: str | None, field: str | None, value_col: str) -> None:
+    """Write ``row`` with its defect: one the row already carries in ``field`` (its truth names it),
+    or one applied to the written row (a duplicate, a corrupted value, date or row)."""
+    if field:
+        f.add(row, defect, field)
+        return
+    added = f.add(row)
+    if defect == "duplicate_record":
+        f.duplicate(added)
+    elif defect in ("invalid_number", "missing_value"):
+        f.corrupt(added, defect, value_col)
+    elif defect == "invalid_date":
+        f.corrupt(added, defect, "release_date")
+    elif defect == "malformed_row":
+        f.corrupt(added, defect, "_row")
 
 def _not_authoritative(rng, f: SourceFile, slices: tuple[_Slice, ...], release: datetime.date) -> None:
     """The statistics bureau republishing a few figures other departments are the authority for."""
@@ -289,15 +295,4 @@ def _wide_rows(rng, f: SourceFile, plan: Plan, source: str, pair: tuple[_Slice, 
                 if u == "万元":
                     row[c] = f"{v / 10**6:.6f}" if target == "亿元" else str(v * 100)
             row["amount_unit"] = target
-        if field:
-            f.add(row, defect, field)
-            continue
-        added = f.add(row)
-        if defect == "duplicate_record":
-            f.duplicate(added)
-        elif defect in ("invalid_number", "missing_value"):
-            f.corrupt(added, defect, cols[i])
-        elif defect == "invalid_date":
-            f.corrupt(added, defect, "release_date")
-        elif defect == "malformed_row":
-            f.corrupt(added, defect, "_row")
+        _add(f, row, defect, field, cols[i])

@@ -53,9 +53,9 @@ def valid_row(sc, i: int) -> dict:
     return row
 
 
-def write_csv(path: Path, sc, rows: list[dict]) -> Path:
+def write_csv(path: Path, sc, rows: list[dict], encoding: str = "utf-8") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
+    with open(path, "w", encoding=encoding, newline="") as f:
         w = csv.DictWriter(f, fieldnames=sc.column_names)
         w.writeheader()
         w.writerows(rows)

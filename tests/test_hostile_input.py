@@ -4,8 +4,6 @@ bad JSON lines, and a failed parse that must leave no staging file behind.
 Files are written here from the source contracts (a valid value per column), then broken on purpose."""
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -15,8 +13,8 @@ from typer.testing import CliRunner
 
 from lake import contracts
 from lake.cli import app
-from sample.identifiers import make_cn_id, make_uscc
 from lake.settings import Settings
+from test_check import valid_row, write_csv  # rows that pass every ingest check
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -24,39 +22,6 @@ runner = CliRunner()
 
 def contract(name: str, contracts_dir: str | None = None):
     return contracts.load(contracts_dir or str(REPO / "contracts")).source(name)
-
-
-def valid_row(sc, i: int) -> dict:
-    birth = dt.date(1980, 1, 1) + dt.timedelta(days=i)
-    row = {}
-    for c in sc.columns:
-        if c.name == sc.record_key:
-            v = f"R{i:04d}"
-        elif "cn_id" in c.checks:
-            v = make_cn_id("110115", birth, 2 * (i % 400) + 1, male=True)
-        elif "cn_uscc" in c.checks:
-            v = make_uscc("9", "1", "110115", f"{i:08d}X")
-        elif "cn_phone" in c.checks:
-            v = f"138{i:08d}"
-        elif c.allowed:
-            v = "男" if "男" in c.allowed else c.allowed[0]
-        elif c.type == "date":
-            v = birth.isoformat()
-        elif c.type != "string":
-            v = "1"
-        else:
-            v = f"值{i}"
-        row[c.name] = v
-    return row
-
-
-def write_csv(path: Path, sc, rows: list[dict], encoding: str = "utf-8") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding=encoding, newline="") as f:
-        w = csv.DictWriter(f, fieldnames=sc.column_names)
-        w.writeheader()
-        w.writerows(rows)
-    return path
 
 
 def check_json(path: Path, source: str, root: Path, env: dict | None = None):

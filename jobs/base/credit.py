@@ -233,15 +233,12 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
     return out
 
 
-def _decisions(spark, settings, contracts, entities, people, as_of) -> list[dict]:
-    tc = contracts.table(DECISION)
-    present = records.present_sources(spark, settings, tc)
-    if not present:
-        reason = f"no raw data yet from any of {', '.join(golden.sources_used(tc))}"
-        return [records.skipped(DECISION, reason), records.skipped(DISCLOSURE, reason)]
-    t0 = time.time()
+def _linked(spark, settings, contracts, tc, present, entities, people, shape=lambda df: df):
+    """The present sources' current rows of ``tc`` unified and linked to their subjects (``shape``
+    applied, persisted: the caller unpersists), the run id, and the findings written for that run
+    (counts by defect type)."""
     frames, dups = records.source_frames(spark, settings, contracts, present)
-    linked = link(records.unify(tc, frames), entities, people).persist()
+    linked = shape(link(records.unify(tc, frames), entities, people)).persist()
     rid = records.run_id(spark, settings, tc)
     found = records.findings_of(linked, rules_of(tc, {"name_col": "subject_name"}))
     for d in dups:
@@ -249,6 +246,18 @@ def _decisions(spark, settings, contracts, entities, people, as_of) -> list[dict
     found = found.persist()
     records.write_findings(settings, found, rid)
     counts = records.counts_by_defect(found)
+    found.unpersist()
+    return linked, rid, counts
+
+
+def _decisions(spark, settings, contracts, entities, people, as_of) -> list[dict]:
+    tc = contracts.table(DECISION)
+    present = records.present_sources(spark, settings, tc)
+    if not present:
+        reason = f"no raw data yet from any of {', '.join(golden.sources_used(tc))}"
+        return [records.skipped(DECISION, reason), records.skipped(DISCLOSURE, reason)]
+    t0 = time.time()
+    linked, rid, counts = _linked(spark, settings, contracts, tc, present, entities, people)
     res = records.publish(spark, settings, tc, candidate(linked, tc, decision_derived()), as_of, rid)
     res.update({"findings": counts, "sources": present, "seconds": round(time.time() - t0, 2)})
     t1 = time.time()
@@ -265,15 +274,8 @@ def _lists(spark, settings, contracts, entities, people, as_of) -> list[dict]:
     if not present:
         return [records.skipped(LIST, f"no raw data yet from {', '.join(golden.sources_used(tc))}")]
     t0 = time.time()
-    frames, dups = records.source_frames(spark, settings, contracts, present)
-    linked = with_list_state(link(records.unify(tc, frames), entities, people), as_of).persist()
-    rid = records.run_id(spark, settings, tc)
-    found = records.findings_of(linked, rules_of(tc, {"name_col": "subject_name"}))
-    for d in dups:
-        found = found.unionByName(d)
-    found = found.persist()
-    records.write_findings(settings, found, rid)
-    counts = records.counts_by_defect(found)
+    linked, rid, counts = _linked(spark, settings, contracts, tc, present, entities, people,
+                                  lambda df: with_list_state(df, as_of))
     derived = {**decision_derived(), "colour": F.col("colour")}
     res = records.publish(spark, settings, tc, candidate(linked, tc, derived), as_of, rid)
     res.update({"findings": counts, "seconds": round(time.time() - t0, 2)})

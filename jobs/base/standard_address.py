@@ -499,6 +499,13 @@ def current_links(spark: SparkSession, settings: Settings) -> DataFrame | None:
     return io.read(spark, io.table_path(settings, *LINKS)).where(F.col("run_id") == rid)
 
 
+def skipped_without_links(tables) -> list[dict]:
+    """The results of a consumer of :func:`current_links` that ran before the links of the current
+    inputs were built: every table of ``tables`` skipped, with the reason."""
+    return [{"table": t, "status": "skipped", "rows": 0,
+             "reason": "the address library's links of the current inputs are not built yet"} for t in tables]
+
+
 TABLES = (TABLE,)
 
 

@@ -116,8 +116,7 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
     contracts = contracts_mod.load(settings.contracts_dir)
     links = standard_address.current_links(spark, settings)
     if links is None:
-        return [{"table": t, "status": "skipped", "rows": 0, "reason": "the address library's links of the current "
-                 "inputs are not built yet"} for t in TABLES]
+        return standard_address.skipped_without_links(TABLES)
     population = io.read(spark, io.path_of(settings, "base.population"))
     library = io.read(spark, io.path_of(settings, "base.standard_address"))
     addresses = residents_per_address(population, links, library).persist()

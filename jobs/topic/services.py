@@ -62,8 +62,7 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
     contracts = contracts_mod.load(settings.contracts_dir)
     links = standard_address.current_links(spark, settings)
     if links is None:
-        return [{"table": TABLE, "status": "skipped", "rows": 0,
-                 "reason": "the address library's links of the current inputs are not built yet"}]
+        return standard_address.skipped_without_links([TABLE])
     addresses = emergency.residents_per_address(io.read(spark, io.path_of(settings, "base.population")), links,
                                                 io.read(spark, io.path_of(settings, "base.standard_address"))).persist()
     poi = io.read(spark, io.path_of(settings, "base.poi"))
