@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
+
 from lake.contracts import Contracts
 from lake.settings import Settings
 from sharing import access, audit, grants, tokens
@@ -112,7 +114,8 @@ def changes(settings: Settings, contracts: Contracts, policy: Policy, name: str,
             feed = []
         else:
             try:
-                feed = dt.load_cdf(starting_version=since + 1, ending_version=end).read_all().to_pylist()
+                # deltalake returns an arro3 table (Arrow C stream): pyarrow reads it without a copy
+                feed = pa.table(dt.load_cdf(starting_version=since + 1, ending_version=end).read_all()).to_pylist()
             except Exception as e:  # a release written before the change feed was on (a full rewrite)
                 raise Refused(409, f"{tid}: no change feed between releases {since} and {end} "
                                    f"({str(e).splitlines()[0][:160]}); read the whole table instead") from None
