@@ -114,11 +114,12 @@ def changes(settings: Settings, contracts: Contracts, policy: Policy, name: str,
             feed = []
         else:
             try:
-                # deltalake returns an arro3 table (Arrow C stream): pyarrow reads it without a copy
-                feed = pa.table(dt.load_cdf(starting_version=since + 1, ending_version=end).read_all()).to_pylist()
+                cdf = dt.load_cdf(starting_version=since + 1, ending_version=end).read_all()
             except Exception as e:  # a release written before the change feed was on (a full rewrite)
                 raise Refused(409, f"{tid}: no change feed between releases {since} and {end} "
                                    f"({str(e).splitlines()[0][:160]}); read the whole table instead") from None
+            # deltalake returns an arro3 table (Arrow C stream): pyarrow reads it without a copy
+            feed = pa.table(cdf).to_pylist()
     except Refused as r:
         info["department_code"] = info["department_code"] or r.department_code
         audit.record(settings, channel="cli", action="changes", decision="refused", reason=r.reason, status=r.status,
