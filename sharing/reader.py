@@ -108,7 +108,7 @@ def changes(settings: Settings, contracts: Contracts, policy: Policy, name: str,
         zone, table = tid.split(".", 1)
         dt = io.delta_table(settings.path("share", f"{zone}__{table}"))
         end = dt.version() if until is None else until
-        if since < 0 or end > dt.version():
+        if not 0 <= since <= dt.version() or end > dt.version():
             raise Refused(400, f"--since/--until must be releases of {tid} (0 to {dt.version()})")
         if since >= end:
             feed = []
