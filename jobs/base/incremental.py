@@ -248,7 +248,7 @@ def _write_history(spark: SparkSession, settings: Settings, tc: TableContract, r
         io.overwrite(rows.select(*tc.column_names, *HISTORY_COLUMNS), path, {**meta, "fingerprint": fp},
                      stats_columns=[k, "valid_from"])
         return "published"
-    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    rows = rows.localCheckpoint()  # the days' golden states, computed once (their plan is large)
     try:
         target = io.read(spark, path)
         mine = target.join(F.broadcast(keys.select(F.col(KEY).alias(k))), k, "left_semi")
@@ -332,7 +332,8 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
             if d < since:
                 continue
             at_d = [b for b in delivered if b["as_of"] == d]
-            touched[d] = touched_keys(tc, contracts, raw, links, at_d, delivered).persist(StorageLevel.MEMORY_AND_DISK)
+            # computed once, lineage cut: each day's history part and the MERGE join them again
+            touched[d] = touched_keys(tc, contracts, raw, links, at_d, delivered).localCheckpoint()
         keys = None
         if incremental:
             keys = touched_keys(tc, contracts, raw, links, new, delivered)
@@ -345,7 +346,7 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
                 keys = keys.unionByName(lost)
                 for d in {b["as_of"] for b in relink}:  # their states change where the rows were relinked
                     touched[d] = touched[d].unionByName(lost).distinct()
-            keys = keys.distinct().persist(StorageLevel.MEMORY_AND_DISK)
+            keys = keys.distinct().localCheckpoint()
             stats["touched"] = keys.count()
         g, found, conflicts = golden.golden_records(tc, contracts, raw, links, persist=True, keys=keys)
         g = g.persist(StorageLevel.MEMORY_AND_DISK)
