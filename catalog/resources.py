@@ -161,6 +161,7 @@ def _status(settings: Settings, c: contracts_mod.Contracts, entries: dict, chain
             deliveries[src] = at
     out = {}
     for rid, e in entries.items():
+        data_date = None  # a table's business date (its commit's as_of), when it has one
         st = {"publish_date": added.get(rid), "version": None, "last_updated": None, "gate": None,
               "quality_score": None, "freshness": None}
         cycle = {v: k for k, v in CYCLE_ZH.items()}.get(e["update_cycle"], "daily")
@@ -182,8 +183,8 @@ def _status(settings: Settings, c: contracts_mod.Contracts, entries: dict, chain
                     meta = json.loads(h.get("userMetadata") or "{}")
                 except ValueError:
                     pass
-                if meta.get("as_of"):  # the data's business date, not the wall clock of the commit
-                    st["data_as_of"] = str(meta["as_of"])[:10]
+                if meta.get("as_of"):
+                    data_date = date.fromisoformat(str(meta["as_of"])[:10])
                 run = meta.get("gate_run_id")
                 results = [v for v in validations if v["run_id"] == run] if run else []
                 if results:
@@ -194,8 +195,7 @@ def _status(settings: Settings, c: contracts_mod.Contracts, entries: dict, chain
                              if v.get("element_count")]
                     st["quality_score"] = round(100 * sum(rates) / len(rates), 2) if rates else None
         if st["last_updated"]:
-            updated = date.fromisoformat(st.pop("data_as_of")) if st.get("data_as_of") else \
-                datetime.fromisoformat(st["last_updated"]).date()
+            updated = data_date or datetime.fromisoformat(st["last_updated"]).date()
             # a delivery landed after the reference date (a run for a past day) is fresh, not -N days old
             age = max(0, (as_of - updated).days)
             st["freshness"] = {"as_of": as_of.isoformat(), "age_days": age, "cycle_days": CYCLE_DAYS[cycle],

@@ -231,7 +231,8 @@ def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
 
 def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
     """Every open dataset whose contract names a geometry (boundaries, flood points, coverage and air
-    quality per town, emergency shelters, the hotline's hot spots) has a data.geojson with one feature per data.json record, around the district.
+    quality per town, emergency shelters, the hotline's hot spots) has a data.geojson with one feature
+    per data.json record, around the district.
     Of the IoT topics exactly these three are opened (hourly air quality, device health and online
     rate are shared, not opened: README and docs/spatial_iot.md say so)."""
     import shapely.geometry

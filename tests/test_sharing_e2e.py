@@ -193,7 +193,7 @@ def test_cli_read_audit_and_metrics(shared, tmp_path):
     sup = m["supply"]
     assert sup["tables"] == len(built) and sup["by_share_type"]["unconditional"] == uncond
     assert sup["unconditional_share_rate"] == round(uncond / len(built), 4)
-    assert sup["target_met"] == (uncond / len(built) >= sup["target"] == 0.8)
+    assert sup["target"] == 0.8 and sup["target_met"] == (uncond / len(built) >= 0.8)
     assert m["use"]["reads_per_resource"]["base.population"]["refused"] >= 2
     r = runner.invoke(app, ["share", "token", "revoke", "--department", MCA, *root])
     assert r.exit_code == 0

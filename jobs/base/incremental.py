@@ -249,29 +249,26 @@ def _write_history(spark: SparkSession, settings: Settings, tc: TableContract, r
                      stats_columns=[k, "valid_from"])
         return "published"
     rows = rows.localCheckpoint()  # the days' golden states, computed once (their plan is large)
-    try:
-        target = io.read(spark, path)
-        mine = target.join(F.broadcast(keys.select(F.col(KEY).alias(k))), k, "left_semi")
-        stale = (mine.where(F.col("valid_from") >= F.lit(str(since)).cast("date"))
-                 .join(rows.select(k, "valid_from"), [k, "valid_from"], "left_anti"))
-        old_h = mine.select(k, "valid_from", io.row_hash(mine).alias("_oh"))
-        changed = (rows.withColumn("_h", io.row_hash(rows)).join(old_h, [k, "valid_from"], "left")
-                   .where(F.col("_oh").isNull() | (F.col("_oh") != F.col("_h"))).drop("_h", "_oh"))
-        src = changed.withColumn("_del", F.lit(False)).unionByName(stale.withColumn("_del", F.lit(True)))
-        src = src.persist(StorageLevel.MEMORY_AND_DISK)
-        if src.limit(1).count() == 0:
-            return "unchanged"
-        cols = [*tc.column_names, *HISTORY_COLUMNS]
-        assign = {c: f"s.`{c}`" for c in cols}
-        with gates._merge_meta(spark, {**meta, "operation": "merge"}):
-            (DeltaTable.forPath(spark, path).alias("t")
-             .merge(src.alias("s"), f"t.`{k}` = s.`{k}` AND t.valid_from = s.valid_from")
-             .whenMatchedDelete(condition="s._del").whenMatchedUpdate(set=assign)
-             .whenNotMatchedInsert(condition="NOT s._del", values=assign).execute())
-        src.unpersist()
-        return "published"
-    finally:
-        rows.unpersist()
+    target = io.read(spark, path)
+    mine = target.join(F.broadcast(keys.select(F.col(KEY).alias(k))), k, "left_semi")
+    stale = (mine.where(F.col("valid_from") >= F.lit(str(since)).cast("date"))
+             .join(rows.select(k, "valid_from"), [k, "valid_from"], "left_anti"))
+    old_h = mine.select(k, "valid_from", io.row_hash(mine).alias("_oh"))
+    changed = (rows.withColumn("_h", io.row_hash(rows)).join(old_h, [k, "valid_from"], "left")
+               .where(F.col("_oh").isNull() | (F.col("_oh") != F.col("_h"))).drop("_h", "_oh"))
+    src = changed.withColumn("_del", F.lit(False)).unionByName(stale.withColumn("_del", F.lit(True)))
+    src = src.persist(StorageLevel.MEMORY_AND_DISK)
+    if src.limit(1).count() == 0:
+        return "unchanged"
+    cols = [*tc.column_names, *HISTORY_COLUMNS]
+    assign = {c: f"s.`{c}`" for c in cols}
+    with gates._merge_meta(spark, {**meta, "operation": "merge"}):
+        (DeltaTable.forPath(spark, path).alias("t")
+         .merge(src.alias("s"), f"t.`{k}` = s.`{k}` AND t.valid_from = s.valid_from")
+         .whenMatchedDelete(condition="s._del").whenMatchedUpdate(set=assign)
+         .whenNotMatchedInsert(condition="NOT s._del", values=assign).execute())
+    src.unpersist()
+    return "published"
 
 
 # ------------------------------------------------------------------ the build
