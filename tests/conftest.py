@@ -27,13 +27,26 @@ os.environ.setdefault("LAKE_PSEUDONYM_KEY", __import__("secrets").token_hex(32))
 E2E_FIXTURES = {"tiny_lake", "iot_lake"}
 
 
+# opt-in tiers: run only when the -m expression names them (`pytest -m slow`, `-m "crash or slow"`), so
+# that a tier expression such as `-m "not e2e"` (which replaces pyproject's addopts -m) cannot start a
+# cluster, kill lake runs or wait for a scheduler by accident
+OPT_IN = ("cluster", "crash", "scheduler", "slow")
+
+
 def pytest_collection_modifyitems(config, items):
+    import re
+
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & E2E_FIXTURES:
             item.add_marker(pytest.mark.e2e)
         if "spark" in names:
             item.add_marker(pytest.mark.spark)
+    named = set(re.findall(r"\w+", config.getoption("markexpr") or ""))
+    left_out = [i for i in items if any(i.get_closest_marker(t) and t not in named for t in OPT_IN)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [i for i in items if i not in left_out]
 
 
 @pytest.fixture(autouse=True)
