@@ -458,7 +458,8 @@ class SourceContract:
     # jobs/base/iot_reading.py lands per delivery day (docs/spatial_iot.md)
     loader: str = "rows"
     # where the coordinates are and in which system (docs/spatial_iot.md): {lon, lat, crs},
-    # {lon, lat, crs_column} (each row names its system) or {column, crs} (GeoJSON geometry text)
+    # {lon, lat, crs_column} (each row names its system) or {column, crs} (geometry text, read by the job
+    # that builds the table: GeoJSON for the boundaries, WKT for the bus routes)
     geometry: dict = field(default_factory=dict)
     # how the department delivers: {"mode": "changes"|"snapshot", "op_column", "insert", "update",
     # "delete"}; {} = every file adds rows (the newest row of an entity describes it)

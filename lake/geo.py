@@ -131,6 +131,21 @@ def distance_m(lon1, lat1, lon2, lat2) -> np.ndarray:
     return 2 * 6371008.8 * np.arcsin(np.sqrt(h))
 
 
+def line_length_km(geometry) -> float:
+    """Great-circle length in km of a WGS-84 (Multi)LineString or GeometryCollection of lines (the sum of
+    ``distance_m`` over consecutive vertices of every part); 0 for an empty or point geometry."""
+    if geometry is None or geometry.is_empty:
+        return 0.0
+    total = 0.0
+    for part in shapely.get_parts(geometry):
+        if part.geom_type == "LineString":
+            xy = np.asarray(part.coords)[:, :2]
+            total += float(distance_m(xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1]).sum())
+        elif part.geom_type in ("MultiLineString", "GeometryCollection"):
+            total += 1000 * line_length_km(part)
+    return total / 1000
+
+
 # ---------------------------------------------------------------- areas
 
 def _sinusoidal(lon0: float):

@@ -4,8 +4,9 @@ The district and its towns, the legal-entity statuses, the sensing network's dep
 types, metrics, units and conversions, the GB 3095-2012 limits, the social-credit vocabularies (subject
 types, red and black lists, ratings), the e-licence catalogue (which department issues which licence
 type), the macro-economic indicators (one authority each, units, tolerances), the 12345 hotline's
-vocabularies, the emergency registers' classes and the health and transport services (POI categories,
-reach) are written in one file and read
+vocabularies, the emergency registers' classes, the medical institution register's categories and
+levels, the bus-line plausibility bounds and the health and transport services (facility table or POI
+category, reach) are written in one file and read
 from here by the jobs, the contract loader (``${district}`` in regexes, ``values_from`` /
 ``allowed_from``), the catalogue and the sample-data generator, so that no copy can drift.
 
@@ -265,10 +266,52 @@ class Emergency(_Strict):
     team_types: tuple[str, ...] = Field(min_length=1)
 
 
+class HealthFacilities(_Strict):
+    categories: tuple[str, ...] = Field(min_length=1)
+    levels: tuple[str, ...] = Field(min_length=1)
+    hospital_categories: tuple[str, ...] = Field(min_length=1)   # must declare beds
+    statuses: tuple[str, ...] = Field(min_length=1)
+    active_status: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        bad = [c for c in self.hospital_categories if c not in self.categories]
+        if bad:
+            raise ValueError(f"hospital_categories: {bad} not among categories")
+        if self.active_status not in self.statuses:
+            raise ValueError(f"active_status '{self.active_status}' is not among statuses")
+        return self
+
+
+class BusLines(_Strict):
+    directions: tuple[str, ...] = Field(min_length=1)
+    stop_delimiter: str = Field(min_length=1)
+    stop_service: str = Field(min_length=1)      # the service of ``services`` whose facilities are the stops
+    min_km: float = Field(gt=0)
+    max_km: float = Field(gt=0)
+    outside_tolerance_km: float = Field(ge=0)
+
+
 class Service(_Strict):
-    poi_category: str = Field(min_length=1)
+    """Facilities are either rows of a base table (``table``, in service when ``status_column`` is one
+    of ``statuses``) or POIs of base.poi (``poi_category`` and optionally ``name_pattern``)."""
+    poi_category: str = ""
     name_pattern: str = ""              # a regular expression the POI's name must contain a match of
+    table: str = ""                     # a base table with key, lon, lat and town columns
+    id_column: str = ""
+    status_column: str = ""
+    statuses: tuple[str, ...] = ()
     reach_metres: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if bool(self.poi_category) == bool(self.table):
+            raise ValueError("a service takes its facilities from exactly one of poi_category and table")
+        if self.table and not (self.id_column and self.status_column and self.statuses):
+            raise ValueError("a service from a table names its id_column, status_column and statuses")
+        if self.table and self.name_pattern:
+            raise ValueError("name_pattern applies to POIs only")
+        return self
 
 
 class AirQuality(_Strict):
@@ -288,12 +331,23 @@ class Reference(_Strict):
     hotline: Hotline
     emergency: Emergency
     services: dict[str, Service] = Field(min_length=1)
+    health_facilities: HealthFacilities
+    bus_lines: BusLines
 
     @model_validator(mode="after")
     def _pollutants(self):
         for p in self.air_quality.gb3095_grade_ii:
             if p not in self.sensing.metrics:
                 raise ValueError(f"air_quality: pollutant '{p}' is not a sensing metric")
+        return self
+
+    @model_validator(mode="after")
+    def _bus_stops(self):
+        sv = self.services.get(self.bus_lines.stop_service)
+        if sv is None or not sv.poi_category:
+            raise ValueError(f"bus_lines.stop_service '{self.bus_lines.stop_service}' is not a POI service of services")
+        if self.bus_lines.min_km >= self.bus_lines.max_km:
+            raise ValueError("bus_lines: min_km must be below max_km")
         return self
 
     # ---- the named value sets contracts may use (values_from: / allowed_from:)
@@ -328,6 +382,10 @@ class Reference(_Strict):
             "emergency.hazard_levels": list(self.emergency.hazard_levels),
             "emergency.team_types": list(self.emergency.team_types),
             "services": list(self.services),
+            "health_facilities.categories": list(self.health_facilities.categories),
+            "health_facilities.levels": list(self.health_facilities.levels),
+            "health_facilities.statuses": list(self.health_facilities.statuses),
+            "bus_lines.directions": list(self.bus_lines.directions),
         }
         if name not in sets:
             raise KeyError(name)
@@ -341,7 +399,9 @@ class Reference(_Strict):
                 "credit.penalty_types", "credit.lists", "credit.list_statuses", "credit.tax_ratings",
                 "e_licence.types", "e_licence.statuses", "macro.indicators", "macro.towns", "macro.industries",
                 "macro.units", "hotline.categories", "hotline.statuses", "hotline.satisfaction",
-                "emergency.shelter_types", "emergency.hazard_levels", "emergency.team_types", "services"]
+                "emergency.shelter_types", "emergency.hazard_levels", "emergency.team_types", "services",
+                "health_facilities.categories", "health_facilities.levels", "health_facilities.statuses",
+                "bus_lines.directions"]
 
     @property
     def substitutions(self) -> dict[str, str]:
@@ -384,3 +444,5 @@ MACRO = REF.macro
 HOTLINE = REF.hotline
 EMERGENCY = REF.emergency
 SERVICES = REF.services
+HEALTH_FACILITIES = REF.health_facilities
+BUS_LINES = REF.bus_lines

@@ -1120,7 +1120,8 @@ def generate(scale: float, seed: int, out: Path,
     The social-credit, e-licence and macro-economy files (``sample.generate_governance``: their
     subjects and holders are the entities and people written here) come next, then the topic
     databases' sources (``sample.generate_hotline``: 12345 work orders at the book's door plates;
-    ``sample.generate_emergency``: shelters, hazard sources and rescue teams; listed under
+    ``sample.generate_emergency``: shelters, hazard sources and rescue teams;
+    ``sample.generate_services``: medical institutions and bus lines at the stop POIs; listed under
     ``topic_files``); their defects join ``truth/defects.csv``.
     Returns the manifest, whose ``files`` are listed in ``SOURCES`` order, whose
     ``spatial_files`` (same entries) in ``sample.generate_spatial.SPATIAL_SOURCES`` order and whose
@@ -1169,6 +1170,10 @@ def generate(scale: float, seed: int, out: Path,
     emergency = generate_emergency(scale, seed, out, book, extract_date,
                                    sorted(e.code for e in subjects.entities if e.status in ACTIVE))
     defects.truth.extend(emergency["truth"])
+    from sample.generate_services import generate_services  # medical institutions, bus lines (issue 18 item 6)
+
+    services = generate_services(scale, seed, out, book, extract_date, spatial["files"], defects.truth)
+    defects.truth.extend(services["truth"])
     _write_csv(out / "truth" / "defects.csv", ("source", "record_key", "field", "defect_type"),
                sorted(defects.truth, key=lambda t: (t[0], t[1])))
     _write_csv(out / "truth" / "links.csv", ("source", "record_key", "id_number"),
@@ -1178,7 +1183,7 @@ def generate(scale: float, seed: int, out: Path,
         "files": [entries[source] for source in SOURCES],
         "spatial_files": spatial["files"],
         "governance_files": governance["files"],
-        "topic_files": hotline["files"] + emergency["files"],
+        "topic_files": hotline["files"] + emergency["files"] + services["files"],
     }
     (out / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -18,7 +18,10 @@ EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__ing
             # city management (12345) and emergency management (issue 18)
             "lake__ingest__city", "lake__ingest__emergency", "lake__build__base__hotline", "lake__build__topic__hotline",
             "lake__build__base__emergency", "lake__build__topic__emergency", "lake__build__topic__services",
-            "lake__build__topic__economy"}
+            "lake__build__topic__economy",
+            # health and transport (issue 18)
+            "lake__ingest__health", "lake__ingest__transport", "lake__build__base__health", "lake__build__base__transport",
+            "lake__build__topic__transport"}
 
 
 @pytest.fixture(scope="module")

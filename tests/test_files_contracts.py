@@ -238,19 +238,22 @@ def test_real_contracts_load():
         "ndrc_credit_lists", "tax_credit_ratings", "samr_elicences", "zjw_elicences", "psb_elicences",
         "mca_elicences", "nbs_indicators", "tax_revenue", "mof_budget", "ndrc_investment",
         # city management (12345) and emergency management (issue 18)
-        "csgl_hotline_orders", "mem_shelters", "mem_hazard_sources", "mem_rescue_teams"])
+        "csgl_hotline_orders", "mem_shelters", "mem_hazard_sources", "mem_rescue_teams",
+        # health and transport (issue 18)
+        "nhc_health_facilities", "jtj_bus_lines"])
     assert {s.format for s in c.sources.values()} == {"csv", "jsonl", "geojson"}
     assert {t for t in c.tables if t.startswith("base.")} == {
         "base.admin_boundary", "base.iot_device", "base.iot_reading", "base.legal_entity", "base.poi", "base.population",
         "base.standard_address", "base.population_history", "base.legal_entity_history",
         "base.credit_decision", "base.credit_disclosure", "base.credit_list", "base.credit_profile", "base.e_licence",
         "base.macro_indicator", "base.macro_indicator_history",
-        "base.hotline_order", "base.emergency_shelter", "base.hazard_source", "base.rescue_team"}
+        "base.hotline_order", "base.emergency_shelter", "base.hazard_source", "base.rescue_team",
+        "base.health_facility", "base.bus_line"}
     assert {"topic.legal_entity_by_town_industry", "topic.population_by_town_age_band",
             "topic.air_quality_hourly", "topic.device_health", "topic.hotline_rates", "topic.hotline_town_counts",
             "topic.hotline_hotspots", "topic.hotline_repeat_complaints", "topic.shelter_reach",
             "topic.emergency_by_town", "topic.service_coverage_by_town", "topic.economic_births",
-            "topic.macro_trend"} <= set(c.tables)
+            "topic.macro_trend", "topic.bus_lines_by_town"} <= set(c.tables)
     psb = c.source("psb_household")
     assert (psb.record_key, psb.entity_key, psb.encoding) == ("record_id", "id_number", "gb18030")
     assert psb.column("id_number").checks == ("cn_id",)

@@ -231,7 +231,7 @@ def test_open_zone_has_no_id_numbers_no_mobiles_and_no_small_cells(tiny_lake):
 
 def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
     """Every open dataset whose contract names a geometry (boundaries, flood points, coverage and air
-    quality per town, emergency shelters, the hotline's hot spots) has a data.geojson with one feature
+    quality per town, emergency shelters, the hotline's hot spots, medical institutions) has a data.geojson with one feature
     per data.json record, around the district.
     Of the IoT topics exactly these three are opened (hourly air quality, device health and online
     rate are shared, not opened: README and docs/spatial_iot.md say so)."""
@@ -244,7 +244,7 @@ def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
     spatial = [tc for tc in tables if tc.open_type != "none" and tc.open_dataset.get("geojson")]
     assert {tc.table for tc in spatial} == {"base.admin_boundary", "topic.flood_points",
                                             "topic.sensor_coverage_by_town", "topic.air_quality_exceedance",
-                                            "base.emergency_shelter", "topic.hotline_hotspots"}
+                                            "base.emergency_shelter", "topic.hotline_hotspots", "base.health_facility"}
     assert {tc.table for tc in tables if tc.domain == "iot" and tc.open_type != "none"} == {
         "topic.flood_points", "topic.sensor_coverage_by_town", "topic.air_quality_exceedance"}
     for tc in spatial:

@@ -25,13 +25,18 @@ def test_facilities_and_coverage_on_hand_written_rows(spark):
     from jobs.topic import emergency, services
 
     poi = spark.createDataFrame([
-        ("P1", "社区卫生服务站", "医疗保健服务", "黄村镇", 116.330, 39.730),
+        ("P1", "某某诊所", "医疗保健服务", "黄村镇", 116.330, 39.730),          # a POI: not a health facility
         ("P2", "兴华大街公交站", "交通设施服务", "黄村镇", 116.331, 39.731),
         ("P3", "某某停车场", "交通设施服务", "黄村镇", 116.340, 39.740),      # not a stop
-        ("P4", "某某诊所", "医疗保健服务", "旧宫镇", None, None),             # no point
     ], "poi_id string, name string, category string, town string, lon double, lat double")
+    hf = spark.createDataFrame([
+        ("L1", "黄村镇", 116.330, 39.730, "执业"), ("L2", "黄村镇", 116.3301, 39.7301, "注销"),   # not in service
+        ("L3", "旧宫镇", None, None, "执业"),                                                   # no point
+    ], "licence_no string, town string, lon double, lat double, status string")
+    tables = {"base.poi": poi, "base.health_facility": hf}
+    assert services.source_table("health") == "base.health_facility" and services.id_column("health") == "licence_no"
     assert {r["poi_id"] for r in services.facilities(poi, "transport").collect()} == {"P2"}
-    assert {r["poi_id"] for r in services.facilities(poi, "health").collect()} == {"P1"}
+    assert {r["licence_no"] for r in services.facilities(hf, "health").collect()} == {"L1"}
     addresses = spark.createDataFrame([
         ("A1", "黄村镇", 116.3305, 39.7305, 3),      # ~70 m from P1 and P2
         ("A2", "黄村镇", 116.3375, 39.7300, 2),      # ~640 m from P1, ~560 m from P2: health only
@@ -39,8 +44,8 @@ def test_facilities_and_coverage_on_hand_written_rows(spark):
     ], "address_code string, town string, lon double, lat double, residents long")
     per = {}
     for s in ("health", "transport"):
-        fac = services.facilities(poi, s)
-        pts = [(r["poi_id"], r["lon"], r["lat"]) for r in fac.collect()]
+        fac = services.facilities(tables[services.source_table(s)], s)
+        pts = [(r[services.id_column(s)], r["lon"], r["lat"]) for r in fac.collect()]
         per[s] = (fac, emergency.pairs_within(addresses, pts, SERVICES[s].reach_metres))
     got = {(r["service"], r["town"]): r for r in services.coverage(["黄村镇", "旧宫镇", "礼贤镇"], addresses, per).collect()}
     assert (got[("health", "黄村镇")]["residents_in_reach"], got[("health", "黄村镇")]["facilities"]) == (5, 1)
@@ -87,11 +92,17 @@ def test_topics_on_the_tiny_lake_equal_a_plain_recomputation(tiny_lake):
     lib = {r["address_code"]: r for r in rows(root, "base/standard_address") if r["lon"] is not None}
     per_addr = Counter(r["address_code"] for r in links if r["address_code"] in lib)
     poi = rows(root, "base/poi")
+    health = rows(root, "base/health_facility")
     got = {(r["service"], r["town"]): r for r in rows(root, "topic/service_coverage_by_town")}
     assert set(got) == {(s, t) for s in SERVICES for t in DISTRICT.towns}
     for s, sv in SERVICES.items():
-        fac = [p for p in poi if p["category"] == sv.poi_category and p["lon"] is not None
-               and (not sv.name_pattern or re.search(sv.name_pattern, p["name"]))]
+        if sv.table:   # health: the medical institutions in practice
+            assert sv.table == "base.health_facility"
+            fac = [h for h in health if h["lon"] is not None and h[sv.status_column] in sv.statuses]
+        else:          # transport: stop POIs
+            fac = [p for p in poi if p["category"] == sv.poi_category and p["lon"] is not None
+                   and (not sv.name_pattern or re.search(sv.name_pattern, p["name"]))]
+        assert fac, s
         near = {c for c in per_addr for p in fac
                 if haversine(lib[c]["lon"], lib[c]["lat"], p["lon"], p["lat"]) < sv.reach_metres}
         for t in DISTRICT.towns:

@@ -262,6 +262,46 @@ def publish(spark: SparkSession, settings: Settings, tc: TableContract, candidat
     return {"table": tc.table, "status": res.status, "rows": res.rows}
 
 
+def write_and_publish(spark: SparkSession, settings: Settings, tc: TableContract, candidate: DataFrame,
+                      found: DataFrame, as_of: str, started: float) -> dict:
+    """A one-table build's end: its findings written, its candidate through the gate (both persisted
+    for the while), the result with the findings per defect type and the seconds since ``started``."""
+    import time
+
+    candidate, found = candidate.persist(), found.persist()
+    try:
+        rid = run_id(spark, settings, tc)
+        write_findings(settings, found, rid)
+        res = publish(spark, settings, tc, candidate, as_of, rid)
+        res.update({"findings": counts_by_defect(found), "seconds": round(time.time() - started, 2)})
+    finally:
+        candidate.unpersist()
+        found.unpersist()
+    return res
+
+
+def build_one(settings: Settings, as_of: str, table: str, source: str, make) -> dict:
+    """The build of a table made from one source: skipped until the source has delivered, else
+    ``make(spark, raw rows, source contract, table contract)`` gives (candidate, findings), which
+    ``write_and_publish`` writes and publishes."""
+    import time
+
+    from lake import contracts as contracts_mod
+    from lake.spark import get_spark
+
+    t0 = time.time()
+    spark = get_spark(settings)
+    if not io.is_table(spark, io.table_path(settings, "raw", source)):
+        return skipped(table, f"no raw data yet from {source}")
+    contracts = contracts_mod.load(settings.contracts_dir)
+    tc, sc = contracts.table(table), contracts.source(source)
+    cand, found = make(spark, read_raw(spark, settings, source), sc, tc)
+    try:
+        return write_and_publish(spark, settings, tc, cand, found, as_of, t0)
+    finally:
+        spark.catalog.clearCache()
+
+
 def skipped(table: str, reason: str) -> dict:
     return {"table": table, "status": "skipped", "rows": 0, "reason": reason}
 

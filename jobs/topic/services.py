@@ -1,10 +1,11 @@
 """Health and transport topics (健康、交通主题库): ``topic.service_coverage_by_town``.
 
-The facilities of a service (contracts/reference.yaml ``services``: a POI category of ``base.poi`` and,
-for transport, names of 公交/地铁 stops) and the registered residents per standard address (as the
-emergency topic counts them: ``jobs.topic.emergency.residents_per_address``) are paired by
-``jobs.topic.emergency.pairs_within`` (great-circle distance under the service's ``reach_metres``).
-Not covered here: bus lines and traffic counts (no source delivers them yet).
+The facilities of a service (contracts/reference.yaml ``services``) are either the rows of a base table
+in service (health: the medical institutions of ``base.health_facility`` whose status is 执业) or POIs
+of ``base.poi`` (transport: POIs of 交通设施服务 named 公交/地铁 stops). They and the registered residents
+per standard address (as the emergency topic counts them: ``jobs.topic.emergency.residents_per_address``)
+are paired by ``jobs.topic.emergency.pairs_within`` (great-circle distance under the service's
+``reach_metres``). Bus lines per town are ``topic.bus_lines_by_town`` (``jobs.topic.transport``).
 """
 from __future__ import annotations
 
@@ -27,10 +28,23 @@ TABLE = "topic.service_coverage_by_town"
 TABLES = (TABLE,)
 
 
-def facilities(poi: DataFrame, service: str) -> DataFrame:
-    """The POIs of ``service`` with a point. Pure."""
+def source_table(service: str) -> str:
+    """The base table the facilities of ``service`` come from."""
+    return SERVICES[service].table or "base.poi"
+
+
+def id_column(service: str) -> str:
+    return SERVICES[service].id_column or "poi_id"
+
+
+def facilities(df: DataFrame, service: str) -> DataFrame:
+    """The facilities of ``service`` with a point, from the rows of its ``source_table``: those whose
+    status is one of the service's ``statuses``, or the POIs of its category (and name pattern). Pure."""
     sv = SERVICES[service]
-    df = poi.where((F.col("category") == sv.poi_category) & F.col("lon").isNotNull() & F.col("lat").isNotNull())
+    df = df.where(F.col("lon").isNotNull() & F.col("lat").isNotNull())
+    if sv.table:
+        return df.where(F.col(sv.status_column).isin(*sv.statuses))
+    df = df.where(F.col("category") == sv.poi_category)
     if sv.name_pattern:
         df = df.where(F.col("name").rlike(sv.name_pattern))
     return df
@@ -63,18 +77,23 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
     links = standard_address.current_links(spark, settings)
     if links is None:
         return standard_address.skipped_without_links([TABLE])
+    tables = sorted({source_table(s) for s in SERVICES})
+    missing = [t for t in tables if not io.is_table(spark, io.path_of(settings, t))]
+    if missing:
+        return [{"table": TABLE, "status": "skipped", "rows": 0, "reason": f"{', '.join(missing)} not built yet"}]
     addresses = emergency.residents_per_address(io.read(spark, io.path_of(settings, "base.population")), links,
                                                 io.read(spark, io.path_of(settings, "base.standard_address"))).persist()
-    poi = io.read(spark, io.path_of(settings, "base.poi"))
+    frames = {t: io.read(spark, io.path_of(settings, t)) for t in tables}
     per = {}
     for service, sv in SERVICES.items():
-        fac = facilities(poi, service).select("poi_id", "town", "lon", "lat").persist()
-        pts = [(r["poi_id"], r["lon"], r["lat"]) for r in fac.collect()]
+        fac = (facilities(frames[source_table(service)], service)
+               .select(F.col(id_column(service)).alias("facility_id"), "town", "lon", "lat").persist())
+        pts = [(r["facility_id"], r["lon"], r["lat"]) for r in fac.collect()]
         per[service] = (fac, emergency.pairs_within(addresses, pts, sv.reach_metres))
     try:
         tc = contracts.table(TABLE)
         inputs = ",".join(str(io.version(spark, io.path_of(settings, t))) for t in
-                          ("base.poi", "base.population", "base.standard_address"))
+                          (*tables, "base.population", "base.standard_address"))
         res = gates.publish(spark, settings, tc, coverage(list(DISTRICT.towns), addresses, per).select(*tc.column_names),
                             {"as_of": as_of, "inputs": inputs})
     finally:
