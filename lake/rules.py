@@ -75,6 +75,10 @@ RULES = {
     "missing.entity_key": ("missing_id", WARNING),
     "cross.id_birth_date": ("id_birth_mismatch", WARNING),
     "cross.id_gender": ("id_gender_mismatch", WARNING),
+    "cross.deregistration_date_missing": ("deregistration_date_missing", WARNING),
+    "cross.deregistration_date_on_active": ("deregistration_date_on_active", WARNING),
+    "cross.deregistration_order": ("deregistration_before_establishment", WARNING),
+    "cross.deregistration_future": ("deregistration_date_future", WARNING),
     "duplicate.entity_key": ("duplicate_record", WARNING),
     "consistency.authority": ("name_mismatch", WARNING),  # defect_type is set per column, see consistency_defect
 }
