@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 from deltalake import DeltaTable
 
-from lake.reference import DISTRICT, LEGAL_ENTITY, SERVICES
+from lake.reference import DISTRICT, LEGAL_ENTITY, SENSING, SERVICES
 
 D = datetime.date
 
@@ -158,3 +158,23 @@ def test_deaths_on_the_tiny_lake_equal_a_plain_recomputation(tiny_lake):
     got = {(r["month"], r["town"], r["industry"]): [r["deaths"], r["revoked"]] for r in rows(root, "topic/economic_deaths")}
     assert got == dict(deaths)
     assert sum(v[0] for v in got.values()) > 0 and sum(v[1] for v in got.values()) > 0
+
+
+def test_traffic_flow_on_the_tiny_lake_equals_a_plain_recomputation(tiny_lake):
+    """topic.traffic_flow against base.iot_reading (vehicle_count readings) and base.iot_device (the
+    detector's town), recomputed in plain Python (``test_iot.reference_traffic_flow``)."""
+    from test_iot import reference_traffic_flow
+
+    root = tiny_lake["settings"].root
+    towns = {d["city_code"]: (d["town_code"], d["town"]) for d in rows(root, "base/iot_device")}
+    readings = [(r["day"], r["ts"], r["city_code"], r["value"])
+                for r in rows(root, "base/iot_reading") if r["metric"] == "vehicle_count"]
+    want = reference_traffic_flow(readings, towns)
+    got = {(r["day"], r["hour"], r["town_code"]): (r["town"], r["vehicles"], r["devices"], r["readings"], r["peak_hour"])
+           for r in rows(root, "topic/traffic_flow")}
+    assert want and got == want
+    # the detectors are the transport bureau's (reference data), in the ledger
+    detectors = {c for c, t in SENSING.device_types.items() if "vehicle_count" in t.metrics}
+    owners = {SENSING.departments[SENSING.device_types[c].owner].department for c in detectors}
+    assert owners == {"北京市大兴区交通局"}
+    assert {d["owner_department"] for d in rows(root, "base/iot_device") if d["device_type"] in detectors} == owners
