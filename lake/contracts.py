@@ -196,6 +196,15 @@ class HistoryChecksModel(_Strict):
     columns: dict[str, ColumnBoundsModel] = {}
 
 
+class DeregistrationModel(_Strict):
+    """A register's deregistration date (注销/吊销日期) checked against the same row's status and
+    establishment date at ingest (``jobs.landing.ingest``): ``date`` and ``established`` are date
+    columns, ``status`` the register status (dead statuses: reference ``legal_entity.deregistered_statuses``)."""
+    date: str
+    status: str
+    established: str | None = None
+
+
 class SourceModel(_Strict):
     source: str
     title: str = ""
@@ -218,6 +227,7 @@ class SourceModel(_Strict):
     # a field holding NUL or another C0 control character (except tab): quarantine the row, or clean
     # the characters away and keep it (lake.hostile)
     control_characters: Literal["quarantine", "clean"] = "quarantine"
+    deregistration: DeregistrationModel | None = None
 
 
 class TableColumnModel(_Strict):
@@ -469,6 +479,9 @@ class SourceContract:
     # what a field holding NUL or another C0 control character (except tab) does: "quarantine" the row
     # (default) or "clean" the characters away and keep it (lake.hostile)
     control_characters: str = "quarantine"
+    # the deregistration date checked against the status and establishment date at ingest
+    # ({"date", "status", "established"}; {} = none)
+    deregistration: dict = field(default_factory=dict)
 
     @property
     def column_names(self) -> list[str]:
@@ -653,7 +666,13 @@ def parse_source(path: Path) -> SourceContract:
         delivery=m.delivery.model_dump() if m.delivery else {},
         history_checks=m.history_checks.model_dump() if m.history_checks else {},
         control_characters=m.control_characters,
+        deregistration=m.deregistration.model_dump() if m.deregistration else {},
     )
+    for role, c in sc.deregistration.items():
+        if c is not None and c not in names:
+            raise ContractError(f"{path}: deregistration.{role} names column '{c}', which is not among the columns")
+        if c is not None and role != "status" and next(x.type for x in cols if x.name == c) != "date":
+            raise ContractError(f"{path}: deregistration.{role} column '{c}' must be of type date")
     if sc.op_column and sc.op_column in names:
         raise ContractError(f"{path}: delivery.op_column '{sc.op_column}' must not be one of the columns")
     for c in (sc.history_checks.get("columns") or {}):

@@ -15,6 +15,7 @@ Unit conversions are exact fractions: the job converts a delivered value with ``
 """
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -109,6 +110,9 @@ class Sensing(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        for code in [*self.departments, *self.device_types]:
+            if not re.fullmatch(r"[0-9]{2}", code) or code == "00":
+                raise ValueError(f"'{code}' is not a two-digit code 01-99 (a part of the city code)")
         for code, t in self.device_types.items():
             if t.owner not in self.departments:
                 raise ValueError(f"device type {code}: owner '{t.owner}' is not one of the departments")
@@ -406,7 +410,9 @@ class Reference(_Strict):
     @property
     def substitutions(self) -> dict[str, str]:
         """What ``${name}`` in a contract's regex or text stands for."""
-        return {"district": self.district.code}
+        return {"district": self.district.code,
+                # the device types of a city code (positions 7-8) as a regex group: (01|02|...)
+                "device_types": "(" + "|".join(sorted(self.sensing.device_types)) + ")"}
 
 
 class ReferenceError(ValueError):

@@ -18,7 +18,7 @@ from functools import lru_cache, reduce
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from lake.reference import DISTRICT
+from lake.reference import DISTRICT, REF, SENSING
 
 ERROR = "error"      # the row cannot be used: quarantined
 WARNING = "warning"  # the row is kept, the problem is reported to the department
@@ -75,6 +75,10 @@ RULES = {
     "missing.entity_key": ("missing_id", WARNING),
     "cross.id_birth_date": ("id_birth_mismatch", WARNING),
     "cross.id_gender": ("id_gender_mismatch", WARNING),
+    "cross.deregistration_date_missing": ("deregistration_date_missing", WARNING),
+    "cross.deregistration_date_on_active": ("deregistration_date_on_active", WARNING),
+    "cross.deregistration_order": ("deregistration_before_establishment", WARNING),
+    "cross.deregistration_future": ("deregistration_date_future", WARNING),
     "duplicate.entity_key": ("duplicate_record", WARNING),
     "consistency.authority": ("name_mismatch", WARNING),  # defect_type is set per column, see consistency_defect
 }
@@ -302,8 +306,10 @@ def cn_uscc_issues(col: str) -> list[Column]:
 
 # ----------------------------------------------------------------------------- city codes (城市码)
 
-# 110115 (Daxing) + device type 01-09 + owner department (2 digits) + serial (7 digits) + check character
-CITY_CODE_REGEX = r"^" + DISTRICT.code + r"(0[1-9])[0-9]{2}[0-9]{7}[0-9X]\z"
+# 110115 (Daxing) + a device type of sensing.device_types + owner department (2 digits) + serial (7 digits)
+# + check character
+DEVICE_TYPE_GROUP = REF.substitutions["device_types"]
+CITY_CODE_REGEX = r"^" + DISTRICT.code + DEVICE_TYPE_GROUP + r"[0-9]{2}[0-9]{7}[0-9X]\z"
 
 
 def city_code_check_char(s: Column) -> Column:
@@ -313,15 +319,15 @@ def city_code_check_char(s: Column) -> Column:
 
 
 def city_code_issues(col: str) -> list[Column]:
-    """At most one issue per value: format (district prefix, device type 01-09, department, serial),
+    """At most one issue per value: format (district prefix, a known device type, department, serial),
     then the check character (both errors)."""
     s = F.upper(F.col(col))
     return [
         F.when(s.isNull(), F.lit(None))
         .when(~s.rlike(CITY_CODE_REGEX),
               issue(F.lit(True), "city_code.format", col,
-                    "city code must be 110115 + device type 01-09 + department (2 digits) + serial (7 digits) "
-                    "+ check character (digit or X)", s))
+                    f"city code must be 110115 + device type ({'/'.join(SENSING.device_types)}) + department "
+                    "(2 digits) + serial (7 digits) + check character (digit or X)", s))
         .when(F.substring(s, 18, 1) != city_code_check_char(s),
               issue(F.lit(True), "city_code.checksum", col,
                     F.concat(F.lit("check character should be "), city_code_check_char(s)), s))

@@ -12,7 +12,8 @@ read one value for hours, so they are never checked:
 - ``tilt``: a closed manhole cover rests at one angle;
 - ``power``: a lamp post's LED driver holds its rated (or dimmed) power all night and its standby
   power all day;
-- ``ch4``: a gas detector in clean air reads 0 %LEL.
+- ``ch4``: a gas detector in clean air reads 0 %LEL;
+- ``vehicle_count``: a traffic-flow detector on a quiet road counts no vehicle for hours at night.
 """
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ Population (one pass over the people of the household register):
 Legal entities (one pass per register):
 
 * ``samr_enterprises`` (市场监管, CSV UTF-8): about 90% of the entities (credit
-  codes 91/92/93).
+  codes 91/92/93); a 注销/吊销 entity has its deregistration date, from its establishment
+  to the extract date.
 * ``mca_social_orgs`` (民政社会组织, CSV UTF-8 with BOM): about 3% (51/52/53).
 * ``seo_institutions`` (编办事业单位, JSON lines UTF-8): about 7% (12).
 * ``tax_taxpayers`` (税务, CSV GB18030): about 80% / 50% / 30% of the entities
@@ -126,7 +127,7 @@ COLUMNS = {
     NHC: ("record_id", "event_type", "id_number", "name", "gender", "birth_date", "event_date",
           "institution", "town"),
     SAMR: ("record_id", "credit_code", "name", "legal_rep", "industry", "registered_capital",
-           "established_date", "status", "town", "address", "phone"),
+           "established_date", "status", "town", "address", "phone", "deregistered_date"),
     SOC: ("record_id", "credit_code", "name", "org_type", "legal_rep", "registered_date",
           "status", "town", "address", "phone"),
     SEO: ("record_id", "credit_code", "name", "legal_rep", "sponsor", "funding_type", "status",
@@ -145,7 +146,10 @@ _RECORD_PREFIX = {PSB: "HJ", MCA: "MZ", HRSS: "SB", NHC: "WJ",
 # whatever psb says); death_not_propagated applies to the psb rows of people
 # who died; id_name_conflict to living adults in psb and to hrss rows of people
 # not in psb; tax name_mismatch to entities whose register row is clean and
-# deregistered_active_in_tax to those that are deregistered as well.  Rows of a
+# deregistered_active_in_tax to those that are deregistered as well; the
+# deregistration-date defects of 市场监管 to its deregistered rows (missing, before
+# establishment, after the extract date) or its active rows (a date on an active
+# entity).  Rows of a
 # person whose psb row carries death_not_propagated get no defect.
 DEFECT_RATES: dict[str, tuple[tuple[str, float], ...]] = {
     PSB: (("malformed_row", 0.001), ("missing_value", 0.0015), ("whitespace", 0.002),
@@ -172,7 +176,9 @@ DEFECT_RATES: dict[str, tuple[tuple[str, float], ...]] = {
     SAMR: (("malformed_row", 0.002), ("missing_value", 0.002), ("whitespace", 0.003),
            ("duplicate_record", 0.003), ("credit_code_checksum", 0.005),
            ("credit_code_authority", 0.009), ("fullwidth", 0.003), ("phone_format", 0.004),
-           ("invalid_date", 0.002), ("invalid_value", 0.002)),
+           ("invalid_date", 0.002), ("invalid_value", 0.002),
+           ("deregistration_date_missing", 0.05), ("deregistration_before_establishment", 0.03),
+           ("deregistration_date_future", 0.03), ("deregistration_date_on_active", 0.005)),
     SOC: (("malformed_row", 0.005), ("missing_value", 0.005), ("whitespace", 0.008),
           ("duplicate_record", 0.008), ("credit_code_checksum", 0.008),
           ("credit_code_authority", 0.01), ("fullwidth", 0.008), ("phone_format", 0.008)),
@@ -185,8 +191,12 @@ DEFECT_RATES: dict[str, tuple[tuple[str, float], ...]] = {
 }
 
 # Defects that only some rows are eligible for (decided by the writer, see above).
+_DEREGISTRATION_DEFECTS = ("deregistration_date_missing", "deregistration_before_establishment",
+                           "deregistration_date_future")  # on a deregistered row; on an active one:
+_DATE_ON_ACTIVE = "deregistration_date_on_active"
 _CONTEXTUAL = frozenset({"name_mismatch", "address_mismatch", "missing_id", "death_not_propagated",
-                         "deregistered_active_in_tax", "id_name_conflict"})
+                         "deregistered_active_in_tax", "id_name_conflict", *_DEREGISTRATION_DEFECTS,
+                         _DATE_ON_ACTIVE})
 # Defects written as a later copy of a clean row (the truth names the copy).
 _DELAYED = frozenset({"duplicate_record", "id_name_conflict"})
 
@@ -221,7 +231,8 @@ DEFECT_FIELDS: dict[str, dict[str, str | tuple[str, ...]]] = {
         (MCA, _person_fields()),
         (HRSS, _person_fields()),
         (NHC, _person_fields(extra={"fullwidth": ("id_number",)})),
-        (SAMR, _entity_fields(extra={"invalid_date": "established_date", "invalid_value": "status"})),
+        (SAMR, _entity_fields(extra={"invalid_date": "established_date", "invalid_value": "status",
+                                     **{d: "deregistered_date" for d in (*_DEREGISTRATION_DEFECTS, _DATE_ON_ACTIVE)}})),
         (SOC, _entity_fields()),
         (SEO, _entity_fields(extra={"fullwidth": ("credit_code",)})),
         (TAX, _entity_fields("taxpayer_name", {"deregistered_active_in_tax": "tax_status"})),
@@ -975,11 +986,29 @@ class _Entities:
         else:
             capital = 10 * 5000 ** rng.random()  # log-uniform 10 .. 50000
         town, address = self.residence()
+        established, status = self.date(), self.samr_status(rng)
         row = [self.credit_code("9", org_type), prefix + trade + suffix,
                self.names(rng, rng.random() < 0.7), industry, f"{capital:.2f}",
-               _iso(self.date()), self.samr_status(rng), town, address,
-               _phone(rng, empty=0.08, landline=0.35)]
+               _iso(established), status, town, address,
+               _phone(rng, empty=0.08, landline=0.35),
+               _iso(self.after(established)) if status in _DEREGISTERED else ""]
         return row, org_type, prefix + old_trade + suffix
+
+    def after(self, first: int) -> int:
+        """A day from ``first`` to the extract date (a deregistration after the establishment)."""
+        return first + self._rng.randrange(self._extract_ord - first + 1)
+
+    def deregistration_defect(self, row: list[str], defect: str) -> None:
+        """Put ``defect`` (a deregistration-date defect) into the samr ``row`` (without record id)."""
+        established = datetime.date.fromisoformat(row[5]).toordinal()
+        if defect == "deregistration_date_missing":
+            row[10] = ""
+        elif defect == "deregistration_before_establishment":
+            row[10] = _iso(established - 1 - self._rng.randrange(3650))
+        elif defect == "deregistration_date_future":
+            row[10] = _iso(self._extract_ord + 1 + self._rng.randrange(365))
+        else:  # a date on an active entity
+            row[10] = _iso(self.after(established))
 
     def soc(self) -> tuple[list[str], str]:
         rng = self._rng
@@ -1062,16 +1091,20 @@ def _write_entities(rng: random.Random, out: Path, stamp: str, n_entities: int,
         coverage = _TAX_COVERAGE[source]
         extra = coverage * _TAX_EXTRA_SHARE / (1 - _TAX_EXTRA_SHARE)
         for _ in range(n):
+            contextual: tuple[str, ...] = ()
             if source == SAMR:
                 values, org_type, old_name = entities.samr()
                 status_pos, phone = 6, values[9]
+                contextual = _DEREGISTRATION_DEFECTS if values[6] in _DEREGISTERED else (_DATE_ON_ACTIVE,)
             elif source == SOC:
                 values, old_name = entities.soc()
                 org_type, status_pos, phone = "5", 5, values[8]
             else:
                 values, old_name = entities.seo()
                 org_type, status_pos, phone = "1", 5, ""
-            defect = defects.pick(source, phone)
+            defect = defects.pick(source, phone, contextual)
+            if defect in contextual:
+                entities.deregistration_defect(values, defect)
             sink.emit(values, defect)
             if subjects is not None:
                 subjects.entity(source, values, defect)

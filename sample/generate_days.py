@@ -331,7 +331,7 @@ def _day(state: _State, k: int, as_of: datetime.date, seed: int, book, names: _N
              "name": f"北京{''.join(rng.sample('恒泰华信达瑞丰源鑫德安博创宏盛兴隆', 3))}商贸有限公司",
              "legal_rep": names(rng, rng.random() < 0.7), "industry": "F", "registered_capital": "100.00",
              "established_date": iso, "status": "存续", "town": t, "address": book.residence(rng, t, True),
-             "phone": _phone(rng, empty=0.08, landline=0.35)}
+             "phone": _phone(rng, empty=0.08, landline=0.35), "deregistered_date": ""}
         samr[code] = r
         w.emit(SAMR, "I", r)
         if rng.random() < 0.5:
@@ -343,6 +343,7 @@ def _day(state: _State, k: int, as_of: datetime.date, seed: int, book, names: _N
     for key in pick(samr, max(1, round(ns * _rate(rng) * 0.2)), active):  # deregistrations
         r = dict(samr[key])
         r["status"] = rng.choice(["注销", "吊销"])
+        r["deregistered_date"] = iso
         samr[key] = r
         w.emit(SAMR, "U", r)
         if key in tax:

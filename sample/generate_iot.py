@@ -7,7 +7,7 @@ pipeline's findings and topics are measured against.
 Device ledger (``iot_devices``, CSV GBK, one file per owner department
 ``iot_devices/iot_devices_<dept>_<YYYYMMDD>.csv``, ``<dept>`` the two-digit department code of the
 city code, ``<YYYYMMDD>`` the extract date): about 130,000 devices at scale 1.0 (at least 200) of
-the nine types of ``DEVICE_TYPES``, each owned by its department, at true WGS-84 points inside the
+the ten types of ``DEVICE_TYPES``, each owned by its department, at true WGS-84 points inside the
 22 towns (``sample.basemap.district_boundaries``; delivered in GCJ-02 via ``lake.geo.from_wgs84``).
 Status 在用 (93 %), 停用 (4 %) or 维修 (3 %); only 在用 devices report. Rows are sorted by city code.
 
@@ -38,7 +38,7 @@ distinct city code as written (the first row of a duplicated code), ``town_code`
 Readings (long format, one metric per row: ``device, ts, metric, value, unit``, all text; ``ts``
 ISO 8601 with ``+08:00``) for every day of ``days``: ``iot_readings_json/iot_readings_json_<day>.jsonl``
 (types 01-04: air quality, noise, water quality, flood points) and
-``iot_readings_csv/iot_readings_csv_<day>.csv`` (types 05-09), both UTF-8. Every 在用 device
+``iot_readings_csv/iot_readings_csv_<day>.csv`` (types 05-10), both UTF-8. Every 在用 device
 with a valid code reports every ``interval`` seconds of its type from its own phase, with ±10 s of
 jitter; an air-quality station sends its six metrics with the same ``ts``. Values follow a diurnal
 pattern per metric. Every day some towns have an air pollution episode (PM2.5 24-hour mean about
@@ -161,14 +161,15 @@ class DeviceType:
 # generator-only: the word in device names, the share of all devices, the vendor's serial prefix; the
 # rest (owner department, metrics, report interval) is the reference data's
 _TYPE_NAMES = {"01": ("空气质量微站", 0.030, "SL"), "02": ("噪声监测点", 0.025, "AW"), "03": ("水质监测站", 0.010, "HC"),
-               "04": ("积水点水位计", 0.020, "YS"), "05": ("智能井盖", 0.300, "JG"), "06": ("智慧灯杆", 0.310, "ZH"),
-               "07": ("消火栓", 0.200, "XF"), "08": ("燃气监测点", 0.085, "RQ"), "09": ("热泵机组", 0.020, "RB")}
+               "04": ("积水点水位计", 0.020, "YS"), "05": ("智能井盖", 0.300, "JG"), "06": ("智慧灯杆", 0.290, "ZH"),
+               "07": ("消火栓", 0.200, "XF"), "08": ("燃气监测点", 0.085, "RQ"), "09": ("热泵机组", 0.020, "RB"),
+               "10": ("交通流量检测器", 0.020, "JT")}
 DEVICE_TYPES: dict[str, DeviceType] = {
     code: DeviceType(code, _TYPE_NAMES[code][0], t.owner, tuple(t.metrics), t.interval_min * 60, _TYPE_NAMES[code][1],
                      _TYPE_NAMES[code][2])
     for code, t in SENSING.device_types.items()}
 JSON_TYPES = ("01", "02", "03", "04")
-CSV_TYPES = ("05", "06", "07", "08", "09")
+CSV_TYPES = ("05", "06", "07", "08", "09", "10")
 _TYPE_SOURCE = {**{t: READINGS_JSON for t in JSON_TYPES}, **{t: READINGS_CSV for t in CSV_TYPES}}
 
 
@@ -189,7 +190,7 @@ _UG = "µg/m³"  # U+00B5 micro sign, as in the design
 # generator-only: decimals written, and of the other unit; unit, range and conversion are the reference data's
 _DECIMALS = {"pm25": (1, 4), "pm10": (1, 4), "no2": (1, 4), "so2": (1, 4), "o3": (1, 4), "co": (3, 0), "noise": (1, 0),
              "ph": (2, 0), "do": (2, 0), "turbidity": (1, 0), "water_level": (1, 3), "tilt": (2, 0), "power": (1, 0),
-             "pressure": (3, 0), "ch4": (2, 0), "supply_temp": (1, 2)}
+             "pressure": (3, 0), "ch4": (2, 0), "supply_temp": (1, 2), "vehicle_count": (0, 0)}
 
 
 def _metric(name: str) -> Metric:
@@ -523,6 +524,8 @@ def _device_params(types: list[str], tidx: np.ndarray, rng: np.random.Generator)
             p1[s] = 0.3 + 1.2 * u1[s]
         elif t == "09":  # supply temperature (°C)
             p1[s] = 40 + 10 * u1[s]
+        elif t == "10":  # vehicles per 5 minutes at the evening peak (a road's size), night traffic share
+            p1[s], p2[s] = 40 + 260 * u1[s], 0.02 + 0.06 * u2[s]
     return p1, p2, p3
 
 
@@ -622,8 +625,16 @@ def _values(type_code: str, dev: np.ndarray, t: np.ndarray, ledger: _Ledger, env
         out = [p1 - 0.03 * demand + noise(0.004)]
     elif type_code == "08":  # steady: clean air, below the detector's resolution
         out = [np.where(p3 > 0, 0.0, p1 + noise(0.12))]
-    else:
+    elif type_code == "09":
         out = [p1 + 2.5 * np.cos(2 * np.pi * (h - 4) / 24) + noise(0.3)]
+    elif type_code == "10":  # whole vehicles: morning and evening peaks, a quiet road counts none at night
+        peaks = 0.85 * np.exp(-((h - 8) / 1.2) ** 2) + np.exp(-((h - 18) / 1.5) ** 2)
+        day = np.clip(np.sin(np.pi * (h - 5.5) / 17.5), 0.0, None) * 0.45
+        mean = p1 * (p2 + day + peaks)
+        quiet = (p3 > 0) & ((h < 5) | (h >= 23.5))
+        out = [np.where(quiet, 0.0, np.round(np.maximum(mean + noise(1.0) * np.sqrt(mean + 1), 0.0)))]
+    else:
+        raise ValueError(f"no value model for device type {type_code} (sample/generate_iot.py _values)")
     values = np.stack(out, axis=-1)
     for k, name in enumerate(DEVICE_TYPES[type_code].metrics):
         m = METRICS[name]
@@ -953,8 +964,9 @@ def _block_day(block: _Block, day: datetime.date, ledger: _Ledger, env: _Env, he
                 parts = line.split(",")
                 if c == 0:  # unit missing
                     broken.append(",".join(parts[:4]))
-                elif c == 1:  # decimal comma
-                    broken.append(",".join(parts[:3] + [parts[3].replace(".", ",")] + parts[4:]))
+                elif c == 1:  # decimal comma (a whole count such as vehicles written 12,0)
+                    v = parts[3].replace(".", ",") if "." in parts[3] else parts[3] + ",0"
+                    broken.append(",".join(parts[:3] + [v] + parts[4:]))
                 else:  # cut after ts
                     broken.append(",".join(parts[:2]))
         mask = np.zeros(order.size, dtype=bool)

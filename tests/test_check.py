@@ -43,6 +43,8 @@ def valid_row(sc, i: int) -> dict:
             v = f"138{i:08d}"
         elif c.allowed:
             v = "男" if "男" in c.allowed else c.allowed[0]
+        elif c.name == sc.deregistration.get("date"):
+            v = ""  # the status is an active one (allowed[0]): no deregistration date
         elif c.type == "date":
             v = birth.isoformat()
         elif c.type != "string":

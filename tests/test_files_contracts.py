@@ -253,7 +253,7 @@ def test_real_contracts_load():
             "topic.air_quality_hourly", "topic.device_health", "topic.hotline_rates", "topic.hotline_town_counts",
             "topic.hotline_hotspots", "topic.hotline_repeat_complaints", "topic.shelter_reach",
             "topic.emergency_by_town", "topic.service_coverage_by_town", "topic.economic_births",
-            "topic.macro_trend", "topic.bus_lines_by_town"} <= set(c.tables)
+            "topic.economic_deaths", "topic.macro_trend", "topic.bus_lines_by_town"} <= set(c.tables)
     psb = c.source("psb_household")
     assert (psb.record_key, psb.entity_key, psb.encoding) == ("record_id", "id_number", "gb18030")
     assert psb.column("id_number").checks == ("cn_id",)

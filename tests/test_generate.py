@@ -26,6 +26,7 @@ from sample.generate import (
     ENCODINGS,
     FORMATS,
     SOURCES,
+    _CONTEXTUAL,
     generate,
 )
 from sample.identifiers import (
@@ -319,8 +320,7 @@ def test_record_ids_unique(rows) -> None:
 
 def test_defect_rates(rows, truth) -> None:
     counts = Counter((t["source"], t["defect_type"]) for t in truth)
-    contextual = {"name_mismatch", "address_mismatch", "missing_id", "death_not_propagated",
-                  "deregistered_active_in_tax", "id_name_conflict", "phone_format", "fullwidth"}
+    contextual = _CONTEXTUAL | {"phone_format", "fullwidth"}  # the generator's own list, and two by column
     for source, rates in DEFECT_RATES.items():
         n = len(rows[source])
         for defect, rate in rates:
@@ -441,6 +441,14 @@ def test_injected_defects_are_defective(rows, truth, records, psb_by_id, defecti
             assert len(deaths) == 1 and deaths[0]["record_id"] not in defective[NHC]
         elif defect == "deregistered_active_in_tax":
             assert value == "正常"
+        elif defect == "deregistration_date_missing":
+            assert value == "" and r["status"] in {"注销", "吊销"}
+        elif defect == "deregistration_date_on_active":
+            assert r["status"] in {"存续", "在业"} and r["established_date"] <= value <= EXTRACT.isoformat()
+        elif defect == "deregistration_before_establishment":
+            assert r["status"] in {"注销", "吊销"} and value < r["established_date"]
+        elif defect == "deregistration_date_future":
+            assert r["status"] in {"注销", "吊销"} and value > EXTRACT.isoformat()
         else:
             pytest.fail(f"unexpected defect {defect}")
 
@@ -640,6 +648,12 @@ def test_clean_entities_are_valid(clean) -> None:
         assert re.fullmatch(r"\d+\.\d{2}", r["registered_capital"])
         assert datetime.date(1990, 1, 1) <= datetime.date.fromisoformat(r["established_date"]) <= EXTRACT
         assert r["status"] in {"存续", "在业", "注销", "吊销"}
+        # a deregistered enterprise has its date, from its establishment to the extract date; an active
+        # one none (the rows whose date is a defect are not clean)
+        if r["status"] in {"注销", "吊销"}:
+            assert r["established_date"] <= r["deregistered_date"] <= EXTRACT.isoformat()
+        else:
+            assert r["deregistered_date"] == ""
     status = Counter(r["status"] for r in clean[SAMR])
     assert 0.72 < status["存续"] / len(clean[SAMR]) < 0.88
     types = {"51": "社会团体", "52": "民办非企业单位", "53": "基金会"}

@@ -177,12 +177,13 @@ def test_contracts_load_and_match_the_generator():
 
 def test_flatline_is_injected_only_where_the_job_checks_it(lake_dir):
     """The reference data splits the metrics into continuous (checked for flat lines) and steady (a
-    dry flood gauge, a closed manhole cover, a lamp post, a gas detector in clean air: never checked);
+    dry flood gauge, a closed manhole cover, a lamp post, a gas detector in clean air, a traffic counter
+    on a quiet road at night: never checked);
     the generator injects stuck sensors only into the device types all of whose metrics are
     continuous, so that every injected flat line is one the job can and must find."""
     out, _ = lake_dir
     assert not set(CONTINUOUS_METRICS) & set(STEADY_METRICS)
-    assert set(STEADY_METRICS) == {"water_level", "tilt", "power", "ch4"}
+    assert set(STEADY_METRICS) == {"water_level", "tilt", "power", "ch4", "vehicle_count"}
     assert set(CONTINUOUS_METRICS) | set(STEADY_METRICS) == set(METRICS)
     assert set(FLATLINE_TYPES) == {"01", "02", "03", "07", "09"}
     stuck = [t for t in read_truth(out, "device_health.csv") if t["condition"] == "flatline"]
@@ -208,7 +209,7 @@ def test_same_arguments_give_identical_files_and_other_seed_differs(lake_dir, tm
 def test_manifest_lists_every_file_with_its_line_count(lake_dir):
     out, manifest = lake_dir
     paths = [e["path"] for e in manifest["files"]]
-    assert paths[:5] == [f"{DEVICES}/{DEVICES}_{d}_{EXTRACT:%Y%m%d}.csv" for d in sorted(DEPARTMENTS)]
+    assert paths[:len(DEPARTMENTS)] == [f"{DEVICES}/{DEVICES}_{d}_{EXTRACT:%Y%m%d}.csv" for d in sorted(DEPARTMENTS)]
     for day in DAYS:
         assert f"{RJSON}/{RJSON}_{day:%Y%m%d}.jsonl" in paths and f"{RCSV}/{RCSV}_{day:%Y%m%d}.csv" in paths
     for e in manifest["files"]:

@@ -24,6 +24,7 @@ from jobs import pipeline
 from jobs.base import iot_device, iot_reading
 from jobs.topic import air_quality, sensing
 from lake import rules
+from lake.reference import SENSING
 from sample import basemap, evaluate_iot
 
 D1 = dt.date(2026, 10, 31)
@@ -40,14 +41,14 @@ def reference_rule(code: str | None) -> str | None:
     if code is None:
         return None
     s = code.upper()
-    if not re.fullmatch(r"110115(0[1-9])[0-9]{2}[0-9]{7}[0-9X]", s):
+    if not (re.fullmatch(r"110115[0-9]{4}[0-9]{7}[0-9X]", s) and s[6:8] in SENSING.device_types):
         return "city_code.format"
     check = "10X98765432"[sum(int(c) * w for c, w in zip(s[:17], WEIGHTS)) % 11]
     return None if s[17] == check else "city_code.checksum"
 
 
 def _valid_code(rng: random.Random) -> str:
-    first = f"110115{rng.randint(1, 9):02d}{rng.randint(0, 99):02d}{rng.randint(0, 9_999_999):07d}"
+    first = f"110115{rng.choice(sorted(SENSING.device_types))}{rng.randint(0, 99):02d}{rng.randint(0, 9_999_999):07d}"
     return first + "10X98765432"[sum(int(c) * w for c, w in zip(first, WEIGHTS)) % 11]
 
 
@@ -62,8 +63,8 @@ def _codes(n: int, seed: int = 20261101) -> list[str]:
         elif kind == 2:  # a serial digit dropped or doubled
             p = rng.randint(10, 16)
             c = c[:p] + c[p + 1:] if rng.random() < 0.5 else c[:p] + c[p] + c[p:]
-        elif kind == 3:  # device type outside 01-09
-            c = c[:6] + rng.choice(["00", "10", "19", "99"]) + c[8:]
+        elif kind == 3:  # a device type that sensing.device_types does not know
+            c = c[:6] + rng.choice([t for t in ("00", "10", "11", "19", "99") if t not in SENSING.device_types]) + c[8:]
         elif kind == 4:  # another district
             c = rng.choice(["110105", "110116", "120115"]) + c[6:]
         elif kind == 5:  # a letter inside
@@ -274,7 +275,7 @@ TABLES = [("base", "iot_device"), ("base", "iot_reading"), ("quarantine", "iot_r
           ("quarantine", "iot_readings_csv"), ("quality", "iot_reading_counts"), ("quality", "iot_reading_duplicates"),
           ("quality", "findings"), ("landing", "_manifest"), ("topic", "device_health"), ("topic", "device_online_rate"),
           ("topic", "air_quality_hourly"), ("topic", "air_quality_exceedance"), ("topic", "flood_points"),
-          ("topic", "sensor_coverage_by_town")]
+          ("topic", "sensor_coverage_by_town"), ("topic", "traffic_flow")]
 
 
 def write_admin_boundary(spark, s) -> None:
@@ -834,6 +835,71 @@ def test_flood_points_and_coverage_equal_an_independent_computation(spark, iot_l
            if got[k][:3] != w[:3] or abs(got[k][3] - w[3]) > 1.01e-4 or abs(got[k][4] - w[4]) > 1.01e-4]
     assert not bad, bad[:5]
     assert any(w[2] < w[1] for w in want.values())  # silent devices lower the online count somewhere
+
+
+def test_traffic_flow_on_hand_written_readings(spark):
+    """topic.traffic_flow: per day, town and hour the vehicles the town's detectors counted, the detectors
+    and readings, the busiest hour(s); other metrics and detectors outside every town are not counted."""
+    from jobs.topic import traffic
+    from sample.generate_iot import city_code
+
+    a, b, out, lamp = (city_code("10", "18", 1), city_code("10", "18", 2), city_code("10", "18", 3),
+                       city_code("06", "15", 4))
+    devices = spark.createDataFrame([(a, "10", "110115001"), (b, "10", "110115001"), (out, "10", None),
+                                     (lamp, "06", "110115001")], "city_code string, device_type string, town_code string")
+    boundary = spark.createDataFrame([("110115001", "兴丰街道")], "code string, name string")
+    day = dt.date(2026, 11, 1)
+
+    def at(h, m):
+        return dt.datetime(2026, 11, 1, h, m)
+    readings = spark.createDataFrame([
+        (a, at(7, 0), "vehicle_count", 10.0), (a, at(7, 5), "vehicle_count", 12.0), (b, at(7, 3), "vehicle_count", 30.0),
+        (a, at(8, 0), "vehicle_count", 40.0), (b, at(8, 1), "vehicle_count", 12.0),   # 52 at 08: the peak
+        (a, at(9, 0), "vehicle_count", 0.0),
+        (out, at(8, 0), "vehicle_count", 500.0),                                    # outside every town
+        (lamp, at(8, 0), "power", 120.0),                                           # not a traffic metric
+    ], "city_code string, ts timestamp, metric string, value double").withColumn("day", F.lit(day))
+    hourly = sensing.hourly_stats(readings, devices.withColumn("alarm_threshold", F.lit(None).cast("double")))
+    got = {r["hour"].hour: (r["town"], r["vehicles"], r["devices"], r["readings"], r["peak_hour"])
+           for r in traffic.traffic_flow_rows(hourly, devices, boundary).collect()}
+    assert got == {7: ("兴丰街道", 52, 2, 3, True), 8: ("兴丰街道", 52, 2, 2, True), 9: ("兴丰街道", 0, 1, 1, False)}
+
+
+def test_traffic_flow_equals_an_independent_computation(spark, iot_lake):
+    """topic.traffic_flow recomputed in plain Python from the stored readings and the ledger on every
+    reading day of the lake."""
+    s = iot_lake["settings"]
+    devices = {r.city_code: r for r in _pandas(spark, s, "base", "iot_device").itertuples()}
+    readings = _pandas(spark, s, *iot_reading.READINGS, where=F.col("metric") == "vehicle_count")
+    want = reference_traffic_flow(
+        [(r.day, r.ts.to_pydatetime(), r.city_code, r.value) for r in readings.itertuples()],
+        {c: (d.town_code, d.town) for c, d in devices.items()})
+    got = {(r.day, r.hour.to_pydatetime(), r.town_code): (r.town, r.vehicles, r.devices, r.readings, r.peak_hour)
+           for r in _pandas(spark, s, "topic", "traffic_flow").itertuples()}
+    assert want and got == want
+    assert any(not v[4] for v in want.values())
+
+
+def reference_traffic_flow(readings, towns) -> dict:
+    """Plain Python: ``readings`` [(day, ts, city_code, vehicles)] of the vehicle_count metric, ``towns``
+    {city_code: (town_code, town)} -> {(day, hour, town_code): (town, vehicles, devices, readings,
+    peak_hour)}."""
+    cells = defaultdict(lambda: [0.0, set(), 0])
+    names = {}
+    for day, ts, code, value in readings:
+        town_code, town = towns[code]
+        if town_code is None:
+            continue
+        names[town_code] = town
+        c = cells[(day, ts.replace(minute=0, second=0, microsecond=0), town_code)]
+        c[0] += value
+        c[1].add(code)
+        c[2] += 1
+    peak = defaultdict(float)
+    for (day, _, town_code), c in cells.items():
+        peak[(day, town_code)] = max(peak[(day, town_code)], round(c[0]))
+    return {(day, hour, t): (names[t], round(c[0]), len(c[1]), c[2], round(c[0]) == peak[(day, t)])
+            for (day, hour, t), c in cells.items()}
 
 
 def test_missing_files_and_bad_days_are_clear_errors(spark, iot_settings):

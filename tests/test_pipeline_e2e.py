@@ -233,8 +233,8 @@ def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
     """Every open dataset whose contract names a geometry (boundaries, flood points, coverage and air
     quality per town, emergency shelters, the hotline's hot spots, medical institutions) has a data.geojson with one feature
     per data.json record, around the district.
-    Of the IoT topics exactly these three are opened (hourly air quality, device health and online
-    rate are shared, not opened: README and docs/spatial_iot.md say so)."""
+    Of the IoT topics exactly these three and the traffic flow (without a geometry) are opened (hourly air
+    quality, device health and online rate are shared, not opened: README and docs/spatial_iot.md say so)."""
     import shapely.geometry
 
     from lake.geo import EXTENT as ex
@@ -246,7 +246,7 @@ def test_spatial_open_datasets_have_geojson_in_wgs84(tiny_lake):
                                             "topic.sensor_coverage_by_town", "topic.air_quality_exceedance",
                                             "base.emergency_shelter", "topic.hotline_hotspots", "base.health_facility"}
     assert {tc.table for tc in tables if tc.domain == "iot" and tc.open_type != "none"} == {
-        "topic.flood_points", "topic.sensor_coverage_by_town", "topic.air_quality_exceedance"}
+        "topic.flood_points", "topic.sensor_coverage_by_town", "topic.air_quality_exceedance", "topic.traffic_flow"}
     for tc in spatial:
         folder = Path(s.root, "open", tc.open_dataset["id"])
         doc = json.loads((folder / "data.geojson").read_text(encoding="utf-8"))

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 from deltalake import DeltaTable
 
-from lake.reference import DISTRICT, LEGAL_ENTITY, SERVICES
+from lake.reference import DISTRICT, LEGAL_ENTITY, SENSING, SERVICES
 
 D = datetime.date
 
@@ -74,6 +74,24 @@ def test_births_and_trend_on_hand_written_rows(spark):
     assert t[("Y", "2026Q3", "全区")]["previous_period"] == "2026Q2" and t[("Y", "2026Q3", "全区")]["change_rate"] is None
 
 
+def test_deaths_on_hand_written_rows(spark):
+    from jobs.topic import economy
+
+    le = spark.createDataFrame([
+        (D(2015, 1, 1), D(2026, 3, 5), "黄村镇", "F", "注销"), (D(2015, 1, 1), D(2026, 3, 20), "黄村镇", "F", "吊销"),
+        (D(2015, 1, 1), D(2026, 4, 1), None, None, "吊销"),
+        (D(2015, 1, 1), None, "黄村镇", "F", "注销"),                 # no date: not counted
+        (D(2015, 1, 1), D(2026, 3, 5), "黄村镇", "F", "存续"),        # active with a date: not a death
+        (D(2015, 1, 1), D(2014, 3, 5), "黄村镇", "F", "注销"),        # before establishment
+        (D(2015, 1, 1), D(2026, 11, 2), "黄村镇", "F", "注销"),       # after the business date
+        (None, D(2026, 3, 6), "黄村镇", "F", "撤销"),                 # establishment unknown: counted
+    ], "established_date date, deregistered_date date, town string, industry string, status string")
+    got = {(r["month"], r["town"], r["industry"]): (r["deaths"], r["revoked"])
+           for r in economy.deaths(le, "2026-11-01").collect()}
+    assert got == {("2026-03", "黄村镇", "F"): (3, 1), ("2026-04", "未知", "未知"): (1, 1)}
+    assert {r["month"] for r in economy.deaths(le).collect()} == {"2026-03", "2026-04", "2026-11"}
+
+
 # --------------------------------------------------------------------------- the tiny lake
 
 def rows(root, rel):
@@ -132,3 +150,42 @@ def test_topics_on_the_tiny_lake_equal_a_plain_recomputation(tiny_lake):
             assert g["previous_period"] == (prev["period"] if prev else None)
             if prev and prev["value"]:
                 assert math.isclose(g["change_rate"], (cur["value"] - prev["value"]) / abs(prev["value"]), abs_tol=1e-6)
+
+
+def test_deaths_on_the_tiny_lake_equal_a_plain_recomputation(tiny_lake):
+    """topic.economic_deaths against base.legal_entity: dead status, a date from the establishment to
+    the run's business date; the tiny lake has deaths and revocations to count."""
+    as_of = D.fromisoformat(tiny_lake["manifest"]["generator"]["extract_date"])  # the run's --as-of (conftest)
+    root = tiny_lake["settings"].root
+    deaths = defaultdict(lambda: [0, 0])
+    entities = rows(root, "base/legal_entity")
+    for e in entities:
+        d = e["deregistered_date"]
+        if (e["status"] in LEGAL_ENTITY.deregistered_statuses and d is not None and d <= as_of
+                and (e["established_date"] is None or d >= e["established_date"])):
+            c = deaths[(d.strftime("%Y-%m"), e["town"] or "未知", e["industry"] or "未知")]
+            c[0] += 1
+            c[1] += e["status"] == "吊销"
+    got = {(r["month"], r["town"], r["industry"]): [r["deaths"], r["revoked"]] for r in rows(root, "topic/economic_deaths")}
+    assert got == dict(deaths)
+    assert sum(v[0] for v in got.values()) > 0 and sum(v[1] for v in got.values()) > 0
+
+
+def test_traffic_flow_on_the_tiny_lake_equals_a_plain_recomputation(tiny_lake):
+    """topic.traffic_flow against base.iot_reading (vehicle_count readings) and base.iot_device (the
+    detector's town), recomputed in plain Python (``test_iot.reference_traffic_flow``)."""
+    from test_iot import reference_traffic_flow
+
+    root = tiny_lake["settings"].root
+    towns = {d["city_code"]: (d["town_code"], d["town"]) for d in rows(root, "base/iot_device")}
+    readings = [(r["day"], r["ts"], r["city_code"], r["value"])
+                for r in rows(root, "base/iot_reading") if r["metric"] == "vehicle_count"]
+    want = reference_traffic_flow(readings, towns)
+    got = {(r["day"], r["hour"], r["town_code"]): (r["town"], r["vehicles"], r["devices"], r["readings"], r["peak_hour"])
+           for r in rows(root, "topic/traffic_flow")}
+    assert want and got == want
+    # the detectors are the transport bureau's (reference data), in the ledger
+    detectors = {c for c, t in SENSING.device_types.items() if "vehicle_count" in t.metrics}
+    owners = {SENSING.departments[SENSING.device_types[c].owner].department for c in detectors}
+    assert owners == {"北京市大兴区交通局"}
+    assert {d["owner_department"] for d in rows(root, "base/iot_device") if d["device_type"] in detectors} == owners

@@ -187,6 +187,47 @@ def test_lowercase_x_id_accepted_by_ingest_satisfies_base_contract(spark, contra
 # ----------------------------------------------------------------------------- latest_per_entity
 
 
+def test_deregistration_date_rules_on_hand_written_samr_rows(spark, contracts):
+    """The samr contract's ``deregistration:`` rules: one warning per row on ``deregistered_date``, the
+    row kept; an invalid status, a short row and a deletion are not judged; ``lake check`` (no
+    ``_as_of``) skips the future date."""
+    sc = contracts.source("samr_enterprises")
+    code = ref.make_uscc("9", "1", "110115", "12345678X")
+
+    def row(rid, established, status, date, n=12, r=2):
+        return [rid, code, "某公司", "张三", "F", "100.00", established, status, "黄村镇", "兴华大街1号", "", date, r, n,
+                None]
+    rows = [
+        row("S1", "2015-01-01", "存续", ""),                  # clean, active
+        row("S2", "2015-01-01", "注销", "2020-05-01"),        # clean, deregistered
+        row("S3", "2015-01-01", "吊销", ""),                  # dead without a date
+        row("S4", "2015-01-01", "在业", "2020-05-01"),        # a date on an active entity
+        row("S5", "2015-01-01", "注销", "2014-12-31"),        # before establishment
+        row("S6", "2015-01-01", "吊销", "2026-11-02"),        # after the delivery date 2026-11-01
+        row("S7", "2015-01-01", "注销", "2026-11-01"),        # on the delivery date: fine
+        row("S8", "2015-02-30", "注销", "2014-01-01"),        # established not a date: error, no order rule
+        row("S9", "2015-01-01", "歇业", "2020-05-01"),        # not an allowed status: error only
+        row("S10", "2015-01-01", "注销", "", n=11),           # short row: field count only
+    ]
+    df = parsed_frame(spark, rows, sc, batch="samr_enterprises-aaaa").withColumn(
+        "_as_of", F.lit("2026-11-01").cast("date"))
+    raw, quarantine, found = ingest.split(ingest.check_rows(df, sc), sc)
+    got = {(f["record_key"], f["field"], f["defect_type"], f["severity"]) for f in found.collect()
+           if f["rule"].startswith("cross.deregistration")}
+    w = "warning"
+    assert got == {("S3", "deregistered_date", "deregistration_date_missing", w),
+                   ("S4", "deregistered_date", "deregistration_date_on_active", w),
+                   ("S5", "deregistered_date", "deregistration_before_establishment", w),
+                   ("S6", "deregistered_date", "deregistration_date_future", w)}
+    kept = {r["record_id"]: r["deregistered_date"] for r in raw.collect()}
+    assert kept == {"S1": None, "S2": datetime.date(2020, 5, 1), "S3": None, "S4": datetime.date(2020, 5, 1),
+                    "S5": datetime.date(2014, 12, 31), "S6": datetime.date(2026, 11, 2), "S7": datetime.date(2026, 11, 1)}
+    assert {r["record_id"] for r in quarantine.collect()} == {"S8", "S9", "S10"}
+    # lake check: no delivery date, so no future-date rule
+    _, _, checked = ingest.split(ingest.check_rows(parsed_frame(spark, rows, sc), sc), sc)
+    assert {f["record_key"] for f in checked.collect() if f["rule"] == "cross.deregistration_future"} == set()
+
+
 def test_latest_per_entity(spark):
     rows = [
         # entity, record, _row, batch, ingested_at, town

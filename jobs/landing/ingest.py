@@ -24,6 +24,7 @@ from lake import hostile, io, landing, locks, rules
 from lake.contracts import SourceContract
 from lake.files import InputError, parse_file, sha256_of
 from lake.log import log
+from lake.reference import LEGAL_ENTITY
 from lake.settings import Settings
 from lake.spark import get_spark
 from quality import findings
@@ -130,7 +131,8 @@ def check_rows(parsed: DataFrame, sc: SourceContract) -> DataFrame:
                 found = {"cn_uscc": rules.cn_uscc_issues, "cn_phone": rules.cn_phone_issues,
                          "city_code": rules.city_code_issues}[chk](col.name)
             checks.extend(found)
-    cross = _cross_checks(sc, typed, id_issues)
+    cross = _cross_checks(sc, typed, id_issues) + _deregistration_checks(sc, typed, wellformed & not_deleted,
+                                                                         "_as_of" in parsed.columns)
     issues = F.concat(F.col(hostile.ISSUE_COLUMN), F.col("_norm_issues"), rules.issue_array(checks + cross))
     if typed:
         df = df.withColumns({f"_typed_{name}": expr for name, expr in typed.items()})
@@ -164,6 +166,39 @@ def _cross_checks(sc: SourceContract, typed: dict, id_issues: dict[str, list[Col
         out.append(rules.issue(
             id_ok & recorded.isin("男", "女") & (recorded != from_id), "cross.id_gender", "gender",
             F.concat(F.lit(f"differs from the gender in {id_col} "), from_id), recorded))
+    return out
+
+
+def _deregistration_checks(sc: SourceContract, typed: dict, applies: Column, has_as_of: bool) -> list:
+    """The contract's ``deregistration`` date against the row's status, establishment date and the
+    delivery's business date (``_as_of``; not known to ``lake check``): at most one issue per row, on
+    the date column. Rows with the wrong field count or a deletion are not checked; a status outside
+    the dead and active statuses (itself an error) is neither."""
+    spec = sc.deregistration
+    if not spec:
+        return []
+    date_col, status = spec["date"], F.col(spec["status"])
+    delivered, date = F.col(date_col), typed[date_col]
+    dead, active = status.isin(*LEGAL_ENTITY.deregistered_statuses), status.isin(*LEGAL_ENTITY.active_statuses)
+    est = typed.get(spec["established"]) if spec.get("established") else None
+    out = [
+        rules.issue(applies & dead & delivered.isNull(), "cross.deregistration_date_missing", date_col,
+                    F.concat(F.lit("status is "), status, F.lit(f" but {date_col} is empty"))),
+        rules.issue(applies & active & date.isNotNull(), "cross.deregistration_date_on_active", date_col,
+                    F.concat(F.lit("a deregistration date on an entity whose status is "), status), delivered),
+    ]
+    if est is not None:
+        out.append(rules.issue(applies & dead & date.isNotNull() & est.isNotNull() & (date < est),
+                               "cross.deregistration_order", date_col,
+                               F.concat(F.lit(f"before {spec['established']} "), est.cast("string")), delivered))
+        not_before = est.isNull() | (date >= est)
+    else:
+        not_before = F.lit(True)
+    if has_as_of:
+        out.append(rules.issue(applies & dead & date.isNotNull() & not_before & (date > F.col("_as_of")),
+                               "cross.deregistration_future", date_col,
+                               F.concat(F.lit("after the delivery's business date "), F.col("_as_of").cast("string")),
+                               delivered))
     return out
 
 

@@ -1,8 +1,11 @@
-"""Economic operation (经济运行主题库): ``topic.economic_births`` from ``base.legal_entity`` and
-``topic.macro_trend`` from ``base.macro_indicator``.
+"""Economic operation (经济运行主题库): ``topic.economic_births`` and ``topic.economic_deaths`` from
+``base.legal_entity`` and ``topic.macro_trend`` from ``base.macro_indicator``.
 
-Births are entities by month of establishment, town and industry; deaths are not counted because the
-register gives no deregistration date. The trend pairs each figure with the same cell's previous
+Births are entities by month of establishment, town and industry; deaths are entities by month of
+deregistration (注销/吊销日期, given by the market-regulation register only), town and industry, of which
+revoked (吊销). An entity counts as dead when its status is a dead one and its date is usable: a date
+before establishment or after the build's business date is reported to 市场监管 at ingest and not
+counted. The trend pairs each figure with the same cell's previous
 period present in the table (periods sort as text: 2026-09 < 2026-10, 2026Q2 < 2026Q3).
 """
 from __future__ import annotations
@@ -20,9 +23,10 @@ from lake.settings import Settings
 from lake.spark import get_spark
 from quality import gates
 
-BIRTHS, TREND = "topic.economic_births", "topic.macro_trend"
-TABLES = (BIRTHS, TREND)
+BIRTHS, DEATHS, TREND = "topic.economic_births", "topic.economic_deaths", "topic.macro_trend"
+TABLES = (BIRTHS, DEATHS, TREND)
 UNKNOWN = "未知"
+REVOKED = "吊销"  # 吊销营业执照: the licence revoked, among the deregistered statuses
 
 
 def births(legal_entity: DataFrame) -> DataFrame:
@@ -33,6 +37,21 @@ def births(legal_entity: DataFrame) -> DataFrame:
     return df.groupBy("month", "town", "industry").agg(
         F.count("*").alias("births"),
         F.count(F.when(F.col("status").isin(*LEGAL_ENTITY.active_statuses), 1)).alias("active"))
+
+
+def deaths(legal_entity: DataFrame, as_of: str | None = None) -> DataFrame:
+    """``topic.economic_deaths``: entities with a dead status (``legal_entity.deregistered_statuses``)
+    and a deregistration date neither before their establishment nor after ``as_of``. Pure."""
+    date = F.col("deregistered_date")
+    usable = (F.col("status").isin(*LEGAL_ENTITY.deregistered_statuses) & date.isNotNull()
+              & (F.col("established_date").isNull() | (date >= F.col("established_date"))))
+    if as_of is not None:
+        usable = usable & (date <= F.lit(as_of).cast("date"))
+    df = legal_entity.where(usable).select(
+        F.date_format(date, "yyyy-MM").alias("month"), F.coalesce("town", F.lit(UNKNOWN)).alias("town"),
+        F.coalesce("industry", F.lit(UNKNOWN)).alias("industry"), "status")
+    return df.groupBy("month", "town", "industry").agg(
+        F.count("*").alias("deaths"), F.count(F.when(F.col("status") == REVOKED, 1)).alias("revoked"))
 
 
 def trend(macro: DataFrame) -> DataFrame:
@@ -49,7 +68,9 @@ def build(settings: Settings, as_of: str, **context) -> list[dict]:
     spark = get_spark(settings)
     contracts = contracts_mod.load(settings.contracts_dir)
     out = []
-    for table, upstream, fn in ((BIRTHS, "base.legal_entity", births), (TREND, "base.macro_indicator", trend)):
+    jobs = ((BIRTHS, "base.legal_entity", births), (DEATHS, "base.legal_entity", lambda df: deaths(df, as_of)),
+            (TREND, "base.macro_indicator", trend))
+    for table, upstream, fn in jobs:
         t0 = time.time()
         path = io.path_of(settings, upstream)
         if not io.is_table(spark, path):

@@ -2,7 +2,8 @@
 partition gate (``quality.gates.publish_partition``): device health (巡检: silent, flat-lining,
 ``topic.device_health``), the online rate per department and type (``topic.device_online_rate``),
 sensor coverage per town (``topic.sensor_coverage_by_town``), and, from the same hourly statistics,
-the air-quality topics (``jobs.topic.air_quality``) and the flood points (``jobs.topic.flood_points``).
+the air-quality topics (``jobs.topic.air_quality``), the flood points (``jobs.topic.flood_points``) and
+the road traffic per town and hour (``jobs.topic.traffic``).
 
 The reading days' hourly statistics, flat-lines and health rows are computed once (``day_data``)
 and held for every table built from them.
@@ -28,10 +29,11 @@ from jobs.base.iot_device import load_devices
 from jobs.base.iot_reading import READINGS
 from jobs.topic.air_quality import air_quality_hourly_rows, exceedance_rows
 from jobs.topic.flood_points import flood_point_rows
+from jobs.topic.traffic import traffic_flow_rows
 from quality import gates
 
 TABLES = ("topic.device_health", "topic.device_online_rate", "topic.air_quality_hourly",
-          "topic.air_quality_exceedance", "topic.flood_points", "topic.sensor_coverage_by_town")
+          "topic.air_quality_exceedance", "topic.flood_points", "topic.sensor_coverage_by_town", "topic.traffic_flow")
 
 def _devices_in_service(devices: DataFrame, day: Column) -> Column:
     """A device is expected to report on ``day``: status 在用 and installed on or before it."""
@@ -192,6 +194,8 @@ def build_topics(settings: Settings, days, spark: SparkSession | None = None, da
                 _publish(spark, settings, "topic.air_quality_exceedance", exceedance_rows(aq), data),
                 _publish(spark, settings, "topic.flood_points", flood_point_rows(data.hourly, data.devices), data),
                 _publish(spark, settings, "topic.sensor_coverage_by_town", coverage_rows(data.health, data.boundary), data),
+                _publish(spark, settings, "topic.traffic_flow", traffic_flow_rows(data.hourly, data.devices, data.boundary),
+                         data),
             ]
         finally:
             aq.unpersist()
