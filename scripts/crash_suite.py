@@ -339,8 +339,10 @@ def plan(points: int, per_cycle: int, rng: random.Random, stages: dict) -> list[
 
 def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycle: int = 7,
               timeout: float = 3600.0, reference: dict | None = None, inbox: Path | None = None,
-              spark=None, say=print, reuse_reference: bool = False) -> dict:
-    """Run the suite; returns the summary (``passed``, ``kills``, ``recoveries``, ``rows_lost``, …)."""
+              spark=None, say=print, reuse_reference: bool = False, only_cycles: set[int] | None = None) -> dict:
+    """Run the suite; returns the summary (``passed``, ``kills``, ``recoveries``, ``rows_lost``, …).
+    ``only_cycles``: run just these cycles of the seeded plan (the plan itself is the same), so that one
+    suite can be split over processes or resumed; the summary then goes to ``summary-cycles-<list>.json``."""
     from lake.settings import Settings
     from lake.spark import get_spark
 
@@ -364,6 +366,8 @@ def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycl
     summary = {"seed": seed, "scale": scale, "points": points, "kills": 0, "missed": 0, "recoveries": 0,
                "kills_by_stage": {}, "rows_lost": 0, "problems": [], "tracebacks": 0, "cycles": []}
     for c, cycle in enumerate(cycles, start=1):
+        if only_cycles and c not in only_cycles:
+            continue
         root = fresh_lake(work / f"cycle{c}", inbox)
         record = {"cycle": c, "kills": []}
         for i, (stage, delay) in enumerate(cycle, start=1):
@@ -412,7 +416,9 @@ def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycl
     summary["seconds"] = round(time.time() - t_start, 1)
     summary["reference_seconds"] = reference.get("seconds")
     summary["passed"] = not summary["problems"] and summary["kills"] >= 1
-    (work / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    name = "summary.json" if not only_cycles else f"summary-cycles-{'-'.join(map(str, sorted(only_cycles)))}.json"
+    summary["cycles_run"] = sorted(only_cycles) if only_cycles else list(range(1, len(cycles) + 1))
+    (work / name).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     return summary
 
 
@@ -426,9 +432,15 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds one `lake run` may take")
     ap.add_argument("--reuse-reference", action="store_true",
                     help="use <work>/reference from an earlier run of the suite with the same sample")
+    ap.add_argument("--cycles", default="", help="comma-separated cycle numbers of the plan to run (default: all); "
+                    "with --reuse-reference, a second process can run other cycles of the same plan")
     args = ap.parse_args()
+    try:
+        only = {int(c) for c in args.cycles.split(",") if c.strip()} or None
+    except ValueError:
+        ap.error(f"--cycles takes cycle numbers separated by commas, not {args.cycles!r}")
     s = run_suite(args.points, args.seed, Path(args.work), args.scale, args.per_cycle, args.timeout,
-                  say=lambda m: print(m, flush=True), reuse_reference=args.reuse_reference)
+                  say=lambda m: print(m, flush=True), reuse_reference=args.reuse_reference, only_cycles=only)
     print(f"\ncrash suite (seed {s['seed']}, scale {s['scale']}): {s['kills']} kills "
           f"({', '.join(f'{k} {v}' for k, v in sorted(s['kills_by_stage'].items()))}), {s['missed']} planned kills "
           f"missed (the run had ended), {s['recoveries']} recoveries, rows lost: {s['rows_lost']}, "
