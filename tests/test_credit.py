@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import unicodedata
 from decimal import Decimal
 from collections import defaultdict
 from pathlib import Path
@@ -231,6 +232,12 @@ def sample_rows(tiny_lake, source: str) -> list[dict]:
     return read_file(tiny_lake["inbox"], entry)
 
 
+def cleaned(code_: str | None) -> str:
+    """A credit code as the build cleans it (lake.rules.normalized): full-width to half-width, spaces
+    removed, upper case."""
+    return "".join(unicodedata.normalize("NFKC", code_ or "").split()).upper()
+
+
 def truth(tiny_lake) -> dict:
     out = defaultdict(dict)
     with open(tiny_lake["inbox"] / "truth" / "defects.csv", encoding="utf-8") as f:
@@ -264,8 +271,9 @@ def test_credit_tables_hold_the_clean_and_the_flagged_records(tiny_lake):
                 continue
             kind = "行政许可" if source.endswith("licences") else "行政处罚"
             expected.add((kind, r["decision_no"]))
-            if r["credit_code"] in entities and r["subject_type"] != "自然人":
-                per_code[r["credit_code"]][0 if kind == "行政许可" else 1] += 1
+            code_ = cleaned(r["credit_code"])
+            if code_ in entities and r["subject_type"] != "自然人":
+                per_code[code_][0 if kind == "行政许可" else 1] += 1
     got = lake_table(root, "base/credit_decision")
     assert {(r["kind"], r["decision_no"]) for r in got} == expected
     assert {r["department"] for r in got} == {"北京市大兴区市场监督管理局", "北京市大兴区应急管理局", "北京市大兴区生态环境局",
@@ -274,8 +282,13 @@ def test_credit_tables_hold_the_clean_and_the_flagged_records(tiny_lake):
     assert set(profile) == entities
     for c, (lic, pen) in per_code.items():
         assert (profile[c]["licences"], profile[c]["penalties"]) == (lic, pen), c
+    years = defaultdict(set)  # the years of each entity's usable ratings: the profile has the newest
+    for r in sample_rows(tiny_lake, "tax_credit_ratings"):
+        if t["tax_credit_ratings"].get(r["record_id"]) not in unusable:
+            years[cleaned(r["credit_code"])].add(int(r["rating_year"]))
     rated = [r for r in profile.values() if r["tax_rating"]]
-    assert rated and all(r["rating_year"] == 2025 for r in rated)
+    assert rated and all(r["rating_year"] == max(years[r["credit_code"]]) for r in rated)
+    assert {r["rating_year"] for r in rated} <= {2024, 2025}
 
 
 def test_credit_disclosure_is_open_without_personal_data(tiny_lake):
