@@ -9,8 +9,10 @@ uninterrupted ``lake run``. Then, per cycle, a fresh lake gets the same inbox an
 started ``--per-cycle`` times, each time killed (SIGKILL to its whole process group: Python and the
 Spark JVM at once) at a seeded moment: the kill plan of a cycle visits the stage groups in order
 (ingest, then the build stages, then publish); a kill waits for the stage's line on the command's
-output and then a random delay within the stage's duration in the reference run. A last ``lake run``
-recovers, and the lake is checked:
+output and then a random delay within the stage's duration in the reference run. A run resumed after
+earlier kills can end before its kill (less of the stage is left to do): the point is then re-aimed on
+the lake as it was, at the same fraction of the stage's duration in that run (``--retries``). A last
+``lake run`` recovers, and the lake is checked:
 
 - every table folder of the zones is a finished Delta table, readable by deltalake and by Spark with
   the same row count (``lake.tables``: no unfinished first commit is left);
@@ -88,6 +90,8 @@ class Run:
     def __init__(self, root: Path, log_path: Path, env: dict) -> None:
         self.log_path = log_path
         self.stage = ""
+        self.started: dict[str, float] = {}  # stage -> when its line was seen
+        self.ended_at: float | None = None
         self.stage_seen = threading.Condition()
         self.lines: list[str] = []
         self.proc = subprocess.Popen([lake_exe(), "run", "--root", str(root), "--as-of", AS_OF], cwd=str(REPO),
@@ -106,9 +110,20 @@ class Run:
                 if m:
                     with self.stage_seen:
                         self.stage = m.group(3)
+                        self.started.setdefault(self.stage, time.time())
                         self.stage_seen.notify_all()
         with self.stage_seen:
+            self.ended_at = time.time()
             self.stage_seen.notify_all()
+
+    def stage_duration(self, stage: str) -> float | None:
+        """Seconds ``stage`` took in this (finished) run: from its line to the next stage's line or to
+        the end of the output; None when it never started."""
+        if stage not in self.started:
+            return None
+        t0 = self.started[stage]
+        later = [t for t in self.started.values() if t > t0]
+        return max(0.0, min(later) if later else (self.ended_at or time.time())) - t0
 
     def wait_for_stage(self, stages: list[str], timeout: float) -> bool:
         """Wait until one of ``stages`` (or a later one) has started; False if the run ended first."""
@@ -337,12 +352,56 @@ def plan(points: int, per_cycle: int, rng: random.Random, stages: dict) -> list[
     return cycles
 
 
+def kill_point(root: Path, work: Path, name: str, env: dict, stage: str, delay: float, ref_seconds: float,
+               timeout: float, retries: int, say, logs: list[Path]) -> dict:
+    """One planned kill: start `lake run` on ``root``, wait for ``stage``'s line, sleep ``delay`` and kill
+    the process group. A run resumed after earlier kills may have less of the stage left to do than the
+    reference run had, so it can end before the kill. Then the point is re-aimed, not just missed: the
+    lake is put back as it was before the attempt (a copy is kept) and the run is repeated with the delay
+    at the same fraction of the stage's duration as observed in the attempt that ended (up to ``retries``
+    times). Returns {planned, delay, killed_in (None when missed), attempts, why}; every log goes to
+    ``logs``."""
+    fraction = min(0.95, delay / max(1.0, ref_seconds))
+    snapshot = work / f"{name}-before"
+    shutil.rmtree(snapshot, ignore_errors=True)
+    shutil.copytree(root, snapshot, symlinks=True)
+    try:
+        for attempt in range(1, retries + 2):
+            log = work / (f"{name}.log" if attempt == 1 else f"{name}-retry{attempt - 1}.log")
+            logs.append(log)
+            run = Run(root, log, env)
+            if not run.wait_for_stage([stage], timeout) or run.proc.poll() is not None:
+                rc = run.finish(timeout)
+                why = f"the run ended (exit {rc}) before {stage} started"
+            else:
+                time.sleep(delay)
+                if run.proc.poll() is None:
+                    killed_in = run.stage
+                    run.kill()
+                    return {"planned": stage, "delay": delay, "killed_in": killed_in, "attempts": attempt}
+                run.finish(timeout)
+                why = f"the run ended before the kill ({stage} + {delay} s)"
+            observed = run.stage_duration(stage)
+            if attempt > retries or not observed:
+                break
+            shutil.rmtree(root)
+            shutil.copytree(snapshot, root, symlinks=True)
+            delay = round(fraction * observed, 2)
+            say(f"{name}: {why}; the lake is put back and the kill re-aimed at {delay} s "
+                f"({fraction:.0%} of the {observed:.1f} s {stage} took in that run)")
+        return {"planned": stage, "delay": delay, "killed_in": None, "attempts": attempt, "why": why}
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
 def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycle: int = 7,
               timeout: float = 3600.0, reference: dict | None = None, inbox: Path | None = None,
-              spark=None, say=print, reuse_reference: bool = False, only_cycles: set[int] | None = None) -> dict:
+              spark=None, say=print, reuse_reference: bool = False, only_cycles: set[int] | None = None,
+              retries: int = 2) -> dict:
     """Run the suite; returns the summary (``passed``, ``kills``, ``recoveries``, ``rows_lost``, …).
     ``only_cycles``: run just these cycles of the seeded plan (the plan itself is the same), so that one
-    suite can be split over processes or resumed; the summary then goes to ``summary-cycles-<list>.json``."""
+    suite can be split over processes or resumed; the summary then goes to ``summary-cycles-<list>.json``.
+    ``retries``: how often a point whose run ended before its kill is re-aimed (see ``kill_point``)."""
     from lake.settings import Settings
     from lake.spark import get_spark
 
@@ -363,33 +422,28 @@ def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycl
         say(f"reference: {reference['seconds']} s; stages {reference['stages']}")
     rng = random.Random(seed)
     cycles = plan(points, per_cycle, rng, reference["stages"])
-    summary = {"seed": seed, "scale": scale, "points": points, "kills": 0, "missed": 0, "recoveries": 0,
+    summary = {"seed": seed, "scale": scale, "points": points, "kills": 0, "missed": 0, "reaimed": 0, "recoveries": 0,
                "kills_by_stage": {}, "rows_lost": 0, "problems": [], "tracebacks": 0, "cycles": []}
     for c, cycle in enumerate(cycles, start=1):
         if only_cycles and c not in only_cycles:
             continue
         root = fresh_lake(work / f"cycle{c}", inbox)
         record = {"cycle": c, "kills": []}
+        logs: list[Path] = []
         for i, (stage, delay) in enumerate(cycle, start=1):
-            run = Run(root, work / f"cycle{c}-run{i}.log", env)
-            if not run.wait_for_stage([stage], timeout) or run.proc.poll() is not None:
-                rc = run.finish(timeout)
+            outcome = kill_point(root, work, f"cycle{c}-run{i}", env, stage, delay,
+                                 reference["stages"].get(stage, 1.0), timeout, retries, say, logs)
+            record["kills"].append(outcome)
+            if outcome["killed_in"] is None:
                 summary["missed"] += 1
-                record["kills"].append({"planned": stage, "killed_in": None, "exit": rc})
-                say(f"cycle {c} point {i}: the run ended (exit {rc}) before {stage}; not killed")
+                say(f"cycle {c} point {i}: not killed ({outcome['why']})")
                 continue
-            time.sleep(delay)
-            killed_in = run.stage
-            if run.proc.poll() is not None:
-                summary["missed"] += 1
-                record["kills"].append({"planned": stage, "killed_in": None, "exit": run.proc.returncode})
-                say(f"cycle {c} point {i}: the run ended before the kill ({stage} + {delay} s)")
-                continue
-            run.kill()
             summary["kills"] += 1
+            summary["reaimed"] += 1 if outcome["attempts"] > 1 else 0
+            killed_in = outcome["killed_in"]
             summary["kills_by_stage"][killed_in] = summary["kills_by_stage"].get(killed_in, 0) + 1
-            record["kills"].append({"planned": stage, "delay": delay, "killed_in": killed_in})
-            say(f"cycle {c} point {i}: killed during {killed_in} ({stage} + {delay} s)")
+            say(f"cycle {c} point {i}: killed during {killed_in} ({stage} + {outcome['delay']} s"
+                + (f", attempt {outcome['attempts']}" if outcome["attempts"] > 1 else "") + ")")
         t0 = time.time()
         rec = Run(root, work / f"cycle{c}-recovery.log", env)
         rc = rec.finish(timeout)
@@ -397,8 +451,7 @@ def run_suite(points: int, seed: int, work: Path, scale: float = 0.001, per_cycl
         problems = []
         if rc != 0:
             problems.append(f"the recovery run exited {rc} (see {rec.log_path})")
-        logs = [work / f"cycle{c}-run{i}.log" for i in range(1, len(cycle) + 1)] + [rec.log_path]
-        for log_path in logs:
+        for log_path in logs + [rec.log_path]:
             text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
             if TRACEBACK.search(text):
                 summary["tracebacks"] += 1
@@ -430,6 +483,8 @@ def main() -> int:
     ap.add_argument("--per-cycle", type=int, default=7, help="kills on one lake before its recovery run")
     ap.add_argument("--work", default="/tmp/lake-crash")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds one `lake run` may take")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="times a point whose run ended before the kill is re-aimed on the lake as it was")
     ap.add_argument("--reuse-reference", action="store_true",
                     help="use <work>/reference from an earlier run of the suite with the same sample")
     ap.add_argument("--cycles", default="", help="comma-separated cycle numbers of the plan to run (default: all); "
@@ -440,10 +495,11 @@ def main() -> int:
     except ValueError:
         ap.error(f"--cycles takes cycle numbers separated by commas, not {args.cycles!r}")
     s = run_suite(args.points, args.seed, Path(args.work), args.scale, args.per_cycle, args.timeout,
-                  say=lambda m: print(m, flush=True), reuse_reference=args.reuse_reference, only_cycles=only)
+                  say=lambda m: print(m, flush=True), reuse_reference=args.reuse_reference, only_cycles=only,
+                  retries=args.retries)
     print(f"\ncrash suite (seed {s['seed']}, scale {s['scale']}): {s['kills']} kills "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(s['kills_by_stage'].items()))}), {s['missed']} planned kills "
-          f"missed (the run had ended), {s['recoveries']} recoveries, rows lost: {s['rows_lost']}, "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(s['kills_by_stage'].items()))}; {s['reaimed']} re-aimed), "
+          f"{s['missed']} planned kills missed, {s['recoveries']} recoveries, rows lost: {s['rows_lost']}, "
           f"tracebacks: {s['tracebacks']}, {s['seconds']:.0f} s in all (reference run {s['reference_seconds']} s)")
     for p in s["problems"]:
         print(f"  problem: {p}")
