@@ -218,7 +218,6 @@ def run_publish_task(kind: str, context=None):
     """The body of a publish task (``share``, ``views``, ``open``, ``catalog``): publishes the shared or
     opened tables that exist so far (the DAG runs as soon as the first of them changes; each later one
     triggers it again), the grantee views of the share zone, and the chained catalogue of every contract."""
-    from lake import io
     from lake.spark import get_spark
 
     settings = Settings.from_env()
@@ -231,11 +230,9 @@ def run_publish_task(kind: str, context=None):
         from sharing.views import publish_views
 
         return publish_views(spark, settings)
-    built = [t for t in published_tables() if io.has_commit(io.path_of(settings, t))]
-    waiting = sorted(set(published_tables()) - set(built))
-    if waiting:
-        log.info("publish %s: %d table(s) not built yet, published when they are: %s", kind, len(waiting),
-                 ", ".join(waiting))
+    from jobs.publish import built_tables
+
+    built = built_tables(settings, f"publish {kind}")
     if kind == "share":
         from jobs.publish.share import publish_share
 
