@@ -71,7 +71,11 @@ def _stage(report: dict, name: str, names: list[str], progress, fn):
     if progress:
         progress(name, names.index(name) + 1, len(names))
     t0 = time.time()
-    result = fn()
+    try:
+        result = fn()
+    except BaseException as e:
+        report["stages"][name] = {"seconds": round(time.time() - t0, 2), "error": f"{type(e).__name__}: {e}"}
+        raise
     report["stages"][name] = {"seconds": round(time.time() - t0, 2), "result": result}
     return result
 
@@ -93,12 +97,19 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
         # a new lake and an empty inbox: nothing to build either (no JVM is started)
         return {"nothing_to_do": landing.nothing_message(settings) + "; the lake has no data yet",
                 "started_at": started.isoformat(timespec="seconds"), "as_of": as_of, "root": settings.root}
-    _stage(report, "ingest", names, progress, lambda: ingest.run_many(settings, files, as_of=as_of))
-    build(settings, as_of, progress, report)
-    get_spark(settings)
-    _stage(report, "timeliness", names, progress, lambda: timeliness.run(settings, as_of))
-    _stage(report, "reports", names, progress, lambda: reports.run(settings, as_of))
-    _stage(report, "publish", names, progress, lambda: publish.run(settings, as_of))
+    try:
+        _stage(report, "ingest", names, progress, lambda: ingest.run_many(settings, files, as_of=as_of))
+        build(settings, as_of, progress, report)
+        get_spark(settings)
+        _stage(report, "timeliness", names, progress, lambda: timeliness.run(settings, as_of))
+        _stage(report, "reports", names, progress, lambda: reports.run(settings, as_of))
+        _stage(report, "publish", names, progress, lambda: publish.run(settings, as_of))
+    except Exception:
+        # the stages that ran, with their seconds, and the one that failed: kept as run-<started>.json
+        # (latest.json stays the last finished run's)
+        report["failed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_report(settings, report, started, latest=False)
+        raise
     from lake import spark as spark_mod
 
     report["spark_log"] = spark_mod.LOG_FILE
@@ -128,11 +139,12 @@ def run(settings: Settings, as_of: str, progress=None) -> dict:
     return report
 
 
-def write_report(settings: Settings, report: dict, started: datetime) -> str:
+def write_report(settings: Settings, report: dict, started: datetime, latest: bool = True) -> str:
     data = json.dumps(report, ensure_ascii=False, indent=2, default=str).encode("utf-8")
     uri = settings.path("_reports", f"run-{started.strftime('%Y%m%dT%H%M%SZ')}.json")
     io.write_bytes(uri, data)
-    io.write_bytes(settings.path("_reports", "latest.json"), data)
+    if latest:
+        io.write_bytes(settings.path("_reports", "latest.json"), data)
     report["report_path"] = uri
     log.info("run report: %s", uri)
     return uri

@@ -488,3 +488,28 @@ def test_a_second_process_that_may_not_wait_names_the_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_failed_run_keeps_a_report_of_the_stages_it_ran(tmp_path, monkeypatch):
+    """A `lake run` that fails in a stage leaves run-<started>.json with the stages before it, their
+    seconds and the failing stage's error; latest.json stays the last finished run's (none here)."""
+    from jobs import pipeline
+    from jobs.landing import ingest
+    from lake.settings import Settings
+
+    root = tmp_path / "lake"
+    (root / "inbox" / "mca_social_orgs").mkdir(parents=True)
+    _social_orgs_file(root / "inbox" / "mca_social_orgs" / "orgs.csv")
+    s = Settings.from_env(root=str(root), contracts_dir=str(REPO / "contracts"))
+
+    def boom(*a, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest, "run_many", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        pipeline.run(s, "2026-11-01")
+    reports = list((root / "_reports").glob("run-*.json"))
+    assert len(reports) == 1 and not (root / "_reports" / "latest.json").exists()
+    report = json.loads(reports[0].read_text(encoding="utf-8"))
+    assert report["stages"]["ingest"]["error"] == "RuntimeError: disk full"
+    assert report["stages"]["ingest"]["seconds"] >= 0 and report["failed_at"] and report["as_of"] == "2026-11-01"
