@@ -53,7 +53,7 @@ def by_town(lines: list[dict], stops: list[dict], boundaries: list[dict]) -> lis
             if shapely.intersects(b["geometry"], route):
                 km[i] = km_inside(route, b["geometry"])
         ids = {routes[i][0] for i, k in km.items() if k > 0}
-        out.append((b["name"], b["code"], len(ids), round(sum(km.values()), 3), len(served[b["name"]]),
+        out.append((b["name"], b["code"], len(ids), round(sum(km.values(), 0.0), 3), len(served[b["name"]]),
                     len(register[b["name"]])))
     return out
 
