@@ -129,31 +129,38 @@ def _pinned(lo: float, hi: float) -> bool:
     return math.floor(hi + EPS) - math.ceil(lo - EPS) < 1
 
 
-def exposed(table: Table, blank: set[tuple], samples: int = 12) -> list[tuple]:
+def exposed(table: Table, blank: set[tuple], samples: int = 12, free: set[tuple] | None = None) -> list[tuple]:
     """Blank cells whose value the published table pins to a single whole number. ``table`` holds the
     true counts (the publisher's side). To spare two linear programmes per cell, a few feasible tables
     are found first (the true one, and the optima of random positive objectives, minimised and
     maximised under a cap): a cell whose values across them already span two whole numbers cannot be
-    pinned; only the others get their own two programmes (``ranges``)."""
+    pinned; only the others get their own two programmes (``ranges``).
+
+    ``free`` (updated in place): blanks already shown not to be pinned under fewer blanks. Blanking more
+    cells only widens what the published table allows (an earlier feasible table, with the newly blank
+    cells at their true values, is still feasible), so they stay free and are not looked at again; when
+    ``free`` is given and not empty, the random samples are skipped. The cells returned are the same as
+    without it: only ``ranges`` decides that a cell is pinned."""
     import numpy as np
     from scipy.optimize import linprog
 
     var = sorted(blank, key=_sort_key)
-    if not var:
+    free = free if free is not None else set()
+    if not var or all(c in free for c in var):
         return []
     a_eq, b_eq, index = _system(table, var)
     kw = {"A_eq": a_eq, "b_eq": b_eq} if len(b_eq) else {}
     points = [np.array([float(table.counts[c]) for c in var])]
     cap = 2.0 * max(table.counts.values()) + 1
     rng = np.random.default_rng(0)
-    for j in range(samples):
+    for j in range(samples if not free else 0):
         w = rng.uniform(0.5, 1.5, size=len(var)) * (1 if j % 2 == 0 else -1)
         r = linprog(w, bounds=[(1, cap)] * len(var), method="highs", **kw)
         if r.status == 0:
             points.append(r.x)
     pts = np.array(points)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    unsure = [c for c in var if _pinned(lo[index[c]], hi[index[c]])]
+    unsure = [c for c in var if c not in free and _pinned(lo[index[c]], hi[index[c]])]
     while unsure:  # push the cells not shown to move yet, all at once, down and up
         ix = np.array([index[c] for c in unsure])
         for sign in (1, -1):
@@ -166,9 +173,12 @@ def exposed(table: Table, blank: set[tuple], samples: int = 12) -> list[tuple]:
         if len(still) == len(unsure):
             break
         unsure = still
+    free.update(c for c in var if not _pinned(lo[index[c]], hi[index[c]]))
     if not unsure:
         return []
-    return [c for c, (a, b) in ranges(table, blank, unsure).items() if _pinned(a, b)]
+    bad = [c for c, (a, b) in ranges(table, blank, unsure).items() if _pinned(a, b)]
+    free.update(set(unsure) - set(bad))
+    return bad
 
 
 # ----------------------------------------------------------------------------------- protecting
@@ -237,10 +247,11 @@ def protect(rows: list[dict], dims: list[str], count: str, threshold: int = 5) -
     blank = set(primary)
     eqs = table.equations()
     rounds = 0
+    free: set[tuple] = set()  # blanks shown not recomputable: they stay so as more cells are blanked
     while True:
         rounds += 1
         _complete(table, blank, eqs)
-        bad = exposed(table, blank)
+        bad = exposed(table, blank, free=free)
         if not bad:
             return Protection(table, blank, primary, rounds)
         added = 0
