@@ -123,7 +123,8 @@ class Run:
             return None
         t0 = self.started[stage]
         later = [t for t in self.started.values() if t > t0]
-        return max(0.0, min(later) if later else (self.ended_at or time.time())) - t0
+        end = min(later) if later else (self.ended_at or time.time())
+        return end - t0
 
     def wait_for_stage(self, stages: list[str], timeout: float) -> bool:
         """Wait until one of ``stages`` (or a later one) has started; False if the run ended first."""
