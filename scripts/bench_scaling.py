@@ -117,7 +117,9 @@ def run_scale(scale: float, seed: int, out: Path, cluster: bool, driver_memory: 
     mem.running = False
     mem.join()
     if rc != 0:
-        raise SystemExit(f"bench_base.py --scale {scale} failed (exit {rc})")
+        # a larger scale may not fit this machine ("2.0 where memory allows"): keep the others
+        return {"scale": scale, "failed": f"bench_base.py --scale {scale} failed (exit {rc}; see its output above)",
+                "wall_seconds": round(time.time() - t0, 1), "peak_memory_gb_with_executors": round(mem.peak / 2**30, 2)}
     res = json.loads((folder / "bench_base.json").read_text(encoding="utf-8"))
     res["wall_seconds"] = round(time.time() - t0, 1)
     res["peak_memory_gb_with_executors"] = round(mem.peak / 2**30, 2)
@@ -170,10 +172,14 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores {os.cpu_count()}", flush=True)
     doc = {"mode": "cluster" if args.cluster else "local", "yardstick_seconds": yardstick.announce(),
-           "load_average_before": [round(x, 2) for x in load], "cores": os.cpu_count(), "runs": []}
+           "load_average_before": [round(x, 2) for x in load], "cores": os.cpu_count(), "runs": [], "failed": []}
     for s in scales:
         print(f"\n=== scale {s} ({doc['mode']})", flush=True)
-        doc["runs"].append(run_scale(s, args.seed, out, args.cluster, args.driver_memory))
+        run = run_scale(s, args.seed, out, args.cluster, args.driver_memory)
+        (doc["failed"] if "failed" in run else doc["runs"]).append(run)
+        if "failed" in run:
+            print(f"scale {s}: {run['failed']} after {run['wall_seconds']} s, peak {run['peak_memory_gb_with_executors']} GB;"
+                  " left out of the fit", flush=True)
     doc["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     doc["analysis"] = analyse(doc["runs"], args.beijing, args.target, os.cpu_count() or 2)
 
@@ -201,7 +207,9 @@ def main(argv=None) -> int:
     path = out / f"bench_scaling-{doc['mode']}.json"
     path.write_text(json.dumps(doc, ensure_ascii=False, indent=2))
     print(f"written {path}")
-    return 0
+    for f in doc["failed"]:
+        print(f"not measured: {f['failed']}", file=sys.stderr)
+    return 1 if not doc["runs"] else 0
 
 
 if __name__ == "__main__":
