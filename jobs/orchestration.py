@@ -82,8 +82,7 @@ def domains() -> dict[str, list[str]]:
 
 def published_tables() -> list[str]:
     """The tables whose change triggers publication: every table that is shared or opened."""
-    return [t.table for t in contracts_mod.load(contracts_dir()).built_tables()
-            if t.share_type != "none" or t.open_type != "none"]
+    return contracts_mod.load(contracts_dir()).published_tables()
 
 
 def base_tables() -> list[str]:

@@ -950,6 +950,10 @@ class Contracts:
         """The base and topic tables (each built by a job module from its upstream tables), by id."""
         return sorted((t for t in self.tables.values() if t.built), key=lambda t: t.table)
 
+    def published_tables(self) -> list[str]:
+        """The built tables that are shared or opened (what publication reads; their change triggers it)."""
+        return [t.table for t in self.built_tables() if t.share_type != "none" or t.open_type != "none"]
+
 
 @lru_cache(maxsize=8)
 def load(contracts_dir: str) -> Contracts:

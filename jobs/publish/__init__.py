@@ -21,8 +21,7 @@ def built_tables(settings: Settings, what: str = "publish") -> list[str]:
     from lake import contracts as contracts_mod
     from lake import io
 
-    tables = [t.table for t in contracts_mod.load(settings.contracts_dir).built_tables()
-              if t.share_type != "none" or t.open_type != "none"]
+    tables = contracts_mod.load(settings.contracts_dir).published_tables()
     built = [t for t in tables if io.has_commit(io.path_of(settings, t))]
     waiting = sorted(set(tables) - set(built))
     if waiting:
