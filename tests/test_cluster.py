@@ -35,6 +35,9 @@ TIMES: dict[str, float] = {}
 def _base_env(state: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKE_")}
     env["LAKE_CLUSTER_HOME"] = str(state)
+    # the suite's pseudonymisation key (conftest): under CI no key file is generated, and both
+    # pipelines must pseudonymise alike for their open files to compare byte for byte
+    env["LAKE_PSEUDONYM_KEY"] = os.environ["LAKE_PSEUDONYM_KEY"]
     return env
 
 
