@@ -42,3 +42,18 @@ def test_a_changed_value_a_missing_table_and_a_changed_file_are_differences(tmp_
     assert "open/d/data.csv" in out
     # a column left out on purpose no longer counts
     assert compare_lakes.main([str(a), str(b), "--ignore-columns", "v", "--ignore-tables", "quality/extra"]) == 1  # the file still differs
+
+
+def test_the_catalogues_wall_clocks_are_left_out_but_its_content_is_not(tmp_path, capsys):
+    """catalog/resources' last_updated and the chain's block time (with the hashes that cover it) differ
+    between two runs of the same lake; a resource's content or a block's content_hash does not."""
+    a, b = _lake(tmp_path / "a", ROWS), _lake(tmp_path / "b", ROWS)
+    res = {"resource_id": "r1", "abstract": "x", "last_updated": "2026-12-07T04:23:51"}
+    block = {"index": 1, "at": "2026-12-07 04:44:16", "content_hash": "c1", "prev_hash": "p1", "hash": "h1"}
+    for root, when, h in ((a, "04:23:51", "h1"), (b, "04:25:31", "h2")):
+        write_deltalake(str(root / "catalog" / "resources"), pa.Table.from_pylist([dict(res, last_updated=when)]))
+        write_deltalake(str(root / "catalog" / "chain"), pa.Table.from_pylist([dict(block, at=when, hash=h, prev_hash=h)]))
+    assert compare_lakes.main([str(a), str(b)]) == 0
+    write_deltalake(str(b / "catalog" / "chain"), pa.Table.from_pylist([dict(block, content_hash="c2")]), mode="overwrite")
+    assert compare_lakes.main([str(a), str(b)]) == 1
+    assert "catalog/chain" in capsys.readouterr().out

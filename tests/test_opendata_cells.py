@@ -215,3 +215,12 @@ def test_population_files_publish_totals_and_survive_the_attack():
 def test_a_total_label_in_the_data_is_an_error():
     with pytest.raises(ValueError, match="has a value '合计'"):
         cells.build_table([{"d": "合计", "n": 4}], ["d"], "n")
+
+
+def test_the_validation_run_id_does_not_depend_on_the_order_of_the_rows():
+    """check_files names the open gate's validation run by a digest of the frame: toPandas gives rows in
+    the partitions' order, which differs between local[2] and a cluster (tests/test_cluster.py)."""
+    df = pd.DataFrame({"town_code": ["110115001", "110115002", "110115003"], "n": [7, None, 12]})
+    shuffled = df.iloc[[2, 0, 1]].reset_index(drop=True)
+    assert publish.frame_digest(df) == publish.frame_digest(shuffled)
+    assert publish.frame_digest(df) != publish.frame_digest(df.assign(n=[7, None, 13]))

@@ -290,8 +290,12 @@ def current_rules(tc) -> list[Rule]:
 
 
 def dedupe(found: DataFrame) -> DataFrame:
-    """One finding per row, field and rule (a wide row's unit is one finding, not one per indicator)."""
-    return found.dropDuplicates(["source", "record_key", "field", "rule", "_file_sha256", "_row"])
+    """One finding per row, field and rule (a wide row's unit is one finding, not one per indicator):
+    the first by message, so the same one whatever the partitioning (dropDuplicates keeps whichever row
+    a partition holds first: local[2] and a standalone cluster named different indicators)."""
+    w = Window.partitionBy("source", "record_key", "field", "rule", "_file_sha256", "_row").orderBy(
+        F.col("message").asc_nulls_last(), F.col("value").asc_nulls_last())
+    return found.withColumn("_n", F.row_number().over(w)).where(F.col("_n") == 1).drop("_n")
 
 
 # ------------------------------------------------------------------ candidates (pure)
