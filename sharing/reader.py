@@ -14,6 +14,16 @@ from sharing.errors import Refused
 from sharing.policy import Policy
 
 
+def frame(table: pa.Table):
+    """A pandas DataFrame of an Arrow table whose integer and boolean columns stay integers and booleans
+    when they hold nulls (pandas' default turns a year column with a null into floats: 2026.0, NaN)."""
+    import pandas as pd
+
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=nullable.get)
+
+
 def table_id(policy: Policy, contracts: Contracts, name: str) -> str:
     """``daxing.base.population``, ``base.population`` or ``base__population`` -> ``base.population``."""
     parts = name.split(".")
@@ -62,7 +72,7 @@ def read(settings: Settings, contracts: Contracts, policy: Policy, name: str, pr
                         raise Refused(403, f"--where asks for {c['column']} in {c['values']}, outside the grant's row "
                                            f"filter ({grants.row_filter_text([rf])})")
         uri = settings.path("share", acc.view)
-        df = io.delta_table(uri).to_pandas()
+        df = frame(io.delta_table(uri).to_pyarrow_table())
         for c in conds:
             df = df[df[c["column"]].astype(str).isin([str(v) for v in c["values"]])]
         if columns:
@@ -128,8 +138,9 @@ def changes(settings: Settings, contracts: Contracts, policy: Policy, name: str,
     rows = masks.apply_plan_py(feed, acc.plan)
     kept = [f for f in feed if all(str(f.get(c["column"])) in {str(v) for v in c["values"]}
                                    and f.get(c["column"]) is not None for c in acc.plan.row_filter)]
-    df = pd.DataFrame([{**r, **{c: f[c] for c in CHANGE_COLUMNS}} for r, f in zip(rows, kept)],
-                      columns=[*acc.columns, *CHANGE_COLUMNS])
+    records = [{**r, **{c: f[c] for c in CHANGE_COLUMNS}} for r, f in zip(rows, kept)]
+    names = [*acc.columns, *CHANGE_COLUMNS]
+    df = frame(pa.Table.from_pylist(records)).reindex(columns=names) if records else pd.DataFrame(columns=names)
     audit.record(settings, channel="cli", action="changes", decision="granted", rows=len(df), status=200,
                  request=request, **info)
     return None if since >= end else df
