@@ -372,7 +372,7 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_local_lake(pipelines):
     same = [line.split()[0] for line in r.stdout.splitlines() if " same (" in line]
     zones = {t.split("/")[0] for t in same}
     assert zones >= {"landing", "raw", "quarantine", "base", "topic", "share", "quality", "catalog"}, r.stdout
-    assert {"landing/_manifest", "base/population", "base/iot_reading", "topic/population",
+    assert {"landing/_manifest", "base/population", "base/iot_reading", "topic/population_by_town_age_band",
             "quality/validations", "quality/findings"} <= set(same), r.stdout
     assert "all the same" in r.stdout.splitlines()[-1]
     n_open = int(r.stdout.splitlines()[-1].split(" tables, ")[1].split(" open files")[0])
