@@ -418,7 +418,7 @@ def test_quiet_day_after_files_were_landed(spark, settings, tmp_path):
 def test_quiet_day_ingest_dag_skips_cleanly(monkeypatch, tmp_path):
     """lake__ingest__population with an empty inbox: every task is skipped (not failed), the run
     succeeds, and each task logs the one line."""
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     root = tmp_path / "lake"
     (root / "inbox").mkdir(parents=True)

@@ -26,7 +26,7 @@ EXPECTED = {"lake__ingest__population", "lake__ingest__legal_entity", "lake__ing
 
 @pytest.fixture(scope="module")
 def dagbag():
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(str(Path(__file__).resolve().parent.parent / "dags"))
 

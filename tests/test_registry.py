@@ -266,7 +266,7 @@ def test_the_runtime_never_imports_the_sample_data_generators():
 
 def test_a_build_dag_whose_inputs_do_not_exist_skips_instead_of_failing(tmp_path, monkeypatch):
     """On a fresh lake the population DAG skips (no household register yet): a skip, not a failure."""
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("LAKE_ROOT", str(tmp_path / "lake"))
     dag = DagBag(str(REPO / "dags")).get_dag("lake__build__base__population")
