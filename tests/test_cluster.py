@@ -42,7 +42,9 @@ def _base_env(state: Path) -> dict:
 
 
 def _lake(args: list[str], env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([LAKE, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    # wide enough that rich's tables do not wrap or cut a cell (a pipe gets 80 columns otherwise)
+    return subprocess.run([LAKE, *args], env={**env, "COLUMNS": "300"}, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
 
 
 def _read_env(path: Path) -> dict:
