@@ -6,7 +6,8 @@ executors run the project's own code, deltalake and DuckDB read the same table f
 without a JVM, `lake airflow up` serves the project's DAGs from PostgreSQL through Airflow's REST API,
 the whole pipeline (`lake run` on the tiny sample) on the standalone master with the s3a root gives
 the same lake as local[2] on a folder (scripts/compare_lakes.py), `lake status` and `lake report` read
-the s3a root, and `lake cluster down` / `lake airflow down` leave nothing running.
+the s3a root, `lake share` (token, read through a department's contract view, audit) and `lake portal
+build` work against it unchanged, and `lake cluster down` / `lake airflow down` leave nothing running.
 """
 from __future__ import annotations
 
