@@ -268,14 +268,14 @@ def test_readme_sequence_under_the_scheduler(airflow_home, tmp_path):
                                 stderr=subprocess.STDOUT, start_new_session=True)
     api = Api(f"http://127.0.0.1:{port}", airflow_home / "simple_auth_manager_passwords.json.generated")
 
+    def tail() -> str:
+        return out_file.read_text(errors="replace")[-4000:]
+
     def standalone_down() -> str | None:
-        if proc.poll() is None:
-            return None
-        return f"lake airflow standalone exited with {proc.returncode}:\n{out_file.read_text(errors='replace')[-4000:]}"
+        return None if proc.poll() is None else f"lake airflow standalone exited with {proc.returncode}:\n{tail()}"
 
     try:
-        _run_sequence(api, standalone_down, lambda: out_file.read_text(errors="replace")[-4000:], airflow_home,
-                      root, delivery_day, t_start)
+        _run_sequence(api, standalone_down, tail, airflow_home, root, delivery_day, t_start)
     finally:
         _stop(proc)
     _check_published(root)
@@ -321,7 +321,7 @@ def _run_sequence(api: Api, gone, deployment_tail, home: Path, root: Path, deliv
         if h and all((h.get(c) or {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "triggerer",
                                                                             "dag_processor")):
             break
-        assert time.monotonic() < deadline, f"standalone not healthy after {STARTUP_TIMEOUT} s ({h}):\n{deployment_tail()}"
+        assert time.monotonic() < deadline, f"Airflow not healthy after {STARTUP_TIMEOUT} s ({h}):\n{deployment_tail()}"
         time.sleep(2)
     api.login()
     expected = expected_dags()
@@ -332,7 +332,7 @@ def _run_sequence(api: Api, gone, deployment_tail, home: Path, root: Path, deliv
         assert time.monotonic() < deadline, f"DAGs not listed: {sorted(expected - set(dags))}\n{deployment_tail()}"
         time.sleep(2)
     t_ready = time.time()
-    print(f"\nstandalone answering with every DAG after {t_ready - t_start:.0f} s (incl. lake generate)")
+    print(f"\nAirflow answering with every DAG after {t_ready - t_start:.0f} s (incl. lake generate)")
 
     # 4. unpause every lake DAG; trigger the ingest DAGs and the readings' DAG for the delivered day
     for dag_id in sorted(dags):
@@ -352,7 +352,7 @@ def _run_sequence(api: Api, gone, deployment_tail, home: Path, root: Path, deliv
         down = [c for c in ("scheduler", "triggerer", "dag_processor") if (h.get(c) or {}).get("status") != "healthy"]
         down_since = (down_since or time.monotonic()) if down else None
         assert not down or time.monotonic() - down_since < COMPONENT_DOWN_SECONDS, \
-            f"{down} not healthy for {COMPONENT_DOWN_SECONDS} s ({h}); standalone's output:\n{deployment_tail()}"
+            f"{down} not healthy for {COMPONENT_DOWN_SECONDS} s ({h}); Airflow's output:\n{deployment_tail()}"
         runs = [r for r in api.paged("/api/v2/dags/~/dagRuns?order_by=id", "dag_runs") if r["dag_id"] in expected]
         active = [r for r in runs if r["state"] not in TERMINAL]
         queued = {d: n for d in expected
@@ -450,7 +450,6 @@ def _run_sequence(api: Api, gone, deployment_tail, home: Path, root: Path, deliv
     health_days = {str(d) for d in DeltaTable(str(root / "topic" / "device_health")).to_pyarrow_table(
         columns=["day"]).column("day").to_pylist()}
     assert health_days == sent, f"topic.device_health has days {sorted(health_days)}, the readings touched {sorted(sent)}"
-
 
 
 # --- the same sequence on PostgreSQL with the LocalExecutor (`lake airflow up`) ---------------------------
