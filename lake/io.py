@@ -10,8 +10,6 @@ Every zone table lives at ``<root>/<zone>/<name>`` (see lake_layout.md). Writes 
 """
 from __future__ import annotations
 
-import atexit
-import gc
 import hashlib
 import json
 import re
@@ -229,21 +227,6 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 _S3FS: dict[tuple, pafs.S3FileSystem] = {}
-
-
-def _release_s3() -> None:
-    """At exit, before Arrow finalises its S3 support (its own atexit handler, registered when
-    pyarrow.fs was imported above, runs after this one): drop the cached clients so that none outlives
-    the finalisation; a client still alive then made a command that had done its work abort at exit
-    now and then ("terminate called without an active exception", exit 134). Unconditional: skipping
-    it when this cache was empty brought the aborts back (2 of 15 runs), so Arrow's S3 objects made
-    elsewhere need the collection too; without S3 the finalisation is a no-op."""
-    _S3FS.clear()
-    gc.collect()
-    pafs.ensure_s3_finalized()
-
-
-atexit.register(_release_s3)
 
 
 def s3_filesystem(settings: Settings) -> pafs.S3FileSystem:
