@@ -449,9 +449,9 @@ def test_share_and_portal_work_against_the_s3a_root(pipelines, tmp_path):
         assert r.returncode == 0, f"{name}: {r.stdout}{r.stderr}"
         rows = json.loads(r.stdout.strip().splitlines()[-1])
         assert rows and "id_number" not in rows[0], f"{name}: {rows[:1]}"
-        # five times: a JVM-free command reading Delta on the s3a root through delta-rs aborts at exit now
-        # and then, its work done (exit 134, "terminate called without an active exception"; 3 of 18 runs):
-        # a known fault, not fixed yet (README, "How the code reaches S3")
+        # five times: a JVM-free command reading Delta on the s3a root through deltalake's default file
+        # system aborted at exit now and then, its work done (exit 134, "terminate called without an active
+        # exception"; 3 of 18 runs); lake.io.delta_table reads through Arrow's own filesystem since
         for _ in range(5):
             audit = _lake(["share", "audit", "--json", "--action", "read"], env, timeout=300)
             assert audit.returncode == 0, f"{name}: exit {audit.returncode}: {audit.stderr[-2000:]}"

@@ -143,6 +143,31 @@ def test_uris_reach_their_bucket_with_the_settings_that_name_it(monkeypatch):
     assert io.storage_options("s3a://bucket-one/x")["AWS_ACCESS_KEY_ID"] == "AK1"
 
 
+def test_delta_reads_go_through_arrows_own_filesystem(tmp_path, monkeypatch):
+    """lake.io.delta_table reads data files with Arrow's filesystem (rooted at the table), not
+    deltalake's default Python PyFileSystem, whose callbacks from Arrow's I/O threads made JVM-free
+    commands abort at exit on S3; it reads what deltalake's default reads, partition values that
+    need percent-encoding included, from a relative root too."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+    from pyarrow import fs as pafs
+
+    from lake import io
+
+    t = pa.table({"k": ["a b:c", "x/y", "日期=1", "%25", None], "v": [1, 2, 3, 4, 5]})
+    write_deltalake(str(tmp_path / "t"), t, partition_by=["k"])
+    monkeypatch.chdir(tmp_path)
+    dt = io.delta_table("t")
+    ds = dt.to_pyarrow_dataset()
+    frag = next(iter(ds.get_fragments()))
+    assert isinstance(frag.filesystem, pafs.SubTreeFileSystem)
+    assert frag.filesystem.base_path.rstrip("/") == str(tmp_path / "t")
+    ours = dt.to_pyarrow_table().sort_by("v")
+    assert ours.equals(DeltaTable(str(tmp_path / "t")).to_pyarrow_table().sort_by("v"))
+    assert ours.column("k").to_pylist() == ["a b:c", "x/y", "日期=1", "%25", None]
+    assert io.delta_table("t", version=0).to_pyarrow_dataset().count_rows() == 5
+
+
 def test_the_inbox_stays_where_lake_inbox_says_with_an_s3a_root(tmp_path, monkeypatch):
     """`lake ...` reads LAKE_ROOT through --root's envvar: an explicit LAKE_INBOX must survive it."""
     from lake import cli
