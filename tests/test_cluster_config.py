@@ -179,3 +179,50 @@ def test_the_inbox_stays_where_lake_inbox_says_with_an_s3a_root(tmp_path, monkey
     monkeypatch.delenv("LAKE_INBOX")
     assert cli._settings("s3a://lake/other").inbox == "s3a://lake/other/inbox"
     assert cli._settings(str(tmp_path / "x" / ".." / "lake")).root == str(tmp_path / "lake")
+
+
+def test_stop_ends_children_that_left_the_process_group(tmp_path, monkeypatch):
+    """procs.stop ends what procs.start started, with a child that moved to a process group of its
+    own (as Airflow's LocalExecutor runs a task, its Spark JVM under it), and again when the leader is
+    already gone but that child still runs: a run stopped half-way leaves no task behind."""
+    import time
+
+    from lake.cluster import procs
+
+    monkeypatch.setenv("LAKE_CLUSTER_HOME", str(tmp_path))
+    child = tmp_path / "child.pid"
+    script = ("import os, subprocess, sys, time\n"
+              "c = subprocess.Popen([sys.executable, '-c', 'import os, time; os.setpgid(0, 0); time.sleep(600)'])\n"
+              f"open({str(child)!r}, 'w').write(str(c.pid))\n"
+              "time.sleep(600)\n")
+
+    def start() -> tuple[int, int]:
+        child.unlink(missing_ok=True)
+        leader = procs.start("leader", [sys.executable, "-c", script])
+        deadline = time.monotonic() + 30
+        while not (child.exists() and child.read_text()):
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.1)
+        kid = int(child.read_text())
+        deadline = time.monotonic() + 10
+        while procs.alive(kid) and open(f"/proc/{kid}/stat").read().rsplit(")", 1)[1].split()[2] != str(kid):
+            assert time.monotonic() < deadline, "the child did not leave the group"
+            time.sleep(0.1)
+        return leader, kid
+
+    def gone(pid: int) -> bool:
+        deadline = time.monotonic() + 10
+        while procs.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return not procs.alive(pid)
+
+    leader, kid = start()
+    assert procs.stop("leader", timeout=5) is True
+    assert gone(leader) and gone(kid)
+    # the leader killed alone (its pid file left), the child still running: stop ends the child
+    leader, kid = start()
+    os.kill(leader, 9)
+    assert gone(leader) and procs.alive(kid)
+    assert procs.stop("leader", timeout=5) is True
+    assert gone(kid)
+    assert procs.stop("leader") is False

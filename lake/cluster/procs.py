@@ -175,7 +175,7 @@ def stop(name: str, timeout: float = 20.0) -> bool:
     """Stop component ``name`` (its process group) by its pid file; True if something was running.
     Idempotent: no pid file or a dead pid is not an error."""
     pid = read_pid(name)
-    was = bool(pid and alive(pid))
+    was = bool(pid and (alive(pid) or _members(pid)))  # a leader gone, its session's tasks still running
     if was:
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -189,15 +189,26 @@ def stop(name: str, timeout: float = 20.0) -> bool:
 
 
 def _signal_group(pid: int, sig: int) -> None:
+    """Signal what ``start`` started: its process group and every process still in its session. A
+    child may move to a group of its own (Airflow's LocalExecutor runs each task in one, with the
+    task's Spark JVM and Python workers under it) but stays in the session, so the task of a run
+    stopped half-way does not outlive its scheduler."""
     try:
-        os.killpg(pid, sig)  # the session started by `start`: pid == process group id
+        os.killpg(pid, sig)  # the session started by `start`: pid == process group id == session id
     except ProcessLookupError:
         pass
     except PermissionError:
         os.kill(pid, sig)
+    for member in _members(pid):
+        try:
+            os.kill(member, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
-def _group_alive(pgid: int) -> bool:
+def _members(sid: int) -> list[int]:
+    """Live (not zombie) processes whose process group or session is ``sid``."""
+    out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -205,9 +216,13 @@ def _group_alive(pgid: int) -> bool:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        if fields[0] != "Z" and sid in (int(fields[2]), int(fields[3])):
+            out.append(int(d.name))
+    return out
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(_members(pgid))
 
 
 def wait_until(check: Callable[[], bool], what: str, name: str, timeout: float) -> None:
