@@ -226,8 +226,6 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri)
 
 
-filesystem_of = filesystem  # the name ``_delta_class`` uses (its method has a ``filesystem`` argument)
-
 _S3FS: dict[tuple, pafs.S3FileSystem] = {}
 
 
@@ -287,17 +285,21 @@ def _delta_class():
             _lake_uri = ""
 
             def to_pyarrow_dataset(self, *args, filesystem=None, **kw):
-                if filesystem is None:
-                    fs, path = filesystem_of(self._lake_uri)
-                    if isinstance(fs, pafs.LocalFileSystem):
-                        import os
-
-                        path = os.path.abspath(path)
-                    filesystem = pafs.SubTreeFileSystem(path, fs)
-                return super().to_pyarrow_dataset(*args, filesystem=filesystem, **kw)
+                return super().to_pyarrow_dataset(*args, filesystem=filesystem or _table_filesystem(self._lake_uri),
+                                                  **kw)
 
         _DELTA_CLASS = LakeDeltaTable
     return _DELTA_CLASS
+
+
+def _table_filesystem(uri: str) -> pafs.SubTreeFileSystem:
+    """Arrow's filesystem rooted at the table ``uri`` (an absolute root for a local path)."""
+    fs, path = filesystem(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        import os
+
+        path = os.path.abspath(path)
+    return pafs.SubTreeFileSystem(path, fs)
 
 
 def delta_table(uri: str, **kw):

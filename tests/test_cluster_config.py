@@ -216,13 +216,19 @@ def test_stop_ends_children_that_left_the_process_group(tmp_path, monkeypatch):
             time.sleep(0.1)
         return not procs.alive(pid)
 
-    leader, kid = start()
-    assert procs.stop("leader", timeout=5) is True
-    assert gone(leader) and gone(kid)
-    # the leader killed alone (its pid file left), the child still running: stop ends the child
-    leader, kid = start()
-    os.kill(leader, 9)
-    assert gone(leader) and procs.alive(kid)
-    assert procs.stop("leader", timeout=5) is True
-    assert gone(kid)
-    assert procs.stop("leader") is False
+    kid = None
+    try:
+        leader, kid = start()
+        assert procs.stop("leader", timeout=5) is True
+        assert gone(leader) and gone(kid)
+        # the leader killed alone (its pid file left), the child still running: stop ends the child
+        leader, kid = start()
+        os.kill(leader, 9)
+        assert gone(leader) and procs.alive(kid)
+        assert procs.stop("leader", timeout=5) is True
+        assert gone(kid)
+        assert procs.stop("leader") is False
+    finally:  # nothing of a failed run left sleeping
+        procs.stop("leader", timeout=5)
+        if kid and procs.alive(kid):
+            os.kill(kid, 9)
