@@ -10,6 +10,7 @@ Every zone table lives at ``<root>/<zone>/<name>`` (see lake_layout.md). Writes 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -267,9 +268,7 @@ def storage_options(uri: str) -> dict | None:
     return {**s3_settings(uri).s3_storage_options(), "conditional_put": "etag"}
 
 
-_DELTA_CLASS = None
-
-
+@functools.cache
 def _delta_class():
     """deltalake's DeltaTable, with its Parquet files read through Arrow's own filesystem (the S3
     client of ``s3_filesystem``, or the local one) instead of deltalake's default, a Python
@@ -277,19 +276,15 @@ def _delta_class():
     through that default made a command that had read a table on S3 abort at exit now and then
     (exit 134, "terminate called without an active exception": 20 of 30 runs of a bare
     ``to_pyarrow_table()`` against SeaweedFS; 0 of 30 through Arrow's filesystem)."""
-    global _DELTA_CLASS
-    if _DELTA_CLASS is None:
-        from deltalake import DeltaTable
+    from deltalake import DeltaTable
 
-        class LakeDeltaTable(DeltaTable):
-            _lake_uri = ""
+    class LakeDeltaTable(DeltaTable):
+        _lake_uri = ""
 
-            def to_pyarrow_dataset(self, *args, filesystem=None, **kw):
-                return super().to_pyarrow_dataset(*args, filesystem=filesystem or _table_filesystem(self._lake_uri),
-                                                  **kw)
+        def to_pyarrow_dataset(self, *args, filesystem=None, **kw):
+            return super().to_pyarrow_dataset(*args, filesystem=filesystem or _table_filesystem(self._lake_uri), **kw)
 
-        _DELTA_CLASS = LakeDeltaTable
-    return _DELTA_CLASS
+    return LakeDeltaTable
 
 
 def _table_filesystem(uri: str) -> pafs.SubTreeFileSystem:

@@ -179,9 +179,9 @@ def stop(name: str, timeout: float = 20.0) -> bool:
     if was:
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _group_alive(pid):
+        while time.monotonic() < deadline and _members(pid):
             time.sleep(0.2)
-        if _group_alive(pid):
+        if _members(pid):
             _signal_group(pid, signal.SIGKILL)
             time.sleep(0.5)
     pid_file(name).unlink(missing_ok=True)
@@ -219,10 +219,6 @@ def _members(sid: int) -> list[int]:
         if fields[0] != "Z" and sid in (int(fields[2]), int(fields[3])):
             out.append(int(d.name))
     return out
-
-
-def _group_alive(pgid: int) -> bool:
-    return bool(_members(pgid))
 
 
 def wait_until(check: Callable[[], bool], what: str, name: str, timeout: float) -> None:
