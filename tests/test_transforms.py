@@ -257,6 +257,44 @@ def test_latest_per_entity_lowercase_x_is_the_same_entity(spark):
     assert [r["record_id"] for r in dups.collect()] == ["A2"]
 
 
+def test_latest_per_entity_contract_order_nulls_last_and_own_key_before_linked(spark):
+    """Among one batch's rows of an entity: a row with its own key before a linked one, then the
+    contract's order (smallest first, null last), then the row. A numeric order is one max_by per key,
+    any other type a window: both choose the same rows."""
+    rows = [  # entity, record, _row, batch, linked, rank
+        (ID_CLEAN, "A1", 2, "b1", False, None),   # no rank: after every ranked row
+        (ID_CLEAN, "A2", 3, "b1", False, "1"),
+        (ID_CLEAN, "A3", 4, "b1", False, "0"),    # smallest rank: chosen
+        (ID_CLEAN, "A4", 1, "b1", True, "0"),     # linked: after every row with its own key
+        (ID_PHONE, "B1", 6, "b1", True, "0"),     # only linked rows: the first by row
+        (ID_PHONE, "B2", 5, "b1", True, "0"),
+        (ID_PHONE, "B3", 7, "b0", False, "0"),    # an older batch: never chosen
+    ]
+    df = spark.createDataFrame(rows, "id_number string, record_id string, _row long, _batch_id string, "
+                                     "_linked boolean, rank string").withColumn(
+        "_as_of", F.when(F.col("_batch_id") == "b1", F.lit("2026-11-02")).otherwise(F.lit("2026-11-01")).cast("date"))
+    chosen = {}
+    for order in ("CAST(rank AS INT)", "rank"):  # numeric: aggregate; string: window
+        latest, dups = build_base.latest_per_entity(df, "id_number", "record_id", ("id_number", "record_id"), order)
+        chosen[order] = sorted((r["id_number"], r["record_id"]) for r in latest.collect())
+        assert dups.count() == 0
+        assert not {"_n", "_best", "_n_uk", "_dup_kind"} & set(latest.columns)
+    assert chosen["CAST(rank AS INT)"] == chosen["rank"] == sorted([(ID_CLEAN, "A3"), (ID_PHONE, "B2")])
+
+
+def test_duplicate_names_are_compared_in_their_comparable_form(spark):
+    """A duplicate row names the same entity when its name differs only in bracket width or the
+    legal form's spelling (duplicate_record), another entity's name otherwise (id_name_conflict)."""
+    rows = [(ID_CLEAN, "A1", 1, "某某（北京）有限责任公司"), (ID_CLEAN, "A2", 2, "某某(北京)有限公司"),
+            (ID_CLEAN, "A3", 3, "另一家公司"), (ID_PHONE, "B1", 4, None), (ID_PHONE, "B2", 5, "无名")]
+    df = spark.createDataFrame(rows, "id_number string, record_id string, _row long, name string").withColumn(
+        "_batch_id", F.lit("b1")).withColumn("_ingested_at", F.lit(TS_OLD))
+    latest, dups = build_base.latest_per_entity(df, "id_number", "record_id", name_col="name")
+    assert sorted((r["record_id"], r["_dup_kind"]) for r in dups.collect()) == [
+        ("A2", "duplicate_record"), ("A3", "id_name_conflict"), ("B2", "duplicate_record")]
+    assert sorted(r["record_id"] for r in latest.collect()) == ["A1", "B1"]
+
+
 # ----------------------------------------------------------------------------- golden_records
 
 PSB_RAW = ("record_id string, name string, id_number string, gender string, birth_date date, ethnicity string, "

@@ -28,6 +28,7 @@ from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
 
 from jobs.base import linkage
 from lake import io, rules
@@ -55,8 +56,15 @@ def sources_used(tc: TableContract) -> list[str]:
 
 def comparable(col: Column) -> Column:
     """The form two copies of a value are compared in: legal-form spellings are one (有限责任公司 is
-    有限公司), full-width brackets are half-width."""
-    return F.regexp_replace(F.translate(col.cast("string"), "（）", "()"), "有限责任公司", "有限公司")
+    有限公司), full-width brackets are half-width. A plain string replace, not a regular expression."""
+    return F.replace(F.translate(col.cast("string"), "（）", "()"), F.lit("有限责任公司"), F.lit("有限公司"))
+
+
+def differs(a: Column, b: Column) -> Column:
+    """``a`` and ``b`` differ in their comparable form (null when either is null). Copies that are
+    equal as strings (nearly all of them) are never normalised: this runs for every copy of every
+    cross-checked value, so the cheap test comes first (``AND`` stops at a false operand)."""
+    return (a.cast("string") != b.cast("string")) & (comparable(a) != comparable(b))
 
 
 def with_delivery_meta(raw: DataFrame) -> DataFrame:
@@ -109,8 +117,9 @@ def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str, unique_k
     w = Window.partitionBy(KEY, *others, "_batch_id", "_linked").orderBy("_row")
     df = df.withColumn("_n_uk", F.when(~F.col("_linked"), F.row_number().over(w)).otherwise(F.lit(1)))
     if name_col:
-        first_name = F.first(comparable(F.col(name_col))).over(w)
-        kind = F.when(comparable(F.col(name_col)) != first_name, F.lit("id_name_conflict")).otherwise(F.lit("duplicate_record"))
+        # the first row's name as it is; compared (normalised) only on the rare duplicate rows below
+        first_name = F.first(F.col(name_col)).over(w)
+        kind = F.when(differs(F.col(name_col), first_name), F.lit("id_name_conflict")).otherwise(F.lit("duplicate_record"))
     else:
         kind = F.lit("duplicate_record")
     df = df.withColumn("_dup_kind", F.when(F.col("_n_uk") > 1, kind))
@@ -120,13 +129,29 @@ def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str, unique_k
     dups = df.where(F.col("_n_uk") > 1).drop("_n_uk")
     keep = df.where(F.col("_n_uk") == 1).drop("_n_uk", "_dup_kind")
     # the newest delivery by business date (then batch), then a row with its own key before a linked
-    # one, then the contract's order; an entity whose newest row is a deletion has no row
-    best = Window.partitionBy(KEY).orderBy(
-        F.col("_as_of").desc(), F.col("_batch_id").desc(), F.col("_linked").asc(),
-        *([F.expr(order).asc_nulls_last()] if order else []), F.col("_row").asc())
-    latest = (keep.withColumn("_n", F.row_number().over(best)).where(F.col("_n") == 1).drop("_n")
-              .where(F.coalesce(F.col("_op"), F.lit("I")) != "D"))
+    # one, then the contract's order, then the row; an entity whose newest row is a deletion has no row
+    latest = _best_row(keep, order).where(F.coalesce(F.col("_op"), F.lit("I")) != "D")
     return latest, dups
+
+
+def _best_row(keep: DataFrame, order: str) -> DataFrame:
+    """Per entity, the row first in (``_as_of`` desc, ``_batch_id`` desc, ``_linked`` asc, ``order`` asc
+    nulls last, ``_row`` asc). As one ``max_by`` per key when ``order`` is numeric (or absent): the rows
+    come partitioned and sorted by the key from the duplicates' window, so this aggregate streams
+    through them where a second window would sort every row again. Otherwise a window."""
+    desc = [F.col("_as_of"), F.col("_batch_id"), ~F.col("_linked")]
+    rank = F.expr(order) if order else None
+    if rank is None or isinstance(keep.select(rank).schema[0].dataType, NumericType):
+        # ascending keys negated (a null is the smallest struct field: last, as asc_nulls_last)
+        ranking = F.struct(*[c.alias(f"_r{i}") for i, c in enumerate(
+            [*desc, *([-rank] if rank is not None else []), -F.col("_row")])])
+        payload = F.struct(*[F.col(c) for c in keep.columns if c != KEY])
+        return (keep.groupBy(KEY).agg(F.max_by(payload, ranking).alias("_best"))
+                .select(KEY, "_best.*").select(*keep.columns))
+    best = Window.partitionBy(KEY).orderBy(
+        F.col("_as_of").desc(), F.col("_batch_id").desc(), F.col("_linked").asc(), rank.asc_nulls_last(),
+        F.col("_row").asc())
+    return keep.withColumn("_n", F.row_number().over(best)).where(F.col("_n") == 1).drop("_n")
 
 
 def finding_struct(source: str, sc: SourceContract, record_key: Column, field: str, rule: str, defect: str,
@@ -267,17 +292,17 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
         if c.cross_check and len(chain) > 1:
             origin = F.coalesce(*[F.when(v.isNotNull(), F.lit(s)) for v, s in zip(values, chain)])
             copies = values_map([(s, F.col(f"{c.name}__{s}")) for s in chain])
-            differs = {}
+            differ = {}
             for s in chain:
                 other = F.col(f"{c.name}__{s}")
-                differs[s] = (other.isNotNull() & (origin != F.lit(s)) & ~F.col(f"_linked__{s}")
-                              & (comparable(other) != comparable(chosen)))
+                differ[s] = (other.isNotNull() & (origin != F.lit(s)) & ~F.col(f"_linked__{s}")
+                             & differs(other, chosen))
                 sc = contracts.source(s)
-                row_findings.append(F.when(F.coalesce(differs[s], F.lit(False)), finding_struct(
+                row_findings.append(F.when(F.coalesce(differ[s], F.lit(False)), finding_struct(
                     s, sc, F.col(f"_rk__{s}"), c.sources.get(s, c.name), "consistency.authority", f"{c.name}_mismatch",
                     F.concat(F.lit(f"{c.name} differs from the authoritative value ("), origin, F.lit("): "), chosen.cast("string")),
                     other, F.col(f"_sha__{s}"), F.col(f"_row__{s}"), F.col(f"_batch__{s}"))))
-            any_differs = F.coalesce(reduce(lambda a, b: a | b, differs.values()), F.lit(False))
+            any_differs = F.coalesce(reduce(lambda a, b: a | b, differ.values()), F.lit(False))
             row_conflicts.append(F.when(any_differs, conflict_struct(
                 tc.domain, c.name, "consistency.authority", origin, chosen, copies)))
     for rule in tc.cross_rules:
