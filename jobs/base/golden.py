@@ -28,7 +28,6 @@ from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import NumericType
 
 from jobs.base import linkage
 from lake import io, rules
@@ -129,29 +128,13 @@ def latest_per_entity(raw: DataFrame, entity_key: str, record_key: str, unique_k
     dups = df.where(F.col("_n_uk") > 1).drop("_n_uk")
     keep = df.where(F.col("_n_uk") == 1).drop("_n_uk", "_dup_kind")
     # the newest delivery by business date (then batch), then a row with its own key before a linked
-    # one, then the contract's order, then the row; an entity whose newest row is a deletion has no row
-    latest = _best_row(keep, order).where(F.coalesce(F.col("_op"), F.lit("I")) != "D")
-    return latest, dups
-
-
-def _best_row(keep: DataFrame, order: str) -> DataFrame:
-    """Per entity, the row first in (``_as_of`` desc, ``_batch_id`` desc, ``_linked`` asc, ``order`` asc
-    nulls last, ``_row`` asc). As one ``max_by`` per key when ``order`` is numeric (or absent): the rows
-    come partitioned and sorted by the key from the duplicates' window, so this aggregate streams
-    through them where a second window would sort every row again. Otherwise a window."""
-    desc = [F.col("_as_of"), F.col("_batch_id"), ~F.col("_linked")]
-    rank = F.expr(order) if order else None
-    if rank is None or isinstance(keep.select(rank).schema[0].dataType, NumericType):
-        # ascending keys negated (a null is the smallest struct field: last, as asc_nulls_last)
-        ranking = F.struct(*[c.alias(f"_r{i}") for i, c in enumerate(
-            [*desc, *([-rank] if rank is not None else []), -F.col("_row")])])
-        payload = F.struct(*[F.col(c) for c in keep.columns if c != KEY])
-        return (keep.groupBy(KEY).agg(F.max_by(payload, ranking).alias("_best"))
-                .select(KEY, "_best.*").select(*keep.columns))
+    # one, then the contract's order; an entity whose newest row is a deletion has no row
     best = Window.partitionBy(KEY).orderBy(
-        F.col("_as_of").desc(), F.col("_batch_id").desc(), F.col("_linked").asc(), rank.asc_nulls_last(),
-        F.col("_row").asc())
-    return keep.withColumn("_n", F.row_number().over(best)).where(F.col("_n") == 1).drop("_n")
+        F.col("_as_of").desc(), F.col("_batch_id").desc(), F.col("_linked").asc(),
+        *([F.expr(order).asc_nulls_last()] if order else []), F.col("_row").asc())
+    latest = (keep.withColumn("_n", F.row_number().over(best)).where(F.col("_n") == 1).drop("_n")
+              .where(F.coalesce(F.col("_op"), F.lit("I")) != "D"))
+    return latest, dups
 
 
 def finding_struct(source: str, sc: SourceContract, record_key: Column, field: str, rule: str, defect: str,
