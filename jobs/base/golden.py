@@ -60,9 +60,9 @@ def comparable(col: Column) -> Column:
 
 
 def differs(a: Column, b: Column) -> Column:
-    """``a`` and ``b`` differ in their comparable form (null when either is null). Copies that are
-    equal as strings (nearly all of them) are never normalised: this runs for every copy of every
-    cross-checked value, so the cheap test comes first (``AND`` stops at a false operand)."""
+    """``a`` and ``b`` differ in their comparable form (null when either is null). This runs for
+    every copy of every cross-checked value and nearly all copies are equal as strings, so that
+    cheap test comes first (``AND`` does not evaluate its right side after a false left side)."""
     return (a.cast("string") != b.cast("string")) & (comparable(a) != comparable(b))
 
 
@@ -275,17 +275,17 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
         if c.cross_check and len(chain) > 1:
             origin = F.coalesce(*[F.when(v.isNotNull(), F.lit(s)) for v, s in zip(values, chain)])
             copies = values_map([(s, F.col(f"{c.name}__{s}")) for s in chain])
-            differ = {}
+            mismatch = {}
             for s in chain:
                 other = F.col(f"{c.name}__{s}")
-                differ[s] = (other.isNotNull() & (origin != F.lit(s)) & ~F.col(f"_linked__{s}")
-                             & differs(other, chosen))
+                mismatch[s] = (other.isNotNull() & (origin != F.lit(s)) & ~F.col(f"_linked__{s}")
+                               & differs(other, chosen))
                 sc = contracts.source(s)
-                row_findings.append(F.when(F.coalesce(differ[s], F.lit(False)), finding_struct(
+                row_findings.append(F.when(F.coalesce(mismatch[s], F.lit(False)), finding_struct(
                     s, sc, F.col(f"_rk__{s}"), c.sources.get(s, c.name), "consistency.authority", f"{c.name}_mismatch",
                     F.concat(F.lit(f"{c.name} differs from the authoritative value ("), origin, F.lit("): "), chosen.cast("string")),
                     other, F.col(f"_sha__{s}"), F.col(f"_row__{s}"), F.col(f"_batch__{s}"))))
-            any_differs = F.coalesce(reduce(lambda a, b: a | b, differ.values()), F.lit(False))
+            any_differs = F.coalesce(reduce(lambda a, b: a | b, mismatch.values()), F.lit(False))
             row_conflicts.append(F.when(any_differs, conflict_struct(
                 tc.domain, c.name, "consistency.authority", origin, chosen, copies)))
     for rule in tc.cross_rules:

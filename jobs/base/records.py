@@ -37,7 +37,6 @@ from quality import findings, gates
 
 META = ["_src", "_dept", "_rk", "_file_sha256", "_row", "_batch_id", "_ingested_at"]
 DEAD = tuple(LEGAL_ENTITY.deregistered_statuses)
-differs = golden.differs
 
 
 # ------------------------------------------------------------------ rows of the sources (pure)
@@ -223,7 +222,7 @@ def unknown_subject_rule(defect: str, label: str) -> Rule:
 
 def name_mismatch_rule(name_col: str) -> Rule:
     return Rule("name_mismatch", "consistency.authority", F.lit(name_col),
-                F.col("_known") & differs(F.col(name_col), F.col("_base_name")),
+                F.col("_known") & golden.differs(F.col(name_col), F.col("_base_name")),
                 F.concat(F.lit("differs from the name in the base ("), F.col("_base_name"), F.lit(")")),
                 F.col(name_col))
 
