@@ -10,7 +10,8 @@ quality/record_links, which Splink already computes with DuckDB):
 
 * per source, duplicates within a file (same unique key, later row): findings ``duplicate_record`` /
   ``id_name_conflict``; the newest delivery's best row per entity (business date, batch, own key
-  before linked, the contract's order, row), dropped when it is a deletion;
+  before linked, the contract's order, row), dropped when it is a deletion; an entity whose current
+  rows are all linked ones (no source's row carries its key itself any more) has no golden record;
 * per column, the authority's value, else the first fallback's, else the derivation (gender and birth
   date from the ID number, the surrogate id from its hash), with ``_lineage`` (source, batch, file,
   row of the value);
@@ -90,6 +91,7 @@ def duckdb_sql(tc, contracts, sources: list[str], has_links: bool) -> dict[str, 
     joined = f"SELECT * FROM (SELECT DISTINCT _key FROM ({' UNION ALL '.join(f'SELECT _key FROM l_{s}' for s in used)})) k"
     for s in used:
         joined += f" LEFT JOIN (SELECT {', '.join(cols_per[s])} FROM l_{s}) j_{s} USING (_key)"
+    joined += " WHERE " + " OR ".join(f"coalesce(NOT _linked__{s}, false)" for s in used)  # own key somewhere
     stmts.append(f"CREATE VIEW joined AS {joined}")
 
     derive = {

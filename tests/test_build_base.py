@@ -45,6 +45,7 @@ A = pid(D(1980, 4, 1), 301)    # male
 B = pid(D(1952, 9, 30), 402)   # female
 C = pid(D(1990, 1, 1), 503)    # male, dead
 E = pid(D(2001, 6, 6), 605)
+G = pid(D(1970, 2, 2), 707)    # no source's row carries G itself (the register deleted it): only a linked row
 
 
 def psb(record_id, id_number, name, gender, birth, town="黄村镇", address="兴华大街1号", status="正常", **kw):
@@ -78,13 +79,16 @@ def population(spark, contracts):
              "birth_date": D(2001, 6, 6), "event_date": D(2001, 6, 6)},
             {"record_id": "WJ3", "event_type": "死亡", "id_number": E, "name": "孙七", "gender": "男",
              "birth_date": D(2001, 6, 6), "event_date": D(2026, 3, 1)},
+            {"record_id": "WJ4", "event_type": "死亡", "id_number": None, "name": "周八", "gender": "男",
+             "birth_date": D(1970, 2, 2), "event_date": D(2026, 8, 8), "town": "旧宫镇"},   # linked to G below
         ]),
         "hrss_insured": frame(spark, contracts, "hrss_insured", [
             {"record_id": "RS1", "id_number": A, "name": "张三", "employment_status": "在职", "address": "兴华大街1号"},
         ]),
     }
     links = spark.createDataFrame(
-        [("mca_residents", "MZ3", "mca_residents-b1", "f" * 64, 4, C, 0.999, "linked", 1)],
+        [("mca_residents", "MZ3", "mca_residents-b1", "f" * 64, 4, C, 0.999, "linked", 1),
+         ("nhc_vital_events", "WJ4", "nhc_vital_events-b1", "f" * 64, 5, G, 0.999, "linked", 1)],
         resolve.DECISIONS_SCHEMA)
     g, found, conflicts = build_base.golden_records(tc, contracts, raw, links)
     return {"tc": tc, "rows": {r["id_number"]: r.asDict(recursive=True) for r in g.collect()},
@@ -97,6 +101,14 @@ def _found(population, defect):
 
 def test_one_golden_row_per_person(population):
     assert sorted(population["rows"]) == sorted([A, B, C, E])
+
+
+def test_linked_rows_alone_do_not_keep_an_entity(population):
+    # G's only row is a linked one (its own rows were deleted): no golden record with a null ID
+    # number, and no conflict or finding about it (a full build and an increment both drop it)
+    assert G not in population["rows"] and None not in population["rows"]
+    assert not [c for c in population["conflicts"] if c["entity_key"] == G]
+    assert not [f for f in population["findings"] if f.get("entity_key") == G or f["record_key"] == "WJ4"]
 
 
 def test_duplicate_and_id_name_conflict_blame_the_later_row(population):

@@ -237,6 +237,9 @@ def golden_records(tc: TableContract, contracts: Contracts, raw: dict[str, DataF
     stacked = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
     value_cols = [c for c in stacked.columns if c != KEY]
     joined = stacked.groupBy(KEY).agg(*[F.max(c).alias(c) for c in value_cols])
+    # an entity exists while some source's current row carries its key itself: rows linked to it
+    # (matched without a key) describe it but do not keep it alive once those rows are deleted
+    joined = joined.where(reduce(lambda a, b: a | b, [~F.coalesce(F.col(f"_linked__{s}"), F.lit(True)) for s in used]))
     if persist:
         from pyspark import StorageLevel
         joined = joined.persist(StorageLevel.MEMORY_AND_DISK)
