@@ -12,6 +12,7 @@ of whose sources' newest delivery failed a check is not published (``blocking``,
 """
 from __future__ import annotations
 
+import datetime
 import statistics
 
 from pyspark.sql import DataFrame, SparkSession
@@ -114,14 +115,15 @@ def profile_and_check(spark: SparkSession, settings: Settings, sc: SourceContrac
     ppath = io.table_path(settings, *PROFILES)
     earlier: dict[tuple[str, str], list[float]] = {}
     window = int(hc.get("window", 7)) if hc else 7
-    if hc and io.is_table(spark, ppath):
-        prev = (io.read(spark, ppath)
-                .where((F.col("source") == sc.source) & (F.col("kind") == kind) & (F.col("as_of") < F.lit(as_of).cast("date"))
-                       & (F.col("batch_id") != batch_id)))
-        batches = [r["batch_id"] for r in prev.select("batch_id", "as_of").distinct()
-                   .orderBy(F.col("as_of").desc(), F.col("batch_id").desc()).limit(window).collect()]
-        for r in prev.where(F.col("batch_id").isin(batches)).collect():
-            earlier.setdefault((r["metric"], r["column"] or ""), []).append(r["value"])
+    if hc and io.has_commit(ppath):  # a small table, read with deltalake: no Spark job per delivery
+        day = datetime.date.fromisoformat(str(as_of)[:10])
+        prev = [r for r in io.delta_table(ppath).to_pyarrow_table(
+                    columns=["source", "batch_id", "as_of", "kind", "metric", "column", "value"]).to_pylist()
+                if r["source"] == sc.source and r["kind"] == kind and r["as_of"] < day and r["batch_id"] != batch_id]
+        batches = {b for _, b in sorted({(r["as_of"], r["batch_id"]) for r in prev}, reverse=True)[:window]}
+        for r in prev:
+            if r["batch_id"] in batches:
+                earlier.setdefault((r["metric"], r["column"] or ""), []).append(r["value"])
     results = {(r["metric"], r["column"]): r for r in (evaluate(current, earlier, hc, rows_read) if hc else [])}
     rows = []
     for m, c, v in current:

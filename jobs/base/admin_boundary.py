@@ -69,7 +69,7 @@ def file_name(spark: SparkSession, settings: Settings, source: str, sha: str) ->
     """The name the file was delivered under (landing manifest), or its sha256."""
     from jobs.landing.ingest import manifest_row
 
-    row = manifest_row(spark, settings, source, sha)
+    row = manifest_row(settings, source, sha)
     return row["file_name"] if row is not None else f"file {sha[:16]}"
 
 

@@ -324,6 +324,8 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
             counts = {r["decision"]: r["count"] for r in links.groupBy("decision").count().collect()}
             stats["linkage"] = {"linked": counts.get("linked", 0), "review": counts.get("review", 0),
                                 "unmatched": counts.get("unmatched", 0), "seconds": round(time.time() - t1, 2)}
+        log.info("%s: links in %.1fs", table, time.time() - t1)
+        t1 = time.time()
         touched = {}
         for d in dates:
             if d < since:
@@ -345,6 +347,7 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
                     touched[d] = touched[d].unionByName(lost).distinct()
             keys = keys.distinct().localCheckpoint()
             stats["touched"] = keys.count()
+        log.info("%s: %s entities touched, found in %.1fs", table, stats.get("touched", "all"), time.time() - t1)
         g, found, conflicts = golden.golden_records(tc, contracts, raw, links, persist=True, keys=keys)
         g = g.persist(StorageLevel.MEMORY_AND_DISK)
         run = build_run(table)
@@ -367,6 +370,7 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
             res = gates.publish_merge(spark, settings, tc, g.drop(KEY), deleted, meta)
         else:
             res = gates.publish(spark, settings, tc, g.drop(KEY), meta)
+        log.info("%s: golden records computed and the table %s in %.1fs", table, res.status, time.time() - t1)
         findings.write_if_changed(settings, found.persist(StorageLevel.MEMORY_AND_DISK), run_id=run)
         io.replace_if_changed(conflicts, cpath, f"run_id = '{run}'")
         log.info("%s: %s, findings and conflicts in %.1fs", table, res.status, time.time() - t1)

@@ -239,12 +239,11 @@ def counts(checked: DataFrame) -> tuple[int, int, int]:
 
 # ------------------------------------------------------------------ job
 
-def manifest_row(spark: SparkSession, settings: Settings, source: str, sha: str):
-    path = io.table_path(settings, *MANIFEST)
-    if not io.is_table(spark, path):
-        return None
-    rows = io.read(spark, path).where((F.col("source") == source) & (F.col("sha256") == sha)).collect()
-    return rows[0] if rows else None
+def manifest_row(settings: Settings, source: str, sha: str) -> dict | None:
+    """The manifest row of ``(source, sha)``, or None when that file has not landed. Read with
+    deltalake (no Spark job: it is asked once per file, and a Spark read of this small table cost
+    more than a second each time)."""
+    return next((r for r in landing.manifest_rows(settings, source) if r["sha256"] == sha), None)
 
 
 @dataclass
@@ -365,7 +364,7 @@ def _ingest_file(settings: Settings, source: str, file: str | Path, spark: Spark
     sha = parsed_ahead.sha if parsed_ahead is not None else sha256_of(file)
     batch_id = f"{source}-{sha[:16]}"
     spark = spark or get_spark(settings)
-    done = manifest_row(spark, settings, source, sha)
+    done = manifest_row(settings, source, sha)
     if done is not None:
         if parsed_ahead is not None:
             _remove(parsed_ahead.staging)
