@@ -69,22 +69,20 @@ def read(spark: SparkSession, path: str) -> DataFrame:
 
 
 def version(spark: SparkSession, path: str) -> int | None:
+    """The latest Delta version of ``path`` (None: no table), read from its log by delta-rs: a
+    Spark ``history()`` job costs a second on two cores, and the builds ask this many times a run."""
     if not is_table(spark, path):
         return None
-    from delta.tables import DeltaTable
-
-    return DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
+    return delta_table(path).version()
 
 
 def last_metadata(spark: SparkSession, path: str) -> dict:
-    """The JSON userMetadata of the latest commit ({} if none)."""
+    """The JSON userMetadata of the latest commit ({} if none), read from the log by delta-rs."""
     if not is_table(spark, path):
         return {}
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history(1).select("userMetadata").collect()[0]
+    history = delta_table(path).history(1)
     try:
-        return json.loads(row["userMetadata"] or "{}")
+        return json.loads((history[0].get("userMetadata") if history else None) or "{}")
     except ValueError:
         return {}
 
@@ -120,6 +118,113 @@ def replace_where(df: DataFrame, path: str, condition: str, meta: dict | None = 
             w.mode("overwrite").option("replaceWhere", condition).save(path)
         else:
             w.mode("overwrite").save(path)
+
+
+def arrow_rows(rows: list, ddl: str):
+    """``rows`` (dicts or tuples in the order of ``ddl``) as an Arrow table with the Spark schema
+    ``ddl`` ("a string, b long, ..."), built without a Spark job."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import _parse_datatype_string
+
+    schema = to_arrow_schema(_parse_datatype_string(ddl))
+    names = schema.names
+    dicts = [r if isinstance(r, dict) else dict(zip(names, r)) for r in rows]
+    return pa.Table.from_pylist(dicts, schema=schema)
+
+
+def _datafusion_predicate(condition: str) -> str:
+    """A Spark SQL condition of this code base (``a = 'x' AND `b` IN ('y')``) for delta-rs, whose
+    parser quotes identifiers with double quotes, not backticks (string literals left alone)."""
+    return re.sub(r"('(?:[^']|'')*')|`([^`]+)`", lambda m: m.group(1) or f'"{m.group(2)}"', condition)
+
+
+def replace_where_rows(spark: SparkSession, data, path: str, condition: str, meta: dict | None = None) -> None:
+    """``replace_where`` for a few rows already in the driver (an Arrow table): written by delta-rs
+    when the table exists (one commit in about 10 ms, where Spark's write of the same rows takes two
+    to three seconds on two cores: the ingest writes three such tables per file, the builds a few
+    more). The table's first write goes through Spark, so that it is created with the same
+    properties (``_with_stats``) as every other table."""
+    import pyarrow as pa
+    from deltalake import CommitProperties
+
+    target = pa.schema(delta_table(path).schema().to_arrow()) if has_commit(path) else None
+    if target is None or sorted(target.names) != sorted(data.column_names):
+        # a new table, or other columns than the table's: Spark's write, its checks and errors
+        replace_where(spark.createDataFrame(data), path, condition, meta)
+        return
+    with locks.table_lock(path):
+        tables.prepare_for_write(path)
+        data = data.select(target.names).cast(target)
+        props = CommitProperties(custom_metadata={"userMetadata": json.dumps(meta, ensure_ascii=False, sort_keys=True)}) \
+            if meta else None
+        write_delta_rs(path, data, mode="overwrite", predicate=_datafusion_predicate(condition), commit_properties=props)
+
+
+def rows_where(path: str, condition: str, select: str = "*"):
+    """``SELECT select`` over the rows of the table at ``path`` matching ``condition`` (a Spark SQL
+    condition of this code base), read JVM-free (delta-rs's dataset, filtered by DuckDB), as an Arrow
+    table; None when there is no table."""
+    if not has_commit(path):
+        return None
+    import duckdb
+
+    dataset = delta_table(path).to_pyarrow_dataset()  # noqa: F841 (DuckDB scans it by name)
+    with duckdb.connect() as con:
+        return con.sql(f"SELECT {select} FROM dataset WHERE {_datafusion_predicate(condition)}").to_arrow_table()
+
+
+def _same_rows(a, b) -> bool:
+    """Two Arrow tables hold the same rows (as a multiset), columns matched by name."""
+    if a.num_rows != b.num_rows or sorted(a.column_names) != sorted(b.column_names):
+        return False
+    names = sorted(a.column_names)
+
+    def rows(t):
+        return sorted(map(repr, t.select(names).to_pylist()))
+
+    return rows(a) == rows(b)
+
+
+# a table part of up to this many rows is collected to the driver and committed by delta-rs
+ROWS_IN_DRIVER = 200_000
+
+
+def replace_where_sized(df: DataFrame, path: str, condition: str, rows: int, meta: dict | None = None) -> None:
+    """``replace_where`` of ``df``, known to hold ``rows`` rows: up to ``ROWS_IN_DRIVER`` collected and
+    committed by delta-rs (``replace_where_rows``), more written by Spark."""
+    if rows <= ROWS_IN_DRIVER:
+        replace_where_rows(df.sparkSession, df.toArrow(), path, condition, meta)
+    else:
+        replace_where(df, path, condition, meta)
+
+
+def replace_where_small(df: DataFrame, path: str, condition: str, meta: dict | None = None) -> None:
+    """``replace_where`` of a ``df`` of unknown size: collected (up to ``ROWS_IN_DRIVER`` + 1 rows) and
+    committed by delta-rs when it fits, else written by Spark."""
+    data = df.limit(ROWS_IN_DRIVER + 1).toArrow()
+    if data.num_rows > ROWS_IN_DRIVER:
+        replace_where(df, path, condition, meta)
+    else:
+        replace_where_rows(df.sparkSession, data, path, condition, meta)
+
+
+def replace_if_changed_small(df: DataFrame, path: str, condition: str, meta: dict | None = None,
+                             create_empty: bool = True) -> bool:
+    """``replace_if_changed`` for a part of a table small enough for the driver (findings, conflicts,
+    build records): the rows are collected once, compared with the stored ones and, if different,
+    committed by delta-rs (``replace_where_rows``); a bigger ``df`` goes the Spark way."""
+    data = df.limit(ROWS_IN_DRIVER + 1).toArrow()
+    if data.num_rows > ROWS_IN_DRIVER:
+        return replace_if_changed(df, path, condition, meta, create_empty)
+    old = rows_where(path, condition)
+    if old is not None:
+        if _same_rows(old, data):
+            return False
+    elif not create_empty and data.num_rows == 0:
+        return False
+    replace_where_rows(df.sparkSession, data, path, condition, meta)
+    return True
 
 
 def append(df: DataFrame, path: str) -> None:

@@ -34,16 +34,20 @@ def conform(df: DataFrame) -> DataFrame:
                        for col, (c, _t) in zip(cols, COLUMNS)])
 
 
-def write(settings: Settings, df: DataFrame, run_id: str) -> None:
+def write(settings: Settings, df: DataFrame, run_id: str, rows: int | None = None) -> None:
+    """Replace the findings of ``run_id`` with ``df`` (``rows``: about how many there are, if known)."""
     path = io.table_path(settings, *FINDINGS)
-    io.replace_where(conform(df), path, f"run_id = '{run_id}'")
+    if rows is None:
+        io.replace_where(conform(df), path, f"run_id = '{run_id}'")
+    else:  # up to io.ROWS_IN_DRIVER committed by delta-rs
+        io.replace_where_sized(conform(df), path, f"run_id = '{run_id}'", rows)
 
 
 def write_if_changed(settings: Settings, df: DataFrame, run_id: str) -> bool:
     """Replace the findings of ``run_id`` unless they are already exactly these (no new Delta
     version then; an empty ``df`` does not create the table); True if written."""
-    return io.replace_if_changed(conform(df), io.table_path(settings, *FINDINGS), f"run_id = '{run_id}'",
-                                 create_empty=False)
+    return io.replace_if_changed_small(conform(df), io.table_path(settings, *FINDINGS), f"run_id = '{run_id}'",
+                                       create_empty=False)
 
 
 def has_run(spark, settings: Settings, run_id: str) -> bool:

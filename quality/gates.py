@@ -190,10 +190,10 @@ def validate(spark: SparkSession, settings: Settings, name: str, df: DataFrame, 
     if not all(r["success"] for r in rows):
         rows = _run_suite(settings, name, df, specs, run_id, samples=SAMPLES)
     _push(settings)
-    out = spark.createDataFrame([{k: v for k, v in r.items() if k != "examples"} for r in rows], schema=(
+    out = io.arrow_rows([{k: v for k, v in r.items() if k != "examples"} for r in rows], (
         "run_id string, table string, expectation string, column string, kwargs string, success boolean, "
         "unexpected_count long, element_count long, observed string"))
-    io.replace_where(out, io.table_path(settings, *VALIDATIONS), f"run_id = '{run_id}' AND `table` = '{name}'")
+    io.replace_where_rows(spark, out, io.table_path(settings, *VALIDATIONS), f"run_id = '{run_id}' AND `table` = '{name}'")
     return [r for r in rows if not r["success"]]
 
 
@@ -460,7 +460,7 @@ def publish_merge(spark: SparkSession, settings: Settings, tc: TableContract, up
     new_h = upserts.select(*keys, io.row_hash(upserts).alias("_h"))
     target = io.read(spark, path).select(*cols)
     affected = new_h.select(*keys).unionByName(deleted.select(*keys)).distinct()
-    old = target.join(F.broadcast(affected) if False else affected, keys, "left_semi")
+    old = target.join(affected, keys, "left_semi")
     old_h = old.select(*keys, io.row_hash(old).alias("_oh")).persist(StorageLevel.MEMORY_AND_DISK)
     new_h = new_h.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -485,8 +485,9 @@ def publish_merge(spark: SparkSession, settings: Settings, tc: TableContract, up
             if failures:
                 io.overwrite(upd, settings.path("_staging", tc.zone, tc.name), {"fingerprint": fp, "gate_run_id": run_id})
                 raise GateFailed(tc.table, failures)
-        src = upd.withColumn("_del", F.lit(False)).unionByName(
-            gone.select(*keys).join(target, keys, "inner").select(*cols).withColumn("_del", F.lit(True)))
+        # a removed row needs only its key (the delete clause reads nothing else): no second scan of the table
+        removed = gone.select(*keys, *[F.lit(None).cast(target.schema[c].dataType).alias(c) for c in cols if c not in keys])
+        src = upd.withColumn("_del", F.lit(False)).unionByName(removed.select(*cols).withColumn("_del", F.lit(True)))
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         assign = {c: f"s.`{c}`" for c in cols}
         commit = {**current, **meta, "fingerprint": fp, "gate_run_id": run_id, "operation": "merge",

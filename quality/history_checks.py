@@ -23,7 +23,7 @@ from lake.contracts import SourceContract
 from lake.settings import Settings
 
 PROFILES = ("quality", "delivery_profiles")
-SCHEMA = ("source string, batch_id string, as_of string, kind string, metric string, `column` string, value double, "
+SCHEMA = ("source string, batch_id string, as_of date, kind string, metric string, `column` string, value double, "
           "baseline double, lower double, upper double, deliveries int, passed boolean, message string")
 DEFECTS = {"rows": "row_count_out_of_bounds", "null_rate": "null_rate_jump",
            "distinct": "distinct_count_out_of_bounds", "mean": "mean_out_of_bounds"}
@@ -126,13 +126,13 @@ def profile_and_check(spark: SparkSession, settings: Settings, sc: SourceContrac
                 earlier.setdefault((r["metric"], r["column"] or ""), []).append(r["value"])
     results = {(r["metric"], r["column"]): r for r in (evaluate(current, earlier, hc, rows_read) if hc else [])}
     rows = []
+    as_of_day = datetime.date.fromisoformat(str(as_of)[:10])
     for m, c, v in current:
         r = results.get((m, c), {})
-        rows.append((sc.source, batch_id, as_of, kind, m, c, v, r.get("baseline"), r.get("lower"), r.get("upper"),
+        rows.append((sc.source, batch_id, as_of_day, kind, m, c, v, r.get("baseline"), r.get("lower"), r.get("upper"),
                      r.get("deliveries"), r.get("passed"), r.get("message")))
-    prof = spark.createDataFrame(rows, SCHEMA).withColumn("as_of", F.col("as_of").cast("date"))
-    with lock:
-        io.replace_where(prof, ppath, f"batch_id = '{batch_id}'")
+    with lock:  # a few rows: committed by delta-rs
+        io.replace_where_rows(spark, io.arrow_rows(rows, SCHEMA), ppath, f"batch_id = '{batch_id}'")
     results = list(results.values())
     failed = [r for r in results if not r["passed"]]
     if not failed:
@@ -151,16 +151,16 @@ def blocking(spark: SparkSession, settings: Settings, sources: list[str]) -> lis
     """The failed checks of the newest delivery (latest business date, then batch id) of each of
     ``sources``: what blocks publication when the policy says so."""
     ppath = io.table_path(settings, *PROFILES)
-    if not sources or not io.is_table(spark, ppath):
+    if not sources or not io.has_commit(ppath):
         return []
-    prof = io.read(spark, ppath).where(F.col("source").isin(sources))
-    latest = {}
-    for r in prof.select("source", "batch_id", "as_of").distinct().collect():
+    wanted = set(sources)  # a small table, read with deltalake: no Spark job per publication
+    prof = [r for r in io.delta_table(ppath).to_pyarrow_table().to_pylist() if r["source"] in wanted]
+    latest: dict = {}
+    for r in prof:
         cur = latest.get(r["source"])
         if cur is None or (r["as_of"], r["batch_id"]) > cur:
             latest[r["source"]] = (r["as_of"], r["batch_id"])
-    if not latest:
-        return []
-    rows = (prof.where(F.col("batch_id").isin([b for _, b in latest.values()]) & (F.col("passed") == F.lit(False)))
-            .withColumnRenamed("value", "observed").orderBy("source", "metric", "column").collect())
-    return [r.asDict() for r in rows]
+    newest = {b for _, b in latest.values()}
+    rows = [{("observed" if k == "value" else k): v for k, v in r.items()} for r in prof
+            if r["batch_id"] in newest and r["passed"] is False]
+    return sorted(rows, key=lambda r: (r["source"], r["metric"], r["column"] is not None, r["column"] or ""))

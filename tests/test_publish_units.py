@@ -188,6 +188,50 @@ def test_fingerprint_detects_a_value_moving_to_a_null_column(spark):
     assert io.fingerprint(before) != io.fingerprint(after)
 
 
+# ----------------------------------------------------------------------------- small writes by delta-rs
+
+def test_datafusion_predicate_quotes_identifiers_not_literals():
+    assert io._datafusion_predicate("run_id = 'a`b' AND `table` = 'x'") == 'run_id = \'a`b\' AND "table" = \'x\''
+    assert io._datafusion_predicate("_batch_id IN ('p', 'q''s')") == "_batch_id IN ('p', 'q''s')"
+
+
+def test_replace_where_rows_creates_through_spark_then_commits_by_delta_rs(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    ddl = "table string, n long, as_of date, at timestamp"
+    path = str(tmp_path / "t")
+    day = datetime.date(2026, 11, 1)
+    at = datetime.datetime(2026, 11, 1, 8, tzinfo=datetime.timezone.utc)
+    io.replace_where_rows(spark, io.arrow_rows([("a", 1, day, at), ("b", 2, None, None)], ddl), path, "`table` = 'a'")
+    # created by Spark: the statistics property every table gets from its condition's columns
+    assert io.delta_table(path).metadata().configuration[io.STATS_PROPERTY] == "`table`"
+    io.replace_where_rows(spark, io.arrow_rows([{"table": "a", "n": 7}], ddl), path, "`table` = 'a'", {"run": 2})
+    engine = DeltaTable.forPath(spark, path).history(1).select("userMetadata", "engineInfo").collect()[0]
+    assert json.loads(engine["userMetadata"]) == {"run": 2} and "Spark" not in (engine["engineInfo"] or "")
+    assert io.last_metadata(spark, path) == {"run": 2} and io.version(spark, path) == 1
+    rows = sorted((r["table"], r["n"], r["as_of"]) for r in io.read(spark, path).collect())
+    assert rows == [("a", 7, None), ("b", 2, None)]
+    io.replace_where_rows(spark, io.arrow_rows([], ddl), path, "`table` = 'b'")  # nothing left of b
+    assert [r["table"] for r in io.read(spark, path).collect()] == ["a"]
+
+
+def test_replace_if_changed_small_writes_only_a_change(spark, tmp_path):
+    path = str(tmp_path / "t")
+    schema = "run_id string, k string, m map<string,string>"
+    rows = [("r1", "x", {"a": "1"}), ("r1", "y", None), ("r2", "z", {"b": "2"})]
+    assert io.replace_if_changed_small(spark.createDataFrame(rows, schema), path, "run_id IN ('r1', 'r2')")
+    v = io.version(spark, path)
+    same = spark.createDataFrame(list(reversed(rows[:2])), schema)  # r1's rows again, in another order
+    assert not io.replace_if_changed_small(same, path, "run_id = 'r1'") and io.version(spark, path) == v
+    changed = spark.createDataFrame([("r1", "x", {"a": "9"}), rows[1]], schema)
+    assert io.replace_if_changed_small(changed, path, "run_id = 'r1'") and io.version(spark, path) == v + 1
+    assert io.rows_where(path, "run_id = 'r1' AND k = 'x'").to_pylist()[0]["m"] == [("a", "9")]
+    assert io.rows_where(path, "run_id = 'r2'", "count(*) AS n").column("n")[0].as_py() == 1
+    empty = spark.createDataFrame([], schema)
+    assert not io.replace_if_changed_small(empty, str(tmp_path / "none"), "run_id = 'r'", create_empty=False)
+    assert io.rows_where(str(tmp_path / "none"), "run_id = 'r'") is None
+
+
 # ----------------------------------------------------------------------------- expectation specs
 
 def test_expectation_specs_single_key(contracts):

@@ -68,23 +68,26 @@ def deliveries(spark: SparkSession, settings: Settings, sources: list[str]) -> l
     """Every landed delivery of ``sources``: source, batch_id, as_of, kind (from the profiles ingest
     writes), ordered by business date."""
     path = io.table_path(settings, *history_checks.PROFILES)
-    if not io.is_table(spark, path):
+    if not io.has_commit(path):
         return []
-    rows = (io.read(spark, path).where(F.col("source").isin(sources))
-            .select("source", "batch_id", "as_of", "kind").distinct().collect())
-    return sorted((r.asDict() for r in rows), key=lambda r: (r["as_of"], r["source"], r["batch_id"]))
+    t = io.delta_table(path).to_pyarrow_table(columns=["source", "batch_id", "as_of", "kind"])  # small: no Spark job
+    wanted = set(sources)
+    rows = {tuple(r.values()) for r in t.to_pylist() if r["source"] in wanted}
+    return sorted((dict(zip(("source", "batch_id", "as_of", "kind"), r)) for r in rows),
+                  key=lambda r: (r["as_of"], r["source"], r["batch_id"]))
 
 
 def built_batches(spark: SparkSession, settings: Settings, table: str) -> set[str]:
     path = io.table_path(settings, *BUILDS)
-    if not io.is_table(spark, path):
+    if not io.has_commit(path):
         return set()
-    return {r["batch_id"] for r in io.read(spark, path).where(F.col("table") == table).select("batch_id").collect()}
+    t = io.delta_table(path).to_pyarrow_table(columns=["table", "batch_id"])  # small: no Spark job
+    return {b for tb, b in zip(t.column("table").to_pylist(), t.column("batch_id").to_pylist()) if tb == table}
 
 
 def record_builds(spark: SparkSession, settings: Settings, table: str, batches: list[dict]) -> None:
     df = spark.createDataFrame([(table, b["source"], b["batch_id"], b["as_of"]) for b in batches], BUILDS_SCHEMA)
-    io.replace_if_changed(df, io.table_path(settings, *BUILDS), f"`table` = '{table}'")
+    io.replace_if_changed_small(df, io.table_path(settings, *BUILDS), f"`table` = '{table}'")
 
 
 # ------------------------------------------------------------------ linkage per delivery date
@@ -143,9 +146,9 @@ def link_deliveries(spark: SparkSession, settings: Settings, tc: TableContract, 
                 decided, review = linkage.link(spark, model, reference, q, n_reference=n_ref)
             cond = f"run_id = '{run}' AND _batch_id IN ({', '.join(repr(i) for i in sorted(ids))})"
             if decided is not None:
-                io.replace_where(decided.withColumn("run_id", F.lit(run)), path, cond)
-                io.replace_where(review.withColumn("run_id", F.lit(run)),
-                                 io.table_path(settings, *golden.REVIEW_PAIRS), cond)
+                io.replace_where_small(decided.withColumn("run_id", F.lit(run)), path, cond)
+                io.replace_where_small(review.withColumn("run_id", F.lit(run)),
+                                       io.table_path(settings, *golden.REVIEW_PAIRS), cond)
         finally:
             q.unpersist()
     if not io.is_table(spark, path):
@@ -313,10 +316,11 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
         relink = [b for b in delivered if b["batch_id"] not in built or b["as_of"] > since] if incremental else delivered
         old_linked: list[str] = []
         lpath = io.table_path(settings, *golden.RECORD_LINKS)
-        if incremental and io.is_table(spark, lpath):  # the entities relinked rows were linked to before
-            old_linked = [r[0] for r in io.read(spark, lpath).where(
-                (F.col("run_id") == links_run(table)) & F.col("linked_key").isNotNull()
-                & F.col("_batch_id").isin([b["batch_id"] for b in relink])).select("linked_key").distinct().collect()]
+        if incremental:  # the entities relinked rows were linked to before (a small table: read JVM-free)
+            ids = ", ".join(repr(b["batch_id"]) for b in relink) or "NULL"
+            found = io.rows_where(lpath, f"run_id = '{links_run(table)}' AND linked_key IS NOT NULL AND _batch_id IN ({ids})",
+                                  "DISTINCT linked_key")
+            old_linked = [] if found is None else sorted(found.column("linked_key").to_pylist())
         t1 = time.time()
         links = link_deliveries(spark, settings, tc, contracts, raw, relink)
         if links is not None:
@@ -372,7 +376,7 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
             res = gates.publish(spark, settings, tc, g.drop(KEY), meta)
         log.info("%s: golden records computed and the table %s in %.1fs", table, res.status, time.time() - t1)
         findings.write_if_changed(settings, found.persist(StorageLevel.MEMORY_AND_DISK), run_id=run)
-        io.replace_if_changed(conflicts, cpath, f"run_id = '{run}'")
+        io.replace_if_changed_small(conflicts, cpath, f"run_id = '{run}'")
         log.info("%s: %s, findings and conflicts in %.1fs", table, res.status, time.time() - t1)
         # history
         t1 = time.time()
@@ -388,7 +392,8 @@ def build(settings: Settings, table: str, as_of: str, spark: SparkSession | None
                                                                                    "contracts": c_hash})
         stats["history_seconds"] = round(time.time() - t1, 2)
         record_builds(spark, settings, table, delivered)
-        n_findings = io.read(spark, fpath).where(F.col("run_id") == run).count() if io.is_table(spark, fpath) else 0
+        found_now = io.rows_where(fpath, f"run_id = '{run}'", "count(*) AS n")
+        n_findings = 0 if found_now is None else found_now.column("n")[0].as_py()
     finally:
         spark.catalog.clearCache()
     stats.update({"status": res.status, "rows": res.rows, "findings": n_findings, "since": str(since),

@@ -30,6 +30,9 @@ from lake.spark import get_spark
 from quality import findings
 
 MANIFEST = ("landing", "_manifest")
+MANIFEST_SCHEMA = ("source string, file_name string, landing_path string, sha256 string, bytes long, "
+                   "declared_encoding string, detected_encoding string, rows_read long, rows_raw long, "
+                   "rows_quarantined long, findings long, batch_id string, ingested_at timestamp")
 # Files of different sources are landed by concurrent threads (``run_many``); the tables they all
 # write (findings, manifest) take one commit at a time, so that two replaceWhere commits on one
 # unpartitioned table never race (Delta would fail the second with ConcurrentAppendException).
@@ -412,26 +415,25 @@ def _ingest_file(settings: Settings, source: str, file: str | Path, spark: Spark
             n_f += 1
             log.warning("%s: delivered empty (%s); reported to %s", file.name, parsed.empty, sc.department)
         cond = f"_file_sha256 = '{sha}'"
-        io.replace_where(raw, io.table_path(settings, "raw", source), cond)
-        io.replace_where(quarantine, io.table_path(settings, "quarantine", source), cond)
+        # a day's change file is a few thousand rows: committed by delta-rs; a full delivery by Spark
+        io.replace_where_sized(raw, io.table_path(settings, "raw", source), cond, n_raw)
+        io.replace_where_sized(quarantine, io.table_path(settings, "quarantine", source), cond, n_q)
         with _shared_writes:
-            findings.write(settings, found, run_id=batch_id)
+            findings.write(settings, found, run_id=batch_id, rows=n_f)
     finally:
         checked.unpersist()
     if n_raw + n_q != parsed.rows:
         raise RuntimeError(f"{file.name}: reconciliation failed: read {parsed.rows}, raw {n_raw} + quarantine {n_q}")
     result = IngestResult(source, file.name, sha, batch_id, parsed.rows, n_raw, n_q, n_f, False,
                           parsed.detected_encoding, 0.0)
-    record = spark.createDataFrame([{
+    record = io.arrow_rows([{
         "source": source, "file_name": file.name, "landing_path": landed, "sha256": sha,
         "bytes": os.path.getsize(file), "declared_encoding": sc.encoding, "detected_encoding": parsed.detected_encoding,
         "rows_read": parsed.rows, "rows_raw": n_raw, "rows_quarantined": n_q, "findings": n_f,
         "batch_id": batch_id, "ingested_at": ingested_at,
-    }], schema="source string, file_name string, landing_path string, sha256 string, bytes long, "
-               "declared_encoding string, detected_encoding string, rows_read long, rows_raw long, "
-               "rows_quarantined long, findings long, batch_id string, ingested_at timestamp")
+    }], MANIFEST_SCHEMA)
     with _shared_writes:  # replaceWhere, not append: one manifest row per (source, sha256) whatever happens
-        io.replace_where(record, io.table_path(settings, *MANIFEST), f"source = '{source}' AND sha256 = '{sha}'")
+        io.replace_where_rows(spark, record, io.table_path(settings, *MANIFEST), f"source = '{source}' AND sha256 = '{sha}'")
     _remove(staging)
     result.seconds = round(time.time() - t0, 2)
     log.info("%s: read %d, landed %d, quarantined %d, findings %d (%.1fs)",
