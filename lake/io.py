@@ -199,32 +199,44 @@ def replace_where_sized(df: DataFrame, path: str, condition: str, rows: int, met
         replace_where(df, path, condition, meta)
 
 
-def replace_where_small(df: DataFrame, path: str, condition: str, meta: dict | None = None) -> None:
-    """``replace_where`` of a ``df`` of unknown size: collected (up to ``ROWS_IN_DRIVER`` + 1 rows) and
-    committed by delta-rs when it fits, else written by Spark."""
+def _collect_small(df: DataFrame):
+    """``df`` as an Arrow table when it has at most ``ROWS_IN_DRIVER`` rows (one Spark job), else None."""
     data = df.limit(ROWS_IN_DRIVER + 1).toArrow()
-    if data.num_rows > ROWS_IN_DRIVER:
+    return None if data.num_rows > ROWS_IN_DRIVER else data
+
+
+def replace_where_small(df: DataFrame, path: str, condition: str, meta: dict | None = None) -> None:
+    """``replace_where`` of a ``df`` of unknown size: committed by delta-rs when it fits in the driver,
+    else written by Spark."""
+    data = _collect_small(df)
+    if data is None:
         replace_where(df, path, condition, meta)
     else:
         replace_where_rows(df.sparkSession, data, path, condition, meta)
 
 
-def replace_if_changed_small(df: DataFrame, path: str, condition: str, meta: dict | None = None,
-                             create_empty: bool = True) -> bool:
-    """``replace_if_changed`` for a part of a table small enough for the driver (findings, conflicts,
-    build records): the rows are collected once, compared with the stored ones and, if different,
-    committed by delta-rs (``replace_where_rows``); a bigger ``df`` goes the Spark way."""
-    data = df.limit(ROWS_IN_DRIVER + 1).toArrow()
-    if data.num_rows > ROWS_IN_DRIVER:
-        return replace_if_changed(df, path, condition, meta, create_empty)
+def replace_if_changed_rows(spark: SparkSession, data, path: str, condition: str, meta: dict | None = None,
+                            create_empty: bool = True) -> bool:
+    """``replace_if_changed`` for rows in the driver (an Arrow table): compared with the stored rows
+    matching ``condition`` and, if different, committed by delta-rs (``replace_where_rows``)."""
     old = rows_where(path, condition)
     if old is not None:
         if _same_rows(old, data):
             return False
     elif not create_empty and data.num_rows == 0:
         return False
-    replace_where_rows(df.sparkSession, data, path, condition, meta)
+    replace_where_rows(spark, data, path, condition, meta)
     return True
+
+
+def replace_if_changed_small(df: DataFrame, path: str, condition: str, meta: dict | None = None,
+                             create_empty: bool = True) -> bool:
+    """``replace_if_changed`` for a part of a table small enough for the driver (findings, conflicts):
+    the rows are collected once (``replace_if_changed_rows``); a bigger ``df`` goes the Spark way."""
+    data = _collect_small(df)
+    if data is None:
+        return replace_if_changed(df, path, condition, meta, create_empty)
+    return replace_if_changed_rows(df.sparkSession, data, path, condition, meta, create_empty)
 
 
 def append(df: DataFrame, path: str) -> None:

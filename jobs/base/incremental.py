@@ -67,27 +67,21 @@ def contracts_hash(settings: Settings) -> str:
 def deliveries(spark: SparkSession, settings: Settings, sources: list[str]) -> list[dict]:
     """Every landed delivery of ``sources``: source, batch_id, as_of, kind (from the profiles ingest
     writes), ordered by business date."""
-    path = io.table_path(settings, *history_checks.PROFILES)
-    if not io.has_commit(path):
-        return []
-    t = io.delta_table(path).to_pyarrow_table(columns=["source", "batch_id", "as_of", "kind"])  # small: no Spark job
-    wanted = set(sources)
-    rows = {tuple(r.values()) for r in t.to_pylist() if r["source"] in wanted}
-    return sorted((dict(zip(("source", "batch_id", "as_of", "kind"), r)) for r in rows),
-                  key=lambda r: (r["as_of"], r["source"], r["batch_id"]))
+    found = io.rows_where(io.table_path(settings, *history_checks.PROFILES),  # small: no Spark job
+                          f"source IN ({', '.join(repr(s) for s in sources) or 'NULL'})",
+                          "DISTINCT source, batch_id, as_of, kind")
+    rows = [] if found is None else found.to_pylist()
+    return sorted(rows, key=lambda r: (r["as_of"], r["source"], r["batch_id"]))
 
 
 def built_batches(spark: SparkSession, settings: Settings, table: str) -> set[str]:
-    path = io.table_path(settings, *BUILDS)
-    if not io.has_commit(path):
-        return set()
-    t = io.delta_table(path).to_pyarrow_table(columns=["table", "batch_id"])  # small: no Spark job
-    return {b for tb, b in zip(t.column("table").to_pylist(), t.column("batch_id").to_pylist()) if tb == table}
+    found = io.rows_where(io.table_path(settings, *BUILDS), f"`table` = '{table}'", "batch_id")  # small: no Spark job
+    return set() if found is None else set(found.column("batch_id").to_pylist())
 
 
 def record_builds(spark: SparkSession, settings: Settings, table: str, batches: list[dict]) -> None:
-    df = spark.createDataFrame([(table, b["source"], b["batch_id"], b["as_of"]) for b in batches], BUILDS_SCHEMA)
-    io.replace_if_changed_small(df, io.table_path(settings, *BUILDS), f"`table` = '{table}'")
+    rows = io.arrow_rows([(table, b["source"], b["batch_id"], b["as_of"]) for b in batches], BUILDS_SCHEMA)
+    io.replace_if_changed_rows(spark, rows, io.table_path(settings, *BUILDS), f"`table` = '{table}'")
 
 
 # ------------------------------------------------------------------ linkage per delivery date
